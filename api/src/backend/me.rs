@@ -1,0 +1,71 @@
+//! `/users/*`: the caller's own record and key material, and the public profiles of their org.
+
+use axum::extract::State;
+use axum::Json;
+
+use harden_commands::access;
+use harden_domain::values::{PublicKeys, SealedPrivateKeys};
+use harden_domain::UserId;
+
+use crate::dto::{Consistency, MeResponse, PublicProfile, StoreKeysRequest};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{AppJson, AppPath, Caller};
+use crate::state::AppState;
+
+const USER_NOT_FOUND: &str = "user not found";
+
+async fn me_record(state: &AppState, user: UserId) -> Result<MeResponse, ApiError> {
+    let row = state.directory.user(user).await?.ok_or_else(|| ApiError::not_found(USER_NOT_FOUND))?;
+    Ok(MeResponse::from(&row))
+}
+
+/// The authenticated user's record, with the API key hash blanked and the sealed private keys the
+/// Proxy needs.
+#[utoipa::path(get, path = "/users/me", tag = "users", security(("apiKey" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody)))]
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<MeResponse>, ApiError> {
+    Ok(Json(me_record(&state, caller.user_id).await?))
+}
+
+/// Stores the caller's public keys and sealed private keys. Once a user has keys, only a re-seal is
+/// accepted (the same public keys with newly sealed private keys); different public keys are a 409,
+/// so keys that protect data are never silently replaced.
+#[utoipa::path(post, path = "/users/me/keys", tag = "users", request_body = StoreKeysRequest, security(("apiKey" = [])),
+    responses((status = 200, body = MeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn store_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(req): AppJson<StoreKeysRequest>,
+) -> Result<(Consistency, Json<MeResponse>), ApiError> {
+    let public_keys = PublicKeys::parse(&req.public_key_ecc_b64, &req.public_key_kyber_b64).map_err(harden_commands::Error::from)?;
+    let sealed = SealedPrivateKeys::parse(&req.encrypted_private_key_ecc_b64, &req.encrypted_private_key_kyber_b64)
+        .map_err(harden_commands::Error::from)?;
+    let committed = state.harden.store_keys(&caller, public_keys, sealed, caller.meta()).await?;
+    let freshness = state.read_models.wait_for(committed.position).await;
+    Ok((Consistency(freshness), Json(me_record(&state, caller.user_id).await?)))
+}
+
+/// Public profiles of the active users in the caller's org.
+#[utoipa::path(get, path = "/users/org", tag = "users", security(("apiKey" = [])),
+    responses((status = 200, body = Vec<PublicProfile>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn org_directory(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<PublicProfile>>, ApiError> {
+    let org = access::own_org(&caller)?;
+    let users = state.directory.active_users(org).await?;
+    Ok(Json(users.iter().map(PublicProfile::from).collect()))
+}
+
+/// One public profile from the caller's org; a user of another org (or none) is 404.
+#[utoipa::path(get, path = "/users/org/{userId}", tag = "users", params(("userId" = uuid::Uuid, Path)), security(("apiKey" = [])),
+    responses((status = 200, body = PublicProfile), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn org_profile(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(user): AppPath<UserId>,
+) -> Result<Json<PublicProfile>, ApiError> {
+    let org = access::own_org(&caller)?;
+    match state.directory.user(user).await? {
+        Some(row) if row.active && row.org_id == Some(*org.as_uuid()) => Ok(Json(PublicProfile::from(&row))),
+        _ => Err(ApiError::not_found(USER_NOT_FOUND)),
+    }
+}

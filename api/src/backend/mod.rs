@@ -1,0 +1,61 @@
+//! The Backend API: anonymous account-lifecycle routes, admin routes and user routes. It stores
+//! only ciphertext and wrapped keys; it never receives a user secret or a plaintext value.
+
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::layers;
+use crate::state::AppState;
+
+pub mod health;
+pub mod me;
+pub mod orgs;
+pub mod plans;
+pub mod users;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "harden Backend API", description = "Orgs, plans, users and API keys, encrypted records. Stores only ciphertext and wrapped keys."),
+    modifiers(&ApiKeyAuth),
+    tags(
+        (name = "health"), (name = "auth", description = "Anonymous account lifecycle"),
+        (name = "admin", description = "Global admin and org admin routes"), (name = "users", description = "The caller and their org")
+    )
+)]
+struct BackendDoc;
+
+/// Declares the `X-Api-Key` header scheme the routes refer to as `apiKey`.
+pub struct ApiKeyAuth;
+
+impl Modify for ApiKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("apiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))));
+    }
+}
+
+pub fn openapi_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(BackendDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(plans::list_plans))
+        .routes(routes!(orgs::create_org, orgs::list_orgs))
+        .routes(routes!(orgs::change_plan))
+        .routes(routes!(users::create_user, users::list_users))
+        .routes(routes!(users::deactivate_user))
+        .routes(routes!(users::rotate_key))
+        .routes(routes!(me::me))
+        .routes(routes!(me::store_keys))
+        .routes(routes!(me::org_directory))
+        .routes(routes!(me::org_profile))
+}
+
+/// The Backend's router, with its OpenAPI document at `/openapi.json`.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let (router, doc) = openapi_router().split_for_parts();
+    let router = router.route("/openapi.json", get(move || async move { Json(doc) }));
+    layers::apply(router.with_state(state), max_body_bytes)
+}

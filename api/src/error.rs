@@ -1,0 +1,84 @@
+//! The one place where failures become HTTP statuses.
+//!
+//! rule violation → 400, missing or bad credentials → 401, role → 403, missing or another tenant's
+//! → 404, state conflict → 409, too many concurrent writers → 503 with `Retry-After`, anything else →
+//! an opaque 500 whose cause is logged here, inside the request's span, and never sent.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use harden_commands::Error as CommandError;
+
+/// Every error body harden sends.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// A command or query outcome.
+    Command(CommandError),
+    /// Request-level problems found before any command: auth, parsing, limits.
+    Status(StatusCode, String),
+}
+
+impl ApiError {
+    pub fn status(status: StatusCode, msg: impl Into<String>) -> Self {
+        ApiError::Status(status, msg.into())
+    }
+    pub fn unauthorized(msg: impl Into<String>) -> Self {
+        ApiError::Status(StatusCode::UNAUTHORIZED, msg.into())
+    }
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        ApiError::Command(CommandError::not_found(msg))
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        ApiError::Command(e)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Command(e.into())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::Command(CommandError::Internal(e))
+    }
+}
+
+fn body(status: StatusCode, msg: String) -> Response {
+    (status, Json(ErrorBody { error: msg })).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Status(status, msg) => body(status, msg),
+            ApiError::Command(e) => match e {
+                CommandError::Invalid(msg) => body(StatusCode::BAD_REQUEST, msg),
+                CommandError::Forbidden(msg) => body(StatusCode::FORBIDDEN, msg),
+                CommandError::NotFound(msg) => body(StatusCode::NOT_FOUND, msg),
+                CommandError::Conflict(msg) => body(StatusCode::CONFLICT, msg),
+                CommandError::Busy => {
+                    let mut response = body(StatusCode::SERVICE_UNAVAILABLE, CommandError::Busy.to_string());
+                    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                    response
+                }
+                CommandError::Internal(cause) => {
+                    tracing::error!(error = format!("{cause:#}"), "request failed");
+                    body(StatusCode::INTERNAL_SERVER_ERROR, "internal server error".to_owned())
+                }
+            },
+        }
+    }
+}

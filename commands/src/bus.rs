@@ -1,0 +1,184 @@
+//! Executing commands against the event store.
+//!
+//! Every command goes through [`Commands::execute`]: cqrs-es loads the aggregate from its events,
+//! `handle` decides, postgres-es appends with optimistic concurrency (a second writer at the same
+//! sequence fails with 23505 and cqrs-es reports `AggregateConflict`). A conflict is retried a bounded
+//! number of times against the fresh state, then answered as [`Error::Busy`].
+//!
+//! After a commit the bus (1) reads the position of the aggregate's last event, so the caller can
+//! wait until the read models it reads have passed it, and (2) asks the [`Wakeup`] task to send one
+//! `pg_notify`, which wakes every follower of every instance. The NOTIFY is deliberately not part of
+//! the append transaction: a NOTIFY takes a server-wide lock at commit and would serialize all appends.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
+use postgres_es::PostgresEventRepository;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+use crate::error::Error;
+use harden_domain::{OrgId, UserId};
+
+/// The channel followers LISTEN on.
+pub const WAKE_CHANNEL: &str = "harden_events";
+
+/// How often a conflicting command is tried against fresh state before answering `Busy`.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// A place in the followers' read order: `(tx_id, global_id)` of an event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub tx_id: i64,
+    pub global_id: i64,
+}
+
+/// Who asked, on whose behalf, in which request. Stored with every event (cqrs-es metadata) and read
+/// by the audit view.
+#[derive(Clone, Debug, Default)]
+pub struct Meta {
+    pub org_id: Option<OrgId>,
+    pub actor: Option<UserId>,
+    pub request_id: Option<String>,
+}
+
+impl Meta {
+    fn to_map(&self) -> HashMap<String, String> {
+        let mut map = HashMap::new();
+        if let Some(org) = self.org_id {
+            map.insert("org_id".to_owned(), org.to_string());
+        }
+        if let Some(actor) = self.actor {
+            map.insert("actor_user_id".to_owned(), actor.to_string());
+        }
+        if let Some(rid) = &self.request_id {
+            map.insert("request_id".to_owned(), rid.clone());
+        }
+        map
+    }
+
+    pub fn with_org(mut self, org: OrgId) -> Self {
+        self.org_id = Some(org);
+        self
+    }
+}
+
+/// What a successful command leaves behind: the position of the aggregate's latest event (None if the
+/// aggregate has no events, which a successful no-op on a missing aggregate cannot produce).
+/// `recorded_at` is that event's commit-side timestamp, the same one the read models will show.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Committed {
+    pub position: Option<Position>,
+    pub recorded_at: Option<DateTime<Utc>>,
+}
+
+pub type Store<A> = PersistedEventStore<PostgresEventRepository, A>;
+
+/// Coalesces post-commit wake-ups into as few `pg_notify` calls as possible: many commits while one
+/// NOTIFY is in flight cost one more NOTIFY, not many.
+#[derive(Clone)]
+pub struct Wakeup {
+    pending: Arc<Notify>,
+}
+
+impl Wakeup {
+    pub fn spawn(pool: PgPool) -> Self {
+        let pending = Arc::new(Notify::new());
+        let signal = pending.clone();
+        tokio::spawn(async move {
+            loop {
+                signal.notified().await;
+                if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(WAKE_CHANNEL).execute(&pool).await {
+                    // The followers' poll fallback covers a lost wake-up.
+                    tracing::debug!(error = %e, "pg_notify failed");
+                }
+            }
+        });
+        Self { pending }
+    }
+
+    pub fn wake(&self) {
+        self.pending.notify_one();
+    }
+}
+
+/// The command side of one aggregate type.
+pub struct Commands<A: Aggregate<Services = ()>> {
+    cqrs: CqrsFramework<A, Store<A>>,
+    store: Store<A>,
+    pool: PgPool,
+    wakeup: Wakeup,
+}
+
+impl<A> Commands<A>
+where
+    A: Aggregate<Services = ()>,
+    A::Command: Clone,
+    A::Error: Into<Error>,
+{
+    pub fn new(pool: PgPool, wakeup: Wakeup) -> Self {
+        let cqrs = CqrsFramework::new(
+            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone())),
+            vec![],
+            (),
+        );
+        let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+        Self { cqrs, store, pool, wakeup }
+    }
+
+    pub async fn execute(&self, id: &str, command: A::Command, meta: &Meta) -> Result<Committed, Error> {
+        let metadata = meta.to_map();
+        for attempt in 1..=MAX_ATTEMPTS {
+            match self.cqrs.execute_with_metadata(id, command.clone(), metadata.clone()).await {
+                Ok(()) => {
+                    self.wakeup.wake();
+                    return self.last_commit(id).await;
+                }
+                Err(AggregateError::UserError(e)) => return Err(e.into()),
+                Err(AggregateError::AggregateConflict) => {
+                    tracing::debug!(aggregate = A::TYPE, attempt, "concurrency conflict, retrying");
+                    tokio::time::sleep(Duration::from_millis(2u64 << attempt)).await;
+                }
+                Err(other) => {
+                    return Err(Error::Internal(
+                        anyhow::anyhow!("{other}").context(format!("Failed to execute a {} command", A::TYPE)),
+                    ))
+                }
+            }
+        }
+        Err(Error::Busy)
+    }
+
+    /// The aggregate as its events make it now: for rules that need the authoritative state (does
+    /// this org exist, which org is this user in) rather than a read model that may lag.
+    pub async fn load(&self, id: &str) -> Result<A, Error> {
+        let mut context = self
+            .store
+            .load_aggregate(id)
+            .await
+            .map_err(|e| Error::Internal(anyhow::anyhow!("{e}").context(format!("Failed to load {} {id}", A::TYPE))))?;
+        Ok(std::mem::take(cqrs_es::AggregateContext::aggregate(&mut context)))
+    }
+
+    async fn last_commit(&self, id: &str) -> Result<Committed, Error> {
+        let row: Option<(i64, i64, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT tx_id::text::bigint, global_id, recorded_at FROM events
+             WHERE aggregate_type = $1 AND aggregate_id = $2
+             ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(A::TYPE)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .context("Failed to read the position of a committed event")?;
+        Ok(match row {
+            Some((tx_id, global_id, at)) => Committed { position: Some(Position { tx_id, global_id }), recorded_at: Some(at) },
+            None => Committed::default(),
+        })
+    }
+}

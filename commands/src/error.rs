@@ -1,0 +1,76 @@
+//! The outcomes of a command other than success. Each kind is one HTTP status in `api/`; the
+//! message of every kind but `Internal` is written for the caller. `Internal` carries the cause for
+//! the log and is never shown.
+
+use harden_domain::org::OrgError;
+use harden_domain::user::UserError;
+use harden_domain::values::InvalidValue;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A broken rule or invalid input.
+    #[error("{0}")]
+    Invalid(String),
+    /// Authenticated, but the role does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Missing, or belonging to another tenant (which, for the caller, is the same thing).
+    #[error("{0}")]
+    NotFound(String),
+    /// The state does not allow it (exists already, keys already set, deactivated).
+    #[error("{0}")]
+    Conflict(String),
+    /// Concurrent writers kept winning; the caller may retry.
+    #[error("too many concurrent changes to the same record, retry shortly")]
+    Busy,
+    /// Infrastructure failure; logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+    pub fn forbidden(msg: impl Into<String>) -> Self {
+        Error::Forbidden(msg.into())
+    }
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Error::NotFound(msg.into())
+    }
+}
+
+impl From<InvalidValue> for Error {
+    fn from(e: InvalidValue) -> Self {
+        Error::Invalid(e.0)
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Internal(anyhow::Error::new(e).context("database query failed"))
+    }
+}
+
+impl From<OrgError> for Error {
+    fn from(e: OrgError) -> Self {
+        match e {
+            OrgError::AlreadyExists => Error::Conflict(e.to_string()),
+            OrgError::NotFound => Error::NotFound(e.to_string()),
+        }
+    }
+}
+
+impl From<UserError> for Error {
+    fn from(e: UserError) -> Self {
+        let msg = e.to_string();
+        match e {
+            UserError::NotFound => Error::NotFound(msg),
+            UserError::InvalidRole => Error::Invalid(msg),
+            UserError::GlobalAdminHasNoKeys => Error::Forbidden(msg),
+            UserError::AlreadyExists | UserError::Deactivated | UserError::KeysAlreadySet => {
+                Error::Conflict(msg)
+            }
+        }
+    }
+}

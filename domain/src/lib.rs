@@ -1,0 +1,25 @@
+//! # harden domain
+//!
+//! The pure heart of harden: aggregates, their commands, events and errors, and the validated value
+//! types they are built from. Nothing in this crate does IO, knows HTTP or SQL, reads a clock or draws
+//! randomness: outside data (ids, key hashes, the time) is looked up before a command is built and
+//! travels inside it.
+//!
+//! # Layout
+//! - [`ids`]: typed ids (`OrgId`, `UserId`, `ApiKeyId`) and the fixed id of the global admin.
+//! - [`values`]: validated newtypes (`OrgName`, `UserName`, `KeyBlob`, `PublicKeys`, ...).
+//! - [`plan`]: the plan catalog, limits and prices.
+//! - [`role`]: who a user is allowed to be.
+//! - [`org`]: the Org aggregate.
+//! - [`user`]: the User aggregate (profile, role, API keys, key material).
+
+pub mod ids;
+pub mod org;
+pub mod plan;
+pub mod role;
+pub mod user;
+pub mod values;
+
+pub use ids::{ApiKeyId, OrgId, UserId};
+pub use plan::{Plan, PlanLimits};
+pub use role::Role;

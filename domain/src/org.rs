@@ -1,0 +1,160 @@
+//! The Org aggregate: a tenant, its name and its plan.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ids::OrgId;
+use crate::plan::Plan;
+use crate::values::OrgName;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrgCommand {
+    CreateOrg { org_id: OrgId, name: OrgName, plan: Plan },
+    ChangePlan { plan: Plan },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum OrgEvent {
+    OrgCreated { org_id: OrgId, name: OrgName, plan: Plan },
+    OrgPlanChanged { org_id: OrgId, from: Plan, to: Plan },
+}
+
+impl DomainEvent for OrgEvent {
+    fn event_type(&self) -> String {
+        match self {
+            OrgEvent::OrgCreated { .. } => "OrgCreated",
+            OrgEvent::OrgPlanChanged { .. } => "OrgPlanChanged",
+        }
+        .to_owned()
+    }
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OrgError {
+    #[error("organization already exists")]
+    AlreadyExists,
+    #[error("organization not found")]
+    NotFound,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Org {
+    id: Option<OrgId>,
+    plan: Option<Plan>,
+}
+
+impl Org {
+    pub fn exists(&self) -> bool {
+        self.id.is_some()
+    }
+    pub fn plan(&self) -> Option<Plan> {
+        self.plan
+    }
+}
+
+impl Aggregate for Org {
+    const TYPE: &'static str = "Org";
+    type Command = OrgCommand;
+    type Event = OrgEvent;
+    type Error = OrgError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: OrgCommand,
+        _services: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), OrgError> {
+        match command {
+            OrgCommand::CreateOrg { org_id, name, plan } => {
+                if self.exists() {
+                    return Err(OrgError::AlreadyExists);
+                }
+                sink.write(OrgEvent::OrgCreated { org_id, name, plan }, self).await;
+            }
+            OrgCommand::ChangePlan { plan } => {
+                let (Some(org_id), Some(from)) = (self.id, self.plan) else {
+                    return Err(OrgError::NotFound);
+                };
+                // Asking for the plan the org already has changes nothing: a retried request or a
+                // duplicate billing webhook must not record a change twice.
+                if from != plan {
+                    sink.write(OrgEvent::OrgPlanChanged { org_id, from, to: plan }, self)
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: OrgEvent) {
+        match event {
+            OrgEvent::OrgCreated { org_id, plan, .. } => {
+                self.id = Some(org_id);
+                self.plan = Some(plan);
+            }
+            OrgEvent::OrgPlanChanged { to, .. } => self.plan = Some(to),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn org_id() -> OrgId {
+        OrgId::from_uuid(Uuid::from_u128(42))
+    }
+
+    fn created() -> OrgEvent {
+        OrgEvent::OrgCreated { org_id: org_id(), name: OrgName::parse("acme").unwrap(), plan: Plan::Free }
+    }
+
+    #[test]
+    fn create_org_records_name_and_plan() {
+        TestFramework::<Org>::with(())
+            .given_no_previous_events()
+            .when(OrgCommand::CreateOrg { org_id: org_id(), name: OrgName::parse("acme").unwrap(), plan: Plan::Free })
+            .then_expect_events(vec![created()]);
+    }
+
+    #[test]
+    fn create_org_refuses_an_existing_org() {
+        TestFramework::<Org>::with(())
+            .given(vec![created()])
+            .when(OrgCommand::CreateOrg { org_id: org_id(), name: OrgName::parse("other").unwrap(), plan: Plan::Smb })
+            .then_expect_error(OrgError::AlreadyExists);
+    }
+
+    #[test]
+    fn change_plan_records_from_and_to() {
+        TestFramework::<Org>::with(())
+            .given(vec![created()])
+            .when(OrgCommand::ChangePlan { plan: Plan::Business })
+            .then_expect_events(vec![OrgEvent::OrgPlanChanged { org_id: org_id(), from: Plan::Free, to: Plan::Business }]);
+    }
+
+    #[test]
+    fn change_plan_to_the_current_plan_records_nothing() {
+        TestFramework::<Org>::with(())
+            .given(vec![created()])
+            .when(OrgCommand::ChangePlan { plan: Plan::Free })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn change_plan_refuses_a_missing_org() {
+        TestFramework::<Org>::with(())
+            .given_no_previous_events()
+            .when(OrgCommand::ChangePlan { plan: Plan::Starter })
+            .then_expect_error(OrgError::NotFound);
+    }
+}

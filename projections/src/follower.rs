@@ -1,0 +1,201 @@
+//! The generic follower: reads committed events in order and feeds them to a [`Projector`],
+//! exactly once each.
+//!
+//! Order and completeness: events are read in `(tx_id, global_id)` order, and only those whose
+//! transaction id is below `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction still
+//! running anywhere in the cluster. Every transaction below that bound has finished, so no event can
+//! later appear behind the follower's checkpoint: a transaction that took an early `global_id` but
+//! committed late is waited for, not skipped. The bound is evaluated in the same statement as the
+//! read, and no writer ever waits on a follower.
+//!
+//! Exactly once: a batch, its read-model writes and the checkpoint update are one transaction. A
+//! crash anywhere rolls all three back and the batch is read again. The checkpoint row is locked
+//! `FOR UPDATE` for the batch, so the same follower running in several instances never applies a
+//! batch twice.
+//!
+//! Wake-up: a follower sleeps until the process's LISTEN connection sees a `pg_notify` (sent after
+//! each commit) or the poll interval passes, whichever is first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool, Row};
+use tokio::sync::watch;
+
+use harden_commands::Position;
+
+/// An event as the followers see it.
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    pub position: Position,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait Projector: Send + Sync + 'static {
+    /// The follower's unique name: the key of its checkpoint row.
+    fn name(&self) -> &'static str;
+
+    /// Applies one event inside the batch's transaction. An error rolls back the whole batch,
+    /// checkpoint included; the batch is retried after a backoff.
+    async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>;
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct FollowerConfig {
+    pub batch_size: i64,
+    pub poll_interval: Duration,
+}
+
+impl Default for FollowerConfig {
+    fn default() -> Self {
+        Self { batch_size: 500, poll_interval: Duration::from_millis(500) }
+    }
+}
+
+pub struct Follower<P> {
+    pool: PgPool,
+    projector: Arc<P>,
+    config: FollowerConfig,
+    position: watch::Sender<Position>,
+    wake: watch::Receiver<u64>,
+}
+
+const SELECT_BATCH: &str = "
+    SELECT global_id, tx_id::text::bigint AS tx_id, aggregate_type, aggregate_id, sequence,
+           event_type, event_version, payload, metadata, recorded_at
+    FROM events
+    WHERE (tx_id, global_id) > ($1::bigint::text::xid8, $2)
+      AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY tx_id, global_id
+    LIMIT $3";
+
+impl<P: Projector> Follower<P> {
+    pub fn new(pool: PgPool, projector: P, config: FollowerConfig, wake: watch::Receiver<u64>) -> Self {
+        let (position, _) = watch::channel(Position::default());
+        Self { pool, projector: Arc::new(projector), config, position, wake }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.projector.name()
+    }
+
+    /// The last position this follower has seen committed, for read-your-writes waits.
+    pub fn position(&self) -> watch::Receiver<Position> {
+        self.position.subscribe()
+    }
+
+    /// Creates the checkpoint row if this follower has never run.
+    pub async fn register(&self) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO follower_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(self.name())
+            .execute(&self.pool)
+            .await
+            .with_context(|| format!("Failed to register follower {}", self.name()))?;
+        Ok(())
+    }
+
+    /// Runs until the task is aborted. Aborting mid-batch is safe: the batch's transaction is rolled
+    /// back and read again by whoever runs next.
+    pub async fn run(mut self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let outcome = match self.register().await {
+                Ok(()) => self.step().await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(n) if n as i64 >= self.config.batch_size => continue,
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    tokio::select! {
+                        changed = self.wake.changed() => {
+                            if changed.is_err() {
+                                tokio::time::sleep(self.config.poll_interval).await;
+                            }
+                        }
+                        _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(follower = self.name(), error = format!("{e:#}"), "follower batch failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Applies one batch; returns how many events it applied.
+    pub async fn step(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await.context("Failed to begin a follower batch")?;
+        let (cp_tx, cp_gid): (i64, i64) = sqlx::query_as(
+            "SELECT tx_id::text::bigint, global_id FROM follower_checkpoints WHERE name = $1 FOR UPDATE",
+        )
+        .bind(self.name())
+        .fetch_one(&mut *tx)
+        .await
+        .with_context(|| format!("Failed to lock the checkpoint of {}", self.name()))?;
+        let rows = sqlx::query(SELECT_BATCH)
+            .bind(cp_tx)
+            .bind(cp_gid)
+            .bind(self.config.batch_size)
+            .fetch_all(&mut *tx)
+            .await
+            .context("Failed to read events")?;
+        let mut reached = Position { tx_id: cp_tx, global_id: cp_gid };
+        for row in &rows {
+            let event = decode(row)?;
+            self.projector
+                .apply(&mut tx, &event)
+                .await
+                .with_context(|| format!("{} failed on event {}/{}#{}", self.name(), event.aggregate_type, event.aggregate_id, event.sequence))?;
+            reached = event.position;
+        }
+        if !rows.is_empty() {
+            sqlx::query(
+                "UPDATE follower_checkpoints SET tx_id = $2::bigint::text::xid8, global_id = $3, updated_at = now()
+                 WHERE name = $1",
+            )
+            .bind(self.name())
+            .bind(reached.tx_id)
+            .bind(reached.global_id)
+            .execute(&mut *tx)
+            .await
+            .context("Failed to advance the checkpoint")?;
+        }
+        tx.commit().await.context("Failed to commit a follower batch")?;
+        self.position.send_if_modified(|p| {
+            let advanced = reached > *p;
+            if advanced {
+                *p = reached;
+            }
+            advanced
+        });
+        Ok(rows.len())
+    }
+}
+
+fn decode(row: &sqlx::postgres::PgRow) -> anyhow::Result<StoredEvent> {
+    Ok(StoredEvent {
+        position: Position { tx_id: row.try_get("tx_id")?, global_id: row.try_get("global_id")? },
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}

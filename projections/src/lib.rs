@@ -1,0 +1,20 @@
+//! # harden read side
+//!
+//! Read models as SQL tables, the followers that feed them from the event store, and the queries
+//! the API's GET routes run. Nothing here writes an event.
+//!
+//! # Layout
+//! - [`follower`]: the generic follower every projection (and the NATS relay) runs on: checkpoint
+//!   row, xmin-safe batch read, LISTEN wake-up with a poll fallback.
+//! - [`wake`]: the one LISTEN connection per process that wakes all followers.
+//! - [`read_models`]: the positions the followers have reached, and the bounded read-your-writes
+//!   wait a request does after a write.
+//! - [`directory`]: the org directory (orgs, users, public profiles) projection and its queries.
+
+pub mod directory;
+pub mod follower;
+pub mod read_models;
+pub mod wake;
+
+pub use follower::{Follower, FollowerConfig, Projector, StoredEvent};
+pub use read_models::ReadModels;

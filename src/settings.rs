@@ -1,0 +1,164 @@
+//! Typed settings: defaults, then an optional `harden.toml` (or the file named by `--config` /
+//! `HARDEN_CONFIG`), then `HARDEN_*` environment variables. With none of them, harden runs on this
+//! machine's local PostgreSQL and NATS. Secrets are `SecretString`s and never print.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Every setting harden reads. The README lists them with their environment names.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `development` or `production`. Production requires an explicit master key.
+    pub env: Environment,
+    pub database_url: SecretString,
+    pub database_max_connections: u32,
+    /// Where the global admin key (and, outside production, the master key) are written.
+    pub data_dir: PathBuf,
+    pub backend_addr: SocketAddr,
+    pub proxy_addr: SocketAddr,
+    pub nats_url: String,
+    /// 32 bytes, base64. Required in production; generated into the data dir otherwise.
+    pub master_key: Option<SecretString>,
+    /// A tracing filter, e.g. `info` or `harden=debug,tower_http=info`.
+    pub log: String,
+    pub log_format: LogFormat,
+    /// How long a write waits for the read models to show it before answering anyway.
+    pub read_model_wait_ms: u64,
+    /// The followers' poll interval, the fallback to their LISTEN wake-up.
+    pub follower_poll_ms: u64,
+    /// `idle_in_transaction_session_timeout` for every harden connection.
+    pub idle_in_transaction_timeout_ms: u64,
+    /// The largest JSON body the API accepts.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            env: Environment::Development,
+            database_url: SecretString::from("postgres://postgres@127.0.0.1:5432/harden"),
+            database_max_connections: 16,
+            data_dir: PathBuf::from("./data"),
+            backend_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            proxy_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            master_key: None,
+            log: "info".to_owned(),
+            log_format: LogFormat::Text,
+            read_model_wait_ms: 2_000,
+            follower_poll_ms: 500,
+            idle_in_transaction_timeout_ms: 30_000,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads settings from `config` (or `./harden.toml` if it exists) and the environment.
+    pub fn load(config: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        match config {
+            Some(path) => {
+                anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            // A missing ./harden.toml is simply no file settings.
+            None if Path::new("harden.toml").exists() => figment = figment.merge(Toml::file_exact("harden.toml")),
+            None => {}
+        }
+        figment
+            .merge(Env::prefixed("HARDEN_").ignore(&["config"]))
+            .extract()
+            .context("Invalid settings")
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+
+    pub fn read_model_wait(&self) -> Duration {
+        Duration::from_millis(self.read_model_wait_ms)
+    }
+
+    pub fn follower_poll(&self) -> Duration {
+        Duration::from_millis(self.follower_poll_ms)
+    }
+
+    pub fn idle_in_transaction_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_in_transaction_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        figment::Jail::expect_with(|_| {
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.backend_addr.to_string(), "127.0.0.1:8080");
+            assert_eq!(s.proxy_addr.to_string(), "127.0.0.1:8081");
+            assert_eq!(s.database_url.expose_secret(), "postgres://postgres@127.0.0.1:5432/harden");
+            assert_eq!(s.env, Environment::Development);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_the_file_which_overrides_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("harden.toml", "backend_addr = \"127.0.0.1:9000\"\nnats_url = \"nats://file:4222\"")?;
+            jail.set_env("HARDEN_NATS_URL", "nats://env:4222");
+            jail.set_env("HARDEN_DATA_DIR", "/tmp/harden-data");
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.backend_addr.to_string(), "127.0.0.1:9000");
+            assert_eq!(s.nats_url, "nats://env:4222");
+            assert_eq!(s.data_dir, PathBuf::from("/tmp/harden-data"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_settings_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HARDEN_DATABSE_URL", "typo");
+            assert!(Settings::load(None).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Settings { master_key: Some(SecretString::from("c2VjcmV0")), ..Settings::default() };
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("c2VjcmV0"));
+        assert!(!printed.contains("postgres://postgres@"));
+    }
+}

@@ -1,0 +1,145 @@
+//! Start-up: connect (creating and migrating the database if needed), make sure the master key and
+//! the global admin exist, start the followers, bind the listeners.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use harden_api::AppState;
+use harden_commands::bootstrap::{self, MasterKey};
+use harden_commands::db::{self, DbConfig};
+use harden_commands::Harden;
+use harden_projections::directory::{Directory, DirectoryProjector};
+use harden_projections::{wake, Follower, FollowerConfig, ReadModels};
+
+use crate::settings::Settings;
+
+/// Which listeners `harden serve` runs. The Backend can be deployed privately behind the Proxy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Surfaces {
+    #[default]
+    Both,
+    Backend,
+    Proxy,
+}
+
+struct Listener {
+    listener: TcpListener,
+    router: Router,
+}
+
+pub struct Application {
+    backend: Option<Listener>,
+    proxy: Option<Listener>,
+    followers: Vec<JoinHandle<()>>,
+    _master_key: Option<MasterKey>,
+}
+
+/// Connects to the configured database, creating it if missing, and migrates it.
+pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {
+    let pool = db::connect(&DbConfig {
+        url: settings.database_url.expose_secret(),
+        max_connections: settings.database_max_connections,
+        idle_in_transaction_timeout: settings.idle_in_transaction_timeout(),
+    })
+    .await?;
+    db::migrate(&pool).await?;
+    Ok(pool)
+}
+
+impl Application {
+    pub async fn build(settings: &Settings, surfaces: Surfaces) -> anyhow::Result<Self> {
+        let mut app = Application { backend: None, proxy: None, followers: Vec::new(), _master_key: None };
+        if surfaces != Surfaces::Proxy {
+            let pool = connect_and_migrate(settings).await?;
+            app._master_key = Some(bootstrap::master_key(settings.master_key.as_ref(), settings.is_production(), &settings.data_dir)?);
+            let harden = Arc::new(Harden::new(pool.clone()));
+            bootstrap::ensure_global_admin(&harden, &settings.data_dir).await?;
+
+            let wake = wake::spawn(pool.clone());
+            let config = FollowerConfig { poll_interval: settings.follower_poll(), ..FollowerConfig::default() };
+            let directory = Follower::new(pool.clone(), DirectoryProjector, config, wake);
+            directory.register().await?;
+            let read_models = ReadModels::new(vec![(directory.name(), directory.position())], settings.read_model_wait());
+            app.followers.push(tokio::spawn(directory.run()));
+
+            let state = AppState { harden, directory: Directory::new(pool), read_models };
+            app.backend = Some(Listener {
+                listener: bind(settings.backend_addr, "backend").await?,
+                router: harden_api::backend::router(state, settings.max_body_bytes),
+            });
+        }
+        if surfaces != Surfaces::Backend {
+            app.proxy = Some(Listener {
+                listener: bind(settings.proxy_addr, "proxy").await?,
+                router: harden_api::proxy::router(settings.max_body_bytes),
+            });
+        }
+        Ok(app)
+    }
+
+    pub fn backend_port(&self) -> Option<u16> {
+        self.backend.as_ref().and_then(|l| l.listener.local_addr().ok()).map(|a| a.port())
+    }
+
+    pub fn proxy_port(&self) -> Option<u16> {
+        self.proxy.as_ref().and_then(|l| l.listener.local_addr().ok()).map(|a| a.port())
+    }
+
+    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+        let mut servers = Vec::new();
+        for (name, listener) in [("backend", self.backend), ("proxy", self.proxy)] {
+            let Some(Listener { listener, router }) = listener else { continue };
+            tracing::info!(surface = name, addr = %listener.local_addr()?, "listening");
+            let mut stop = stop_tx.subscribe();
+            servers.push(tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.recv().await;
+                    })
+                    .await
+            }));
+        }
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(());
+        for server in servers {
+            server.await.context("server task failed")??;
+        }
+        for follower in self.followers {
+            follower.abort();
+        }
+        Ok(())
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr, surface: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("Failed to bind the {surface} listener to {addr}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
