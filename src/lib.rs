@@ -4,9 +4,9 @@
 //! library half: settings, telemetry and start-up; everything else lives in the workspace crates.
 //!
 //! # Layout
-//! - [`settings`]: typed settings (defaults, `harden.toml`, `HARDEN_*`).
-//! - [`telemetry`]: logging.
-//! - [`startup`]: `Application::build` wires the database, bootstrap, followers and listeners.
+//! - [`settings`] — typed settings (defaults, `harden.toml`, `HARDEN_*`).
+//! - [`telemetry`] — logging.
+//! - [`startup`] — `Application::build` wires the database, bootstrap, followers and listeners.
 
 pub mod settings;
 pub mod startup;

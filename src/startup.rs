@@ -60,7 +60,7 @@ impl Application {
             let pool = connect_and_migrate(settings).await?;
             app._master_key = Some(bootstrap::master_key(settings.master_key.as_ref(), settings.is_production(), &settings.data_dir)?);
             let harden = Arc::new(Harden::new(pool.clone()));
-            bootstrap::ensure_global_admin(&harden, &settings.data_dir).await?;
+            let admin = bootstrap::ensure_global_admin(&harden, &settings.data_dir).await?;
 
             let wake = wake::spawn(pool.clone());
             let config = FollowerConfig { poll_interval: settings.follower_poll(), ..FollowerConfig::default() };
@@ -68,6 +68,10 @@ impl Application {
             directory.register().await?;
             let read_models = ReadModels::new(vec![(directory.name(), directory.position())], settings.read_model_wait());
             app.followers.push(tokio::spawn(directory.run()));
+            // A fresh installation answers GET /users/me for its global admin from the first request.
+            if let bootstrap::GlobalAdmin::Created(_, committed) = admin {
+                read_models.wait_for(committed.position).await;
+            }
 
             let state = AppState { harden, directory: Directory::new(pool), read_models };
             app.backend = Some(Listener {

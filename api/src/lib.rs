@@ -6,13 +6,13 @@
 //! model, and render.
 //!
 //! # Layout
-//! - [`error`]: `ApiError`, the single error → status mapping and the `{ "error": ... }` body.
-//! - [`extract`]: `AppJson`, `AppPath` (parse errors as 4xx JSON), `Caller` (X-Api-Key).
-//! - [`state`]: what handlers share.
-//! - [`dto`]: request and response bodies, camelCase as the spec writes them.
-//! - [`backend`]: the Backend's routes, one module per resource.
-//! - [`proxy`]: the Proxy's routes.
-//! - [`layers`]: middleware every listener shares (request ids, tracing, limits, fallbacks).
+//! - [`error`] — `ApiError`, the single error → status mapping and the `{ "error": ... }` body.
+//! - [`extract`] — `AppJson`, `AppPath` (parse errors as 4xx JSON), `Caller` (X-Api-Key).
+//! - [`state`] — what handlers share.
+//! - [`dto`] — request and response bodies, camelCase as the spec writes them.
+//! - [`backend`] — the Backend's routes, one module per resource.
+//! - [`proxy`] — the Proxy's routes.
+//! - [`layers`] — middleware every listener shares (request ids, tracing, limits, fallbacks).
 
 pub mod backend;
 pub mod dto;

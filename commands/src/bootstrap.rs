@@ -19,7 +19,7 @@ use uuid::Uuid;
 use harden_domain::user::UserCommand;
 use harden_domain::UserId;
 
-use crate::bus::Meta;
+use crate::bus::{Committed, Meta};
 use crate::error::Error;
 use crate::keys;
 use crate::service::Harden;
@@ -72,10 +72,10 @@ pub fn master_key(configured: Option<&SecretString>, production: bool, data_dir:
     MasterKey::parse_b64(&b64).with_context(|| format!("{} is not a valid master key", path.display()))
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum GlobalAdmin {
     /// This start created the global admin; its key is at the path.
-    Created(PathBuf),
+    Created(PathBuf, Committed),
     /// It existed already.
     Existing,
 }
@@ -92,10 +92,10 @@ pub async fn ensure_global_admin(harden: &Harden, data_dir: &Path) -> anyhow::Re
         .execute(&UserId::GLOBAL_ADMIN.to_string(), UserCommand::BootstrapGlobalAdmin { key: key.issued }, &Meta::default())
         .await;
     match outcome {
-        Ok(_) => {
+        Ok(committed) => {
             fs::rename(&temp, &path).with_context(|| format!("Failed to move the global admin key to {}", path.display()))?;
             tracing::info!(path = %path.display(), "created the global admin; its API key is in this file");
-            Ok(GlobalAdmin::Created(path))
+            Ok(GlobalAdmin::Created(path, committed))
         }
         Err(Error::Conflict(_)) => {
             fs::remove_file(&temp).ok();

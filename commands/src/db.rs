@@ -52,8 +52,9 @@ async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
         let create = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
         match sqlx::query(&create).execute(&mut conn).await {
             Ok(_) => tracing::info!(database = %name, "created database"),
-            // Another instance created it between our check and our CREATE: fine.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            // Another instance created it between our check and our CREATE: fine. (A CREATE racing
+            // another CREATE reports the unique index of pg_database, 23505, rather than 42P04.)
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
             Err(e) => return Err(e).context("Failed to create the harden database"),
         }
     }

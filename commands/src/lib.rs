@@ -5,15 +5,15 @@
 //! aggregates must not draw themselves, and never renders HTTP.
 //!
 //! # Layout
-//! - [`db`]: connecting, creating the database if missing, migrations.
-//! - [`bus`]: executing a command on an aggregate with request metadata, bounded retry on
+//! - [`db`] — connecting, creating the database if missing, migrations.
+//! - [`bus`] — executing a command on an aggregate with request metadata, bounded retry on
 //!   concurrency conflicts, and the post-commit wake-up of followers.
-//! - [`keys`]: drawing and hashing API keys.
-//! - [`credentials`]: resolving a presented API key to a principal (the trigger-maintained index).
-//! - [`bootstrap`]: the server's master key and the global admin.
-//! - [`access`]: the tenant and role rules every route applies.
-//! - [`service`]: the operations the API calls (create an org, create a user, rotate a key, ...).
-//! - [`error`]: what a command can answer besides success.
+//! - [`keys`] — drawing and hashing API keys.
+//! - [`credentials`] — resolving a presented API key to a principal (the trigger-maintained index).
+//! - [`bootstrap`] — the server's master key and the global admin.
+//! - [`access`] — the tenant and role rules every route applies.
+//! - [`service`] — the operations the API calls (create an org, create a user, rotate a key, ...).
+//! - [`error`] — what a command can answer besides success.
 
 pub mod access;
 pub mod bootstrap;

@@ -6,12 +6,12 @@
 //! travels inside it.
 //!
 //! # Layout
-//! - [`ids`]: typed ids (`OrgId`, `UserId`, `ApiKeyId`) and the fixed id of the global admin.
-//! - [`values`]: validated newtypes (`OrgName`, `UserName`, `KeyBlob`, `PublicKeys`, ...).
-//! - [`plan`]: the plan catalog, limits and prices.
-//! - [`role`]: who a user is allowed to be.
-//! - [`org`]: the Org aggregate.
-//! - [`user`]: the User aggregate (profile, role, API keys, key material).
+//! - [`ids`] — typed ids (`OrgId`, `UserId`, `ApiKeyId`) and the fixed id of the global admin.
+//! - [`values`] — validated newtypes (`OrgName`, `UserName`, `KeyBlob`, `PublicKeys`, ...).
+//! - [`plan`] — the plan catalog, limits and prices.
+//! - [`role`] — who a user is allowed to be.
+//! - [`org`] — the Org aggregate.
+//! - [`user`] — the User aggregate (profile, role, API keys, key material).
 
 pub mod ids;
 pub mod org;

@@ -1,1 +1,48 @@
-//! stub
+//! # harden event fan-out
+//!
+//! Publishes every committed event to the JetStream stream `HARDEN_EVENTS` for integrations. This
+//! crate decides nothing about the domain: it names subjects and message ids. The relay itself (a
+//! follower of the event store) arrives with the fan-out issue.
+//!
+//! # Layout
+//! - [`subject`] — `harden.events.<org_id>.<aggregate>.<event_type>`, so an integrator's credentials
+//!   can be limited to `harden.events.<their org>.>`.
+//! - [`msg_id`] — `<aggregate_type>:<aggregate_id>:<sequence>`, the `Nats-Msg-Id` subscribers and
+//!   JetStream dedupe on.
+
+use uuid::Uuid;
+
+pub const STREAM: &str = "HARDEN_EVENTS";
+pub const SUBJECT_PREFIX: &str = "harden.events";
+/// Events that belong to no org (the global admin's) are published under this token.
+pub const NO_ORG: &str = "global";
+
+/// The subject of an event. Aggregate and event type names are ASCII identifiers by construction
+/// (they come from code, never from users), lower-cased so subjects read uniformly.
+pub fn subject(org: Option<Uuid>, aggregate_type: &str, event_type: &str) -> String {
+    let org = org.map(|o| o.to_string()).unwrap_or_else(|| NO_ORG.to_owned());
+    format!("{SUBJECT_PREFIX}.{org}.{}.{event_type}", aggregate_type.to_ascii_lowercase())
+}
+
+/// The JetStream message id of an event: stable across retries, unique per event.
+pub fn msg_id(aggregate_type: &str, aggregate_id: &str, sequence: i64) -> String {
+    format!("{aggregate_type}:{aggregate_id}:{sequence}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_put_the_org_first_so_credentials_can_be_scoped_to_it() {
+        let org = Uuid::from_u128(1);
+        assert_eq!(subject(Some(org), "User", "UserCreated"), format!("harden.events.{org}.user.UserCreated"));
+        assert_eq!(subject(None, "User", "GlobalAdminBootstrapped"), "harden.events.global.user.GlobalAdminBootstrapped");
+    }
+
+    #[test]
+    fn message_ids_identify_one_event() {
+        assert_eq!(msg_id("Org", "abc", 3), "Org:abc:3");
+        assert_ne!(msg_id("Org", "abc", 3), msg_id("Org", "abc", 4));
+    }
+}

@@ -4,12 +4,12 @@
 //! the API's GET routes run. Nothing here writes an event.
 //!
 //! # Layout
-//! - [`follower`]: the generic follower every projection (and the NATS relay) runs on: checkpoint
+//! - [`follower`] — the generic follower every projection (and the NATS relay) runs on: checkpoint
 //!   row, xmin-safe batch read, LISTEN wake-up with a poll fallback.
-//! - [`wake`]: the one LISTEN connection per process that wakes all followers.
-//! - [`read_models`]: the positions the followers have reached, and the bounded read-your-writes
+//! - [`wake`] — the one LISTEN connection per process that wakes all followers.
+//! - [`read_models`] — the positions the followers have reached, and the bounded read-your-writes
 //!   wait a request does after a write.
-//! - [`directory`]: the org directory (orgs, users, public profiles) projection and its queries.
+//! - [`directory`] — the org directory (orgs, users, public profiles) projection and its queries.
 
 pub mod directory;
 pub mod follower;

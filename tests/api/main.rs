@@ -1,1 +1,15 @@
+//! The integration suite: one binary, real PostgreSQL (a fresh database per test) and, where a test
+//! needs it, a private throwaway PostgreSQL cluster. This file only declares the modules.
 
+mod helpers;
+
+mod bad_input;
+mod bootstrap;
+mod follower;
+mod health;
+mod isolation;
+mod me;
+mod openapi;
+mod orgs;
+mod plans;
+mod users;

@@ -1,0 +1,58 @@
+//! Bad input is a clear 4xx with `{ "error": ... }`, never a 500, and nothing is written.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{expect_error, spawn_app};
+
+#[tokio::test]
+async fn malformed_bodies_are_refused_with_clear_messages_and_nothing_written() {
+    let app = spawn_app().await;
+    let fx = app.org_with_users("acme").await;
+    let users = format!("/admin/orgs/{}/users", fx.org);
+    let huge = format!("{{\"name\":\"{}\"}}", "a".repeat(70 * 1024));
+    // (case, path, body, content type, expected status, expected message fragment)
+    type Case<'a> = (&'a str, String, String, Option<&'a str>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
+        ("truncated JSON", "/admin/orgs".into(), "{\"name\":".into(), Some("application/json"), StatusCode::BAD_REQUEST, "malformed JSON"),
+        ("not JSON", "/admin/orgs".into(), "name=acme".into(), Some("application/json"), StatusCode::BAD_REQUEST, "malformed JSON"),
+        ("wrong type", "/admin/orgs".into(), "{\"name\":42}".into(), Some("application/json"), StatusCode::BAD_REQUEST, "expected a string"),
+        ("unknown field", "/admin/orgs".into(), "{\"name\":\"x\",\"owner\":\"me\"}".into(), Some("application/json"), StatusCode::BAD_REQUEST, "unknown field `owner`"),
+        ("array body", "/admin/orgs".into(), "[]".into(), Some("application/json"), StatusCode::BAD_REQUEST, "invalid request body"),
+        ("no content type", "/admin/orgs".into(), "{\"name\":\"x\"}".into(), None, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type: application/json"),
+        ("oversize body", "/admin/orgs".into(), huge, Some("application/json"), StatusCode::PAYLOAD_TOO_LARGE, "too large"),
+        ("isAdmin as string", users.clone(), "{\"name\":\"x\",\"isAdmin\":\"yes\"}".into(), Some("application/json"), StatusCode::BAD_REQUEST, "expected a boolean"),
+        ("half a key pair", users.clone(), "{\"name\":\"x\",\"publicKeyEccB64\":\"AAAA\"}".into(), Some("application/json"), StatusCode::BAD_REQUEST, "must be given together"),
+        ("invalid base64 key", users.clone(), "{\"name\":\"x\",\"publicKeyEccB64\":\"@@\",\"publicKeyKyberB64\":\"@@\"}".into(), Some("application/json"), StatusCode::BAD_REQUEST, "not valid base64"),
+        ("control characters in a name", users.clone(), "{\"name\":\"a\\u0000b\"}".into(), Some("application/json"), StatusCode::BAD_REQUEST, "control characters"),
+    ];
+    let before = app.event_count().await;
+    for (case, path, body, content_type, status, expected) in cases {
+        let key = if path == "/admin/orgs" { &app.global_admin_key } else { &fx.admin_key };
+        let mut req = app.client.post(format!("{}{path}", app.backend)).header("X-Api-Key", key.as_str()).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let msg = expect_error(req.send().await.unwrap(), status).await;
+        assert!(msg.contains(expected), "{case}: expected {expected:?} in {msg:?}");
+    }
+    assert_eq!(app.event_count().await, before, "nothing was written");
+}
+
+#[tokio::test]
+async fn non_uuid_ids_in_paths_are_400_naming_the_parameter() {
+    let app = spawn_app().await;
+    let fx = app.org_with_users("acme").await;
+    let cases = [
+        (reqwest::Method::GET, "/admin/orgs/acme/users".to_owned(), "orgId"),
+        (reqwest::Method::POST, format!("/admin/orgs/{}/users/42/apikey/rotate", fx.org), "userId"),
+        (reqwest::Method::DELETE, format!("/admin/orgs/{}/users/not-a-user", fx.org), "userId"),
+        (reqwest::Method::PUT, "/admin/orgs/1234/plan".to_owned(), "orgId"),
+        (reqwest::Method::GET, "/users/org/%27%3B%20DROP%20TABLE%20events".to_owned(), "userId"),
+    ];
+    for (method, path, param) in cases {
+        let key = if method == reqwest::Method::PUT { &app.global_admin_key } else { &fx.admin_key };
+        let body = (method != reqwest::Method::GET && method != reqwest::Method::DELETE).then(|| serde_json::json!({ "plan": "free" }));
+        let msg = expect_error(app.request(method.clone(), &path, Some(key), body).await, StatusCode::BAD_REQUEST).await;
+        assert!(msg.contains(param) && msg.contains("expected a UUID"), "{method} {path}: {msg}");
+    }
+}
