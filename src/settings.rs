@@ -90,10 +90,7 @@ impl Settings {
             None if Path::new("harden.toml").exists() => figment = figment.merge(Toml::file_exact("harden.toml")),
             None => {}
         }
-        figment
-            .merge(Env::prefixed("HARDEN_").ignore(&["config"]))
-            .extract()
-            .context("Invalid settings")
+        figment.merge(Env::prefixed("HARDEN_").ignore(&["config"])).extract().context("Invalid settings")
     }
 
     pub fn is_production(&self) -> bool {

@@ -58,7 +58,11 @@ impl Application {
         let mut app = Application { backend: None, proxy: None, followers: Vec::new(), _master_key: None };
         if surfaces != Surfaces::Proxy {
             let pool = connect_and_migrate(settings).await?;
-            app._master_key = Some(bootstrap::master_key(settings.master_key.as_ref(), settings.is_production(), &settings.data_dir)?);
+            app._master_key = Some(bootstrap::master_key(
+                settings.master_key.as_ref(),
+                settings.is_production(),
+                &settings.data_dir,
+            )?);
             let harden = Arc::new(Harden::new(pool.clone()));
             let admin = bootstrap::ensure_global_admin(&harden, &settings.data_dir).await?;
 
@@ -66,7 +70,8 @@ impl Application {
             let config = FollowerConfig { poll_interval: settings.follower_poll(), ..FollowerConfig::default() };
             let directory = Follower::new(pool.clone(), DirectoryProjector, config, wake);
             directory.register().await?;
-            let read_models = ReadModels::new(vec![(directory.name(), directory.position())], settings.read_model_wait());
+            let read_models =
+                ReadModels::new(vec![(directory.name(), directory.position())], settings.read_model_wait());
             app.followers.push(tokio::spawn(directory.run()));
             // A fresh installation answers GET /users/me for its global admin from the first request.
             if let bootstrap::GlobalAdmin::Created(_, committed) = admin {

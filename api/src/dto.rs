@@ -21,7 +21,8 @@ impl IntoResponseParts for Consistency {
     type Error = std::convert::Infallible;
     fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
         if self.0 == Freshness::CatchingUp {
-            res.headers_mut().insert(HeaderName::from_static(CATCHING_UP_HEADER), HeaderValue::from_static("catching-up"));
+            res.headers_mut()
+                .insert(HeaderName::from_static(CATCHING_UP_HEADER), HeaderValue::from_static("catching-up"));
         }
         Ok(res)
     }

@@ -20,7 +20,9 @@ pub fn apply(router: Router, max_body_bytes: usize) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     router
         .fallback(|| async { ApiError::status(StatusCode::NOT_FOUND, "no such route") })
-        .method_not_allowed_fallback(|| async { ApiError::status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+        })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(
             ServiceBuilder::new()

@@ -39,9 +39,7 @@ pub fn require_global_admin(caller: &Principal) -> Result<(), Error> {
 
 /// The caller's own org; the global admin belongs to none.
 pub fn own_org(caller: &Principal) -> Result<OrgId, Error> {
-    caller
-        .org_id
-        .ok_or_else(|| Error::not_found("the global admin belongs to no organization"))
+    caller.org_id.ok_or_else(|| Error::not_found("the global admin belongs to no organization"))
 }
 
 #[cfg(test)]

@@ -63,7 +63,9 @@ pub fn master_key(configured: Option<&SecretString>, production: bool, data_dir:
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let encoded = STANDARD.encode(bytes);
         match write_secret_file(data_dir, MASTER_KEY_FILE, encoded.as_bytes(), Placement::Exclusive) {
-            Ok(()) => tracing::info!(path = %path.display(), "generated the master key (set HARDEN_MASTER_KEY in production)"),
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "generated the master key (set HARDEN_MASTER_KEY in production)")
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).with_context(|| format!("Failed to write {}", path.display())),
         }
@@ -89,11 +91,16 @@ pub async fn ensure_global_admin(harden: &Harden, data_dir: &Path) -> anyhow::Re
     let temp = write_temp_secret(data_dir, keys::expose(&key.plaintext).as_bytes())?;
     let outcome = harden
         .users
-        .execute(&UserId::GLOBAL_ADMIN.to_string(), UserCommand::BootstrapGlobalAdmin { key: key.issued }, &Meta::default())
+        .execute(
+            &UserId::GLOBAL_ADMIN.to_string(),
+            UserCommand::BootstrapGlobalAdmin { key: key.issued },
+            &Meta::default(),
+        )
         .await;
     match outcome {
         Ok(committed) => {
-            fs::rename(&temp, &path).with_context(|| format!("Failed to move the global admin key to {}", path.display()))?;
+            fs::rename(&temp, &path)
+                .with_context(|| format!("Failed to move the global admin key to {}", path.display()))?;
             tracing::info!(path = %path.display(), "created the global admin; its API key is in this file");
             Ok(GlobalAdmin::Created(path, committed))
         }

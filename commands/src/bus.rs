@@ -157,11 +157,10 @@ where
     /// The aggregate as its events make it now: for rules that need the authoritative state (does
     /// this org exist, which org is this user in) rather than a read model that may lag.
     pub async fn load(&self, id: &str) -> Result<A, Error> {
-        let mut context = self
-            .store
-            .load_aggregate(id)
-            .await
-            .map_err(|e| Error::Internal(anyhow::anyhow!("{e}").context(format!("Failed to load {} {id}", A::TYPE))))?;
+        let mut context =
+            self.store.load_aggregate(id).await.map_err(|e| {
+                Error::Internal(anyhow::anyhow!("{e}").context(format!("Failed to load {} {id}", A::TYPE)))
+            })?;
         Ok(std::mem::take(cqrs_es::AggregateContext::aggregate(&mut context)))
     }
 
@@ -177,7 +176,9 @@ where
         .await
         .context("Failed to read the position of a committed event")?;
         Ok(match row {
-            Some((tx_id, global_id, at)) => Committed { position: Some(Position { tx_id, global_id }), recorded_at: Some(at) },
+            Some((tx_id, global_id, at)) => {
+                Committed { position: Some(Position { tx_id, global_id }), recorded_at: Some(at) }
+            }
             None => Committed::default(),
         })
     }

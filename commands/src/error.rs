@@ -68,9 +68,7 @@ impl From<UserError> for Error {
             UserError::NotFound => Error::NotFound(msg),
             UserError::InvalidRole => Error::Invalid(msg),
             UserError::GlobalAdminHasNoKeys => Error::Forbidden(msg),
-            UserError::AlreadyExists | UserError::Deactivated | UserError::KeysAlreadySet => {
-                Error::Conflict(msg)
-            }
+            UserError::AlreadyExists | UserError::Deactivated | UserError::KeysAlreadySet => Error::Conflict(msg),
         }
     }
 }

@@ -53,23 +53,16 @@ pub struct CreatedOrg {
 /// Parses a plan key as the API accepts it; `enterprise` is answered with where to ask instead.
 pub fn parse_plan(key: &str) -> Result<Plan, Error> {
     if key == "enterprise" {
-        return Err(Error::invalid(format!(
-            "the enterprise plan is not self-service; contact {ENTERPRISE_CONTACT}"
-        )));
+        return Err(Error::invalid(format!("the enterprise plan is not self-service; contact {ENTERPRISE_CONTACT}")));
     }
-    Plan::parse(key).ok_or_else(|| {
-        Error::invalid(format!("unknown plan '{key}'; choose one of free, starter, smb, business"))
-    })
+    Plan::parse(key)
+        .ok_or_else(|| Error::invalid(format!("unknown plan '{key}'; choose one of free, starter, smb, business")))
 }
 
 impl Harden {
     pub fn new(pool: PgPool) -> Self {
         let wakeup = Wakeup::spawn(pool.clone());
-        Self {
-            orgs: Commands::new(pool.clone(), wakeup.clone()),
-            users: Commands::new(pool.clone(), wakeup),
-            pool,
-        }
+        Self { orgs: Commands::new(pool.clone(), wakeup.clone()), users: Commands::new(pool.clone(), wakeup), pool }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -96,12 +89,16 @@ impl Harden {
         Ok(CreatedOrg { org_id, name, plan, committed })
     }
 
-    pub async fn change_plan(&self, caller: &Principal, org: OrgId, plan: &str, meta: Meta) -> Result<Committed, Error> {
+    pub async fn change_plan(
+        &self,
+        caller: &Principal,
+        org: OrgId,
+        plan: &str,
+        meta: Meta,
+    ) -> Result<Committed, Error> {
         access::require_global_admin(caller)?;
         let plan = parse_plan(plan)?;
-        self.orgs
-            .execute(&org.to_string(), OrgCommand::ChangePlan { plan }, &meta.with_org(org))
-            .await
+        self.orgs.execute(&org.to_string(), OrgCommand::ChangePlan { plan }, &meta.with_org(org)).await
     }
 
     /// The global admin may create only the first org admin of an org (whose id derives from the
@@ -123,9 +120,7 @@ impl Harden {
                 return Err(Error::not_found(ORG_NOT_FOUND));
             }
             if role != Role::OrgAdmin {
-                return Err(Error::forbidden(
-                    "the global admin can create only the first org admin of an org",
-                ));
+                return Err(Error::forbidden("the global admin can create only the first org admin of an org"));
             }
             UserId::first_admin_of(org)
         } else {
@@ -179,14 +174,18 @@ impl Harden {
     }
 
     /// Offboarding: the user and every key of theirs stop working at once; their events stay.
-    pub async fn deactivate_user(&self, caller: &Principal, org: OrgId, user: UserId, meta: Meta) -> Result<Committed, Error> {
+    pub async fn deactivate_user(
+        &self,
+        caller: &Principal,
+        org: OrgId,
+        user: UserId,
+        meta: Meta,
+    ) -> Result<Committed, Error> {
         self.administered_user(caller, org, user).await?;
         if caller.user_id == user {
             return Err(Error::invalid("you cannot deactivate yourself; ask another org admin"));
         }
-        self.users
-            .execute(&user.to_string(), UserCommand::Deactivate, &meta.with_org(org))
-            .await
+        self.users.execute(&user.to_string(), UserCommand::Deactivate, &meta.with_org(org)).await
     }
 
     pub async fn store_keys(

@@ -64,12 +64,7 @@ impl Aggregate for Org {
     type Error = OrgError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: OrgCommand,
-        _services: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), OrgError> {
+    async fn handle(&mut self, command: OrgCommand, _services: &(), sink: &EventSink<Self>) -> Result<(), OrgError> {
         match command {
             OrgCommand::CreateOrg { org_id, name, plan } => {
                 if self.exists() {
@@ -84,8 +79,7 @@ impl Aggregate for Org {
                 // Asking for the plan the org already has changes nothing: a retried request or a
                 // duplicate billing webhook must not record a change twice.
                 if from != plan {
-                    sink.write(OrgEvent::OrgPlanChanged { org_id, from, to: plan }, self)
-                        .await;
+                    sink.write(OrgEvent::OrgPlanChanged { org_id, from, to: plan }, self).await;
                 }
             }
         }
@@ -139,7 +133,11 @@ mod tests {
         TestFramework::<Org>::with(())
             .given(vec![created()])
             .when(OrgCommand::ChangePlan { plan: Plan::Business })
-            .then_expect_events(vec![OrgEvent::OrgPlanChanged { org_id: org_id(), from: Plan::Free, to: Plan::Business }]);
+            .then_expect_events(vec![OrgEvent::OrgPlanChanged {
+                org_id: org_id(),
+                from: Plan::Free,
+                to: Plan::Business,
+            }]);
     }
 
     #[test]

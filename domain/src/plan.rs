@@ -67,12 +67,7 @@ impl Plan {
             Plan::Smb => (25_000, 4_096, 2_500, 4 * MIB),
             Plan::Business => (100_000, 8_192, 10_000, 8 * MIB),
         };
-        PlanLimits {
-            max_records,
-            max_key_plus_value_bytes,
-            max_files,
-            max_file_size_bytes,
-        }
+        PlanLimits { max_records, max_key_plus_value_bytes, max_files, max_file_size_bytes }
     }
 
     pub fn pricing(&self) -> PlanPricing {
@@ -82,10 +77,7 @@ impl Plan {
             Plan::Smb => (300, 30.0),
             Plan::Business => (800, 80.0),
         };
-        PlanPricing {
-            annual_total_usd,
-            monthly_usd,
-        }
+        PlanPricing { annual_total_usd, monthly_usd }
     }
 }
 
@@ -95,7 +87,10 @@ mod tests {
 
     #[test]
     fn catalog_matches_the_spec_table() {
-        assert_eq!(Plan::Free.limits(), PlanLimits { max_records: 1_000, max_key_plus_value_bytes: 1_024, max_files: 0, max_file_size_bytes: 0 });
+        assert_eq!(
+            Plan::Free.limits(),
+            PlanLimits { max_records: 1_000, max_key_plus_value_bytes: 1_024, max_files: 0, max_file_size_bytes: 0 }
+        );
         assert_eq!(Plan::Starter.limits().max_file_size_bytes, 1_048_576);
         assert_eq!(Plan::Smb.limits().max_records, 25_000);
         assert_eq!(Plan::Business.limits().max_files, 10_000);

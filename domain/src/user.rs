@@ -164,12 +164,7 @@ impl Aggregate for User {
     type Error = UserError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: UserCommand,
-        _services: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), UserError> {
+    async fn handle(&mut self, command: UserCommand, _services: &(), sink: &EventSink<Self>) -> Result<(), UserError> {
         match command {
             UserCommand::BootstrapGlobalAdmin { key } => {
                 if self.exists() {
@@ -187,8 +182,7 @@ impl Aggregate for User {
                 if role == Role::GlobalAdmin {
                     return Err(UserError::InvalidRole);
                 }
-                sink.write(UserEvent::UserCreated { user_id, org_id, name, role, public_keys }, self)
-                    .await;
+                sink.write(UserEvent::UserCreated { user_id, org_id, name, role, public_keys }, self).await;
                 let IssuedKey { key_id, key_hash } = key;
                 sink.write(UserEvent::ApiKeyIssued { user_id, key_id, key_hash }, self).await;
             }
@@ -214,16 +208,11 @@ impl Aggregate for User {
                     return Err(UserError::GlobalAdminHasNoKeys);
                 }
                 match &self.public_keys {
-                    Some(existing) if *existing != public_keys => {
-                        return Err(UserError::KeysAlreadySet)
-                    }
+                    Some(existing) if *existing != public_keys => return Err(UserError::KeysAlreadySet),
                     Some(_) if self.has_sealed_keys => {
                         sink.write(UserEvent::UserKeysResealed { user_id, sealed }, self).await
                     }
-                    _ => {
-                        sink.write(UserEvent::UserKeysStored { user_id, public_keys, sealed }, self)
-                            .await
-                    }
+                    _ => sink.write(UserEvent::UserKeysStored { user_id, public_keys, sealed }, self).await,
                 }
             }
         }
@@ -283,16 +272,33 @@ mod tests {
         UserEvent::ApiKeyRevoked { user_id: uid(), key_id: key(n).key_id }
     }
     fn public(fill: u8) -> PublicKeys {
-        PublicKeys::parse(&STANDARD.encode([fill; ECC_PUBLIC_KEY_LEN]), &STANDARD.encode(vec![fill; KYBER_PUBLIC_KEY_LEN])).unwrap()
+        PublicKeys::parse(
+            &STANDARD.encode([fill; ECC_PUBLIC_KEY_LEN]),
+            &STANDARD.encode(vec![fill; KYBER_PUBLIC_KEY_LEN]),
+        )
+        .unwrap()
     }
     fn sealed(fill: u8) -> SealedPrivateKeys {
         SealedPrivateKeys::parse(&STANDARD.encode([fill; 80]), &STANDARD.encode([fill; 2500])).unwrap()
     }
     fn create(role: Role, public_keys: Option<PublicKeys>) -> UserCommand {
-        UserCommand::CreateUser { user_id: uid(), org_id: oid(), name: UserName::parse("svc").unwrap(), role, public_keys, key: key(1) }
+        UserCommand::CreateUser {
+            user_id: uid(),
+            org_id: oid(),
+            name: UserName::parse("svc").unwrap(),
+            role,
+            public_keys,
+            key: key(1),
+        }
     }
     fn created(public_keys: Option<PublicKeys>) -> UserEvent {
-        UserEvent::UserCreated { user_id: uid(), org_id: oid(), name: UserName::parse("svc").unwrap(), role: Role::Member, public_keys }
+        UserEvent::UserCreated {
+            user_id: uid(),
+            org_id: oid(),
+            name: UserName::parse("svc").unwrap(),
+            role: Role::Member,
+            public_keys,
+        }
     }
     fn framework() -> TestFramework<User> {
         TestFramework::with(())
@@ -372,10 +378,7 @@ mod tests {
             .given(vec![created(None), issued(1), revoked(1), UserEvent::UserDeactivated { user_id: uid() }])
             .when(UserCommand::Deactivate)
             .then_expect_events(vec![]);
-        framework()
-            .given_no_previous_events()
-            .when(UserCommand::Deactivate)
-            .then_expect_error(UserError::NotFound);
+        framework().given_no_previous_events().when(UserCommand::Deactivate).then_expect_error(UserError::NotFound);
     }
 
     #[test]
@@ -383,7 +386,11 @@ mod tests {
         framework()
             .given(vec![created(None), issued(1)])
             .when(UserCommand::StoreKeys { public_keys: public(1), sealed: sealed(1) })
-            .then_expect_events(vec![UserEvent::UserKeysStored { user_id: uid(), public_keys: public(1), sealed: sealed(1) }]);
+            .then_expect_events(vec![UserEvent::UserKeysStored {
+                user_id: uid(),
+                public_keys: public(1),
+                sealed: sealed(1),
+            }]);
     }
 
     #[test]
@@ -391,13 +398,21 @@ mod tests {
         framework()
             .given(vec![created(Some(public(1))), issued(1)])
             .when(UserCommand::StoreKeys { public_keys: public(1), sealed: sealed(1) })
-            .then_expect_events(vec![UserEvent::UserKeysStored { user_id: uid(), public_keys: public(1), sealed: sealed(1) }]);
+            .then_expect_events(vec![UserEvent::UserKeysStored {
+                user_id: uid(),
+                public_keys: public(1),
+                sealed: sealed(1),
+            }]);
     }
 
     #[test]
     fn store_keys_with_the_same_public_keys_is_a_reseal() {
         framework()
-            .given(vec![created(None), issued(1), UserEvent::UserKeysStored { user_id: uid(), public_keys: public(1), sealed: sealed(1) }])
+            .given(vec![
+                created(None),
+                issued(1),
+                UserEvent::UserKeysStored { user_id: uid(), public_keys: public(1), sealed: sealed(1) },
+            ])
             .when(UserCommand::StoreKeys { public_keys: public(1), sealed: sealed(2) })
             .then_expect_events(vec![UserEvent::UserKeysResealed { user_id: uid(), sealed: sealed(2) }]);
     }
@@ -405,7 +420,11 @@ mod tests {
     #[test]
     fn store_keys_refuses_different_public_keys() {
         framework()
-            .given(vec![created(None), issued(1), UserEvent::UserKeysStored { user_id: uid(), public_keys: public(1), sealed: sealed(1) }])
+            .given(vec![
+                created(None),
+                issued(1),
+                UserEvent::UserKeysStored { user_id: uid(), public_keys: public(1), sealed: sealed(1) },
+            ])
             .when(UserCommand::StoreKeys { public_keys: public(2), sealed: sealed(2) })
             .then_expect_error(UserError::KeysAlreadySet);
         framework()

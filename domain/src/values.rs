@@ -68,23 +68,13 @@ pub struct KeyBlob(String);
 
 impl KeyBlob {
     /// Accepts `raw` if it is valid base64 and decodes to a length within `len`.
-    pub fn parse(
-        field: &str,
-        raw: &str,
-        len: std::ops::RangeInclusive<usize>,
-    ) -> Result<Self, InvalidValue> {
-        let bytes = STANDARD
-            .decode(raw)
-            .map_err(|_| invalid(format!("{field} is not valid base64")))?;
+    pub fn parse(field: &str, raw: &str, len: std::ops::RangeInclusive<usize>) -> Result<Self, InvalidValue> {
+        let bytes = STANDARD.decode(raw).map_err(|_| invalid(format!("{field} is not valid base64")))?;
         if !len.contains(&bytes.len()) {
             return Err(if len.start() == len.end() {
                 invalid(format!("{field} must decode to exactly {} bytes", len.start()))
             } else {
-                invalid(format!(
-                    "{field} must decode to between {} and {} bytes",
-                    len.start(),
-                    len.end()
-                ))
+                invalid(format!("{field} must decode to between {} and {} bytes", len.start(), len.end()))
             });
         }
         Ok(Self(STANDARD.encode(bytes)))
@@ -112,30 +102,17 @@ pub struct PublicKeys {
 impl PublicKeys {
     pub fn parse(ecc_b64: &str, kyber_b64: &str) -> Result<Self, InvalidValue> {
         Ok(Self {
-            ecc: KeyBlob::parse(
-                "publicKeyEccB64",
-                ecc_b64,
-                ECC_PUBLIC_KEY_LEN..=ECC_PUBLIC_KEY_LEN,
-            )?,
-            kyber: KeyBlob::parse(
-                "publicKeyKyberB64",
-                kyber_b64,
-                KYBER_PUBLIC_KEY_LEN..=KYBER_PUBLIC_KEY_LEN,
-            )?,
+            ecc: KeyBlob::parse("publicKeyEccB64", ecc_b64, ECC_PUBLIC_KEY_LEN..=ECC_PUBLIC_KEY_LEN)?,
+            kyber: KeyBlob::parse("publicKeyKyberB64", kyber_b64, KYBER_PUBLIC_KEY_LEN..=KYBER_PUBLIC_KEY_LEN)?,
         })
     }
 
     /// Both or neither: a user with half a key pair could be shared to and never read it.
-    pub fn parse_optional(
-        ecc_b64: Option<&str>,
-        kyber_b64: Option<&str>,
-    ) -> Result<Option<Self>, InvalidValue> {
+    pub fn parse_optional(ecc_b64: Option<&str>, kyber_b64: Option<&str>) -> Result<Option<Self>, InvalidValue> {
         match (ecc_b64, kyber_b64) {
             (None, None) => Ok(None),
             (Some(ecc), Some(kyber)) => Self::parse(ecc, kyber).map(Some),
-            _ => Err(invalid(
-                "publicKeyEccB64 and publicKeyKyberB64 must be given together",
-            )),
+            _ => Err(invalid("publicKeyEccB64 and publicKeyKyberB64 must be given together")),
         }
     }
 }
@@ -151,16 +128,8 @@ pub struct SealedPrivateKeys {
 impl SealedPrivateKeys {
     pub fn parse(ecc_b64: &str, kyber_b64: &str) -> Result<Self, InvalidValue> {
         Ok(Self {
-            ecc: KeyBlob::parse(
-                "encryptedPrivateKeyEccB64",
-                ecc_b64,
-                1..=SEALED_PRIVATE_KEY_MAX_LEN,
-            )?,
-            kyber: KeyBlob::parse(
-                "encryptedPrivateKeyKyberB64",
-                kyber_b64,
-                1..=SEALED_PRIVATE_KEY_MAX_LEN,
-            )?,
+            ecc: KeyBlob::parse("encryptedPrivateKeyEccB64", ecc_b64, 1..=SEALED_PRIVATE_KEY_MAX_LEN)?,
+            kyber: KeyBlob::parse("encryptedPrivateKeyKyberB64", kyber_b64, 1..=SEALED_PRIVATE_KEY_MAX_LEN)?,
         })
     }
 }
@@ -209,9 +178,7 @@ mod tests {
         let ecc = STANDARD.encode([1u8; ECC_PUBLIC_KEY_LEN]);
         let kyber = STANDARD.encode(vec![2u8; KYBER_PUBLIC_KEY_LEN]);
         assert!(PublicKeys::parse_optional(None, None).unwrap().is_none());
-        assert!(PublicKeys::parse_optional(Some(&ecc), Some(&kyber))
-            .unwrap()
-            .is_some());
+        assert!(PublicKeys::parse_optional(Some(&ecc), Some(&kyber)).unwrap().is_some());
         assert!(PublicKeys::parse_optional(Some(&ecc), None).is_err());
         assert!(PublicKeys::parse(&kyber, &ecc).is_err());
     }

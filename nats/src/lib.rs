@@ -37,7 +37,10 @@ mod tests {
     fn subjects_put_the_org_first_so_credentials_can_be_scoped_to_it() {
         let org = Uuid::from_u128(1);
         assert_eq!(subject(Some(org), "User", "UserCreated"), format!("harden.events.{org}.user.UserCreated"));
-        assert_eq!(subject(None, "User", "GlobalAdminBootstrapped"), "harden.events.global.user.GlobalAdminBootstrapped");
+        assert_eq!(
+            subject(None, "User", "GlobalAdminBootstrapped"),
+            "harden.events.global.user.GlobalAdminBootstrapped"
+        );
     }
 
     #[test]

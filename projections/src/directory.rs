@@ -29,8 +29,22 @@ impl Projector for DirectoryProjector {
         use cqrs_es_type_names::*;
         let at = event.recorded_at;
         match event.aggregate_type.as_str() {
-            ORG => apply_org(conn, serde_json::from_value(event.payload.clone()).context("Failed to decode an Org event")?, at).await,
-            USER => apply_user(conn, serde_json::from_value(event.payload.clone()).context("Failed to decode a User event")?, at).await,
+            ORG => {
+                apply_org(
+                    conn,
+                    serde_json::from_value(event.payload.clone()).context("Failed to decode an Org event")?,
+                    at,
+                )
+                .await
+            }
+            USER => {
+                apply_user(
+                    conn,
+                    serde_json::from_value(event.payload.clone()).context("Failed to decode a User event")?,
+                    at,
+                )
+                .await
+            }
             _ => Ok(()),
         }
     }
@@ -45,13 +59,15 @@ mod cqrs_es_type_names {
 async fn apply_org(conn: &mut PgConnection, event: OrgEvent, at: DateTime<Utc>) -> anyhow::Result<()> {
     match event {
         OrgEvent::OrgCreated { org_id, name, plan } => {
-            sqlx::query("INSERT INTO directory_orgs (org_id, name, plan, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
-                .bind(org_id.as_uuid())
-                .bind(name.as_str())
-                .bind(plan.key())
-                .bind(at)
-                .execute(conn)
-                .await?;
+            sqlx::query(
+                "INSERT INTO directory_orgs (org_id, name, plan, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+            )
+            .bind(org_id.as_uuid())
+            .bind(name.as_str())
+            .bind(plan.key())
+            .bind(at)
+            .execute(conn)
+            .await?;
         }
         OrgEvent::OrgPlanChanged { org_id, to, .. } => {
             sqlx::query("UPDATE directory_orgs SET plan = $2, updated_at = $3 WHERE org_id = $1")
@@ -168,9 +184,11 @@ impl Directory {
     }
 
     pub async fn orgs(&self) -> Result<Vec<OrgRow>, sqlx::Error> {
-        sqlx::query_as("SELECT org_id, name, plan, created_at, updated_at FROM directory_orgs ORDER BY created_at, org_id")
-            .fetch_all(&self.pool)
-            .await
+        sqlx::query_as(
+            "SELECT org_id, name, plan, created_at, updated_at FROM directory_orgs ORDER BY created_at, org_id",
+        )
+        .fetch_all(&self.pool)
+        .await
     }
 
     pub async fn org(&self, org: OrgId) -> Result<Option<OrgRow>, sqlx::Error> {
@@ -182,10 +200,12 @@ impl Directory {
 
     /// Every user of the org, deactivated ones included (admins see who was offboarded).
     pub async fn users(&self, org: OrgId) -> Result<Vec<UserRow>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM directory_users WHERE org_id = $1 ORDER BY created_at, user_id"))
-            .bind(org.as_uuid())
-            .fetch_all(&self.pool)
-            .await
+        sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM directory_users WHERE org_id = $1 ORDER BY created_at, user_id"
+        ))
+        .bind(org.as_uuid())
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// The active users of the org: the directory peers see.

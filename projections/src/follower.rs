@@ -156,10 +156,15 @@ impl<P: Projector> Follower<P> {
         let mut reached = Position { tx_id: cp_tx, global_id: cp_gid };
         for row in &rows {
             let event = decode(row)?;
-            self.projector
-                .apply(&mut tx, &event)
-                .await
-                .with_context(|| format!("{} failed on event {}/{}#{}", self.name(), event.aggregate_type, event.aggregate_id, event.sequence))?;
+            self.projector.apply(&mut tx, &event).await.with_context(|| {
+                format!(
+                    "{} failed on event {}/{}#{}",
+                    self.name(),
+                    event.aggregate_type,
+                    event.aggregate_id,
+                    event.sequence
+                )
+            })?;
             reached = event.position;
         }
         if !rows.is_empty() {

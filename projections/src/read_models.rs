@@ -47,7 +47,8 @@ impl ReadModels {
         match tokio::time::timeout(self.bound, all).await {
             Ok(freshness) => freshness,
             Err(_) => {
-                let lagging: Vec<_> = self.followers.iter().filter(|(_, rx)| *rx.borrow() < target).map(|(n, _)| *n).collect();
+                let lagging: Vec<_> =
+                    self.followers.iter().filter(|(_, rx)| *rx.borrow() < target).map(|(n, _)| *n).collect();
                 tracing::warn!(?lagging, "read models still catching up after the read-your-writes bound");
                 Freshness::CatchingUp
             }

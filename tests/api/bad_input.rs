@@ -13,17 +13,94 @@ async fn malformed_bodies_are_refused_with_clear_messages_and_nothing_written() 
     // (case, path, body, content type, expected status, expected message fragment)
     type Case<'a> = (&'a str, String, String, Option<&'a str>, StatusCode, &'a str);
     let cases: Vec<Case> = vec![
-        ("truncated JSON", "/admin/orgs".into(), "{\"name\":".into(), Some("application/json"), StatusCode::BAD_REQUEST, "malformed JSON"),
-        ("not JSON", "/admin/orgs".into(), "name=acme".into(), Some("application/json"), StatusCode::BAD_REQUEST, "malformed JSON"),
-        ("wrong type", "/admin/orgs".into(), "{\"name\":42}".into(), Some("application/json"), StatusCode::BAD_REQUEST, "expected a string"),
-        ("unknown field", "/admin/orgs".into(), "{\"name\":\"x\",\"owner\":\"me\"}".into(), Some("application/json"), StatusCode::BAD_REQUEST, "unknown field `owner`"),
-        ("array body", "/admin/orgs".into(), "[]".into(), Some("application/json"), StatusCode::BAD_REQUEST, "invalid request body"),
-        ("no content type", "/admin/orgs".into(), "{\"name\":\"x\"}".into(), None, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type: application/json"),
-        ("oversize body", "/admin/orgs".into(), huge, Some("application/json"), StatusCode::PAYLOAD_TOO_LARGE, "too large"),
-        ("isAdmin as string", users.clone(), "{\"name\":\"x\",\"isAdmin\":\"yes\"}".into(), Some("application/json"), StatusCode::BAD_REQUEST, "expected a boolean"),
-        ("half a key pair", users.clone(), "{\"name\":\"x\",\"publicKeyEccB64\":\"AAAA\"}".into(), Some("application/json"), StatusCode::BAD_REQUEST, "must be given together"),
-        ("invalid base64 key", users.clone(), "{\"name\":\"x\",\"publicKeyEccB64\":\"@@\",\"publicKeyKyberB64\":\"@@\"}".into(), Some("application/json"), StatusCode::BAD_REQUEST, "not valid base64"),
-        ("control characters in a name", users.clone(), "{\"name\":\"a\\u0000b\"}".into(), Some("application/json"), StatusCode::BAD_REQUEST, "control characters"),
+        (
+            "truncated JSON",
+            "/admin/orgs".into(),
+            "{\"name\":".into(),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+            "malformed JSON",
+        ),
+        (
+            "not JSON",
+            "/admin/orgs".into(),
+            "name=acme".into(),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+            "malformed JSON",
+        ),
+        (
+            "wrong type",
+            "/admin/orgs".into(),
+            "{\"name\":42}".into(),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+            "expected a string",
+        ),
+        (
+            "unknown field",
+            "/admin/orgs".into(),
+            "{\"name\":\"x\",\"owner\":\"me\"}".into(),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+            "unknown field `owner`",
+        ),
+        (
+            "array body",
+            "/admin/orgs".into(),
+            "[]".into(),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+            "invalid request body",
+        ),
+        (
+            "no content type",
+            "/admin/orgs".into(),
+            "{\"name\":\"x\"}".into(),
+            None,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type: application/json",
+        ),
+        (
+            "oversize body",
+            "/admin/orgs".into(),
+            huge,
+            Some("application/json"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too large",
+        ),
+        (
+            "isAdmin as string",
+            users.clone(),
+            "{\"name\":\"x\",\"isAdmin\":\"yes\"}".into(),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+            "expected a boolean",
+        ),
+        (
+            "half a key pair",
+            users.clone(),
+            "{\"name\":\"x\",\"publicKeyEccB64\":\"AAAA\"}".into(),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+            "must be given together",
+        ),
+        (
+            "invalid base64 key",
+            users.clone(),
+            "{\"name\":\"x\",\"publicKeyEccB64\":\"@@\",\"publicKeyKyberB64\":\"@@\"}".into(),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+            "not valid base64",
+        ),
+        (
+            "control characters in a name",
+            users.clone(),
+            "{\"name\":\"a\\u0000b\"}".into(),
+            Some("application/json"),
+            StatusCode::BAD_REQUEST,
+            "control characters",
+        ),
     ];
     let before = app.event_count().await;
     for (case, path, body, content_type, status, expected) in cases {
@@ -51,8 +128,10 @@ async fn non_uuid_ids_in_paths_are_400_naming_the_parameter() {
     ];
     for (method, path, param) in cases {
         let key = if method == reqwest::Method::PUT { &app.global_admin_key } else { &fx.admin_key };
-        let body = (method != reqwest::Method::GET && method != reqwest::Method::DELETE).then(|| serde_json::json!({ "plan": "free" }));
-        let msg = expect_error(app.request(method.clone(), &path, Some(key), body).await, StatusCode::BAD_REQUEST).await;
+        let body = (method != reqwest::Method::GET && method != reqwest::Method::DELETE)
+            .then(|| serde_json::json!({ "plan": "free" }));
+        let msg =
+            expect_error(app.request(method.clone(), &path, Some(key), body).await, StatusCode::BAD_REQUEST).await;
         assert!(msg.contains(param) && msg.contains("expected a UUID"), "{method} {path}: {msg}");
     }
 }

@@ -10,7 +10,10 @@ use tempfile::TempDir;
 use crate::helpers::{expect_json, spawn_app, test_settings, TestDb};
 
 async fn bootstrapped_admins(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'GlobalAdminBootstrapped'").fetch_one(pool).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'GlobalAdminBootstrapped'")
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -44,9 +47,13 @@ async fn two_instances_starting_at_once_on_an_empty_database_make_one_global_adm
     let db = Arc::new(TestDb::new());
     let dirs = [TempDir::new().unwrap(), TempDir::new().unwrap()];
     let settings: Vec<_> = dirs.iter().map(|d| test_settings(&db, d.path().join("data"))).collect();
-    let (a, b) = tokio::join!(Application::build(&settings[0], Surfaces::Backend), Application::build(&settings[1], Surfaces::Backend));
+    let (a, b) = tokio::join!(
+        Application::build(&settings[0], Surfaces::Backend),
+        Application::build(&settings[1], Surfaces::Backend)
+    );
     let (a, b) = (a.expect("first instance starts"), b.expect("second instance starts"));
-    let key_files: Vec<_> = settings.iter().map(|s| s.data_dir.join("global-admin.key")).filter(|p| p.exists()).collect();
+    let key_files: Vec<_> =
+        settings.iter().map(|s| s.data_dir.join("global-admin.key")).filter(|p| p.exists()).collect();
     assert_eq!(key_files.len(), 1, "exactly one instance won and wrote the key");
     let pool = sqlx::PgPool::connect(&db.url()).await.unwrap();
     assert_eq!(bootstrapped_admins(&pool).await, 1);
@@ -54,11 +61,20 @@ async fn two_instances_starting_at_once_on_an_empty_database_make_one_global_adm
     let port = a.backend_port().unwrap();
     tokio::spawn(a.run_until(std::future::pending()));
     drop(b);
-    let res = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/users/me")).header("X-Api-Key", key).send().await.unwrap();
+    let res = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/users/me"))
+        .header("X-Api-Key", key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(expect_json(res, StatusCode::OK).await["role"], "global_admin");
     // No temporary secret files are left behind by the loser.
     for dir in &dirs {
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("data")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("data"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }

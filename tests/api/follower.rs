@@ -61,16 +61,21 @@ impl Projector for Recorder {
 }
 
 async fn prepare(url: &str) -> PgPool {
-    let pool = db::connect(&DbConfig { url, max_connections: 8, idle_in_transaction_timeout: Duration::from_secs(60) }).await.unwrap();
-    db::migrate(&pool).await.unwrap();
-    sqlx::query("CREATE TABLE recorded (n bigserial PRIMARY KEY, aggregate_id text NOT NULL, global_id bigint NOT NULL)")
-        .execute(&pool)
+    let pool = db::connect(&DbConfig { url, max_connections: 8, idle_in_transaction_timeout: Duration::from_secs(60) })
         .await
         .unwrap();
+    db::migrate(&pool).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE recorded (n bigserial PRIMARY KEY, aggregate_id text NOT NULL, global_id bigint NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     pool
 }
 
-const APPEND: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+const APPEND: &str =
+    "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
                       VALUES ('Test', $1, 1, 'Tested', '1', '{}', '{}')";
 
 async fn append(pool: &PgPool, id: &str) {

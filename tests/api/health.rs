@@ -16,7 +16,8 @@ async fn health_answers_ok_on_both_listeners() {
 #[tokio::test]
 async fn a_client_request_id_is_echoed() {
     let app = spawn_app().await;
-    let res = app.client.get(format!("{}/health", app.backend)).header("x-request-id", "trace-me-42").send().await.unwrap();
+    let res =
+        app.client.get(format!("{}/health", app.backend)).header("x-request-id", "trace-me-42").send().await.unwrap();
     assert_eq!(res.headers()["x-request-id"], "trace-me-42");
 }
 

@@ -37,7 +37,9 @@ impl Drop for TestDb {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 if let Ok(mut conn) = PgConnection::connect(&format!("{SERVER}/postgres")).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
                 }
             });
         })
@@ -96,7 +98,8 @@ pub async fn start(settings: Settings, db: Arc<TestDb>, data_dir: Arc<TempDir>) 
     let server = tokio::spawn(async move {
         app.run_until(std::future::pending()).await.unwrap();
     });
-    let global_admin_key = std::fs::read_to_string(settings.data_dir.join("global-admin.key")).expect("global admin key file");
+    let global_admin_key =
+        std::fs::read_to_string(settings.data_dir.join("global-admin.key")).expect("global admin key file");
     let pool = PgPool::connect(&db.url()).await.unwrap();
     TestApp { backend, proxy, global_admin_key, client: reqwest::Client::new(), pool, settings, data_dir, db, server }
 }
@@ -139,12 +142,20 @@ impl TestApp {
 
     /// The org's first admin, created by the global admin: (user id, API key).
     pub async fn create_first_admin(&self, org: Uuid) -> (Uuid, String) {
-        let res = self.post(&format!("/admin/orgs/{org}/users"), &self.global_admin_key, json!({ "name": "first admin", "isAdmin": true })).await;
+        let res = self
+            .post(
+                &format!("/admin/orgs/{org}/users"),
+                &self.global_admin_key,
+                json!({ "name": "first admin", "isAdmin": true }),
+            )
+            .await;
         created_user(res).await
     }
 
     pub async fn create_user(&self, org: Uuid, admin_key: &str, name: &str, is_admin: bool) -> (Uuid, String) {
-        let res = self.post(&format!("/admin/orgs/{org}/users"), admin_key, json!({ "name": name, "isAdmin": is_admin })).await;
+        let res = self
+            .post(&format!("/admin/orgs/{org}/users"), admin_key, json!({ "name": name, "isAdmin": is_admin }))
+            .await;
         created_user(res).await
     }
 

@@ -49,7 +49,8 @@ async fn storing_keys_then_resealing_with_the_same_public_keys() {
     let me = expect_json(app.get("/users/me", &fx.member_key).await, StatusCode::OK).await;
     assert_eq!(me["encryptedPrivateKeyEccB64"], b64(3, 93));
     // Peers see the public keys only.
-    let profile = expect_json(app.get(&format!("/users/org/{}", fx.member_id), &fx.admin_key).await, StatusCode::OK).await;
+    let profile =
+        expect_json(app.get(&format!("/users/org/{}", fx.member_id), &fx.admin_key).await, StatusCode::OK).await;
     assert_eq!(profile["publicKeyEccB64"], b64(1, 32));
     assert!(profile.get("encryptedPrivateKeyEccB64").is_none());
 }
@@ -107,7 +108,8 @@ async fn org_directory_lists_same_org_public_profiles_only() {
     let ids: Vec<_> = peers.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids, vec![a.admin_id.to_string(), a.member_id.to_string()]);
     assert!(peers[0].get("apiKeyHash").is_none());
-    let profile = expect_json(app.get(&format!("/users/org/{}", a.admin_id), &a.member_key).await, StatusCode::OK).await;
+    let profile =
+        expect_json(app.get(&format!("/users/org/{}", a.admin_id), &a.member_key).await, StatusCode::OK).await;
     assert_eq!(profile["isAdmin"], true);
     expect_error(app.get(&format!("/users/org/{}", b.member_id), &a.member_key).await, StatusCode::NOT_FOUND).await;
     expect_error(app.get(&format!("/users/org/{}", Uuid::new_v4()), &a.member_key).await, StatusCode::NOT_FOUND).await;

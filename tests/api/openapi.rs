@@ -5,7 +5,9 @@ use crate::helpers::{expect_json, spawn_app};
 #[tokio::test]
 async fn each_listener_serves_an_openapi_document_of_its_routes() {
     let app = spawn_app().await;
-    let doc = expect_json(app.client.get(format!("{}/openapi.json", app.backend)).send().await.unwrap(), StatusCode::OK).await;
+    let doc =
+        expect_json(app.client.get(format!("{}/openapi.json", app.backend)).send().await.unwrap(), StatusCode::OK)
+            .await;
     let mut paths: Vec<_> = doc["paths"].as_object().unwrap().keys().cloned().collect();
     paths.sort();
     assert_eq!(
@@ -28,13 +30,21 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
     assert!(doc["components"]["schemas"]["CreatedUserResponse"].is_object());
     // Every documented path is routed: none of them answers the router's "no such route".
     for path in &paths {
-        let concrete = path.replace("{orgId}", &uuid::Uuid::new_v4().to_string()).replace("{userId}", &uuid::Uuid::new_v4().to_string());
+        let concrete = path
+            .replace("{orgId}", &uuid::Uuid::new_v4().to_string())
+            .replace("{userId}", &uuid::Uuid::new_v4().to_string());
         for method in doc["paths"][path].as_object().unwrap().keys() {
-            let res = app.client.request(method.to_uppercase().parse().unwrap(), format!("{}{concrete}", app.backend)).send().await.unwrap();
+            let res = app
+                .client
+                .request(method.to_uppercase().parse().unwrap(), format!("{}{concrete}", app.backend))
+                .send()
+                .await
+                .unwrap();
             assert_ne!(res.status(), StatusCode::NOT_FOUND, "{method} {path} is documented but not routed");
             assert_ne!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is documented but not routed");
         }
     }
-    let proxy = expect_json(app.client.get(format!("{}/openapi.json", app.proxy)).send().await.unwrap(), StatusCode::OK).await;
+    let proxy =
+        expect_json(app.client.get(format!("{}/openapi.json", app.proxy)).send().await.unwrap(), StatusCode::OK).await;
     assert!(proxy["paths"]["/health"].is_object());
 }

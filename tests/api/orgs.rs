@@ -45,7 +45,9 @@ async fn org_routes_refuse_bad_plans_and_names() {
     ];
     for (body, expected) in cases {
         let before = app.event_count().await;
-        let msg = expect_error(app.post("/admin/orgs", &app.global_admin_key, body.clone()).await, StatusCode::BAD_REQUEST).await;
+        let msg =
+            expect_error(app.post("/admin/orgs", &app.global_admin_key, body.clone()).await, StatusCode::BAD_REQUEST)
+                .await;
         assert!(msg.contains(expected), "case {body}: got {msg}");
         assert_eq!(app.event_count().await, before, "case {body}: nothing is written");
     }
@@ -58,12 +60,19 @@ async fn org_routes_need_a_valid_key_and_the_global_admin_role() {
     let res = app.request(reqwest::Method::GET, "/admin/orgs", None, None).await;
     assert_eq!(expect_error(res, StatusCode::UNAUTHORIZED).await, "missing X-Api-Key header");
     for bogus in ["nonsense", "hk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
-        assert_eq!(expect_error(app.get("/admin/orgs", bogus).await, StatusCode::UNAUTHORIZED).await, "invalid API key");
+        assert_eq!(
+            expect_error(app.get("/admin/orgs", bogus).await, StatusCode::UNAUTHORIZED).await,
+            "invalid API key"
+        );
     }
     for key in [&fx.admin_key, &fx.member_key] {
         expect_error(app.get("/admin/orgs", key).await, StatusCode::FORBIDDEN).await;
         expect_error(app.post("/admin/orgs", key, json!({ "name": "mine" })).await, StatusCode::FORBIDDEN).await;
-        expect_error(app.put(&format!("/admin/orgs/{}/plan", fx.org), key, json!({ "plan": "business" })).await, StatusCode::FORBIDDEN).await;
+        expect_error(
+            app.put(&format!("/admin/orgs/{}/plan", fx.org), key, json!({ "plan": "business" })).await,
+            StatusCode::FORBIDDEN,
+        )
+        .await;
     }
 }
 
@@ -75,16 +84,20 @@ async fn plan_change_is_recorded_and_shown() {
     assert_eq!(expect_json(res, StatusCode::OK).await["plan"], "smb");
     let list = expect_json(app.get("/admin/orgs", &app.global_admin_key).await, StatusCode::OK).await;
     assert_eq!(list[0]["plan"], "smb");
-    let changes: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'OrgPlanChanged' AND aggregate_id = $1")
-        .bind(org.to_string())
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let changes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'OrgPlanChanged' AND aggregate_id = $1")
+            .bind(org.to_string())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(changes, 1);
     // The same plan again changes nothing and records nothing.
     let res = app.put(&format!("/admin/orgs/{org}/plan"), &app.global_admin_key, json!({ "plan": "smb" })).await;
     expect_json(res, StatusCode::OK).await;
-    let again: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'OrgPlanChanged'").fetch_one(&app.pool).await.unwrap();
+    let again: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'OrgPlanChanged'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(again, 1);
 }
 
@@ -93,9 +106,21 @@ async fn plan_change_refuses_unknown_orgs_and_plans() {
     let app = spawn_app().await;
     let org = app.create_org("acme").await;
     let missing = Uuid::new_v4();
-    expect_error(app.put(&format!("/admin/orgs/{missing}/plan"), &app.global_admin_key, json!({ "plan": "smb" })).await, StatusCode::NOT_FOUND).await;
-    expect_error(app.put(&format!("/admin/orgs/{org}/plan"), &app.global_admin_key, json!({ "plan": "gold" })).await, StatusCode::BAD_REQUEST).await;
-    expect_error(app.put(&format!("/admin/orgs/{org}/plan"), &app.global_admin_key, json!({ "plan": "enterprise" })).await, StatusCode::BAD_REQUEST).await;
+    expect_error(
+        app.put(&format!("/admin/orgs/{missing}/plan"), &app.global_admin_key, json!({ "plan": "smb" })).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    expect_error(
+        app.put(&format!("/admin/orgs/{org}/plan"), &app.global_admin_key, json!({ "plan": "gold" })).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    expect_error(
+        app.put(&format!("/admin/orgs/{org}/plan"), &app.global_admin_key, json!({ "plan": "enterprise" })).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -129,6 +154,7 @@ async fn harden_connections_carry_an_idle_in_transaction_timeout() {
     })
     .await
     .unwrap();
-    let timeout: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout").fetch_one(&pool).await.unwrap();
+    let timeout: String =
+        sqlx::query_scalar("SHOW idle_in_transaction_session_timeout").fetch_one(&pool).await.unwrap();
     assert_eq!(timeout, "1500ms");
 }

@@ -27,5 +27,8 @@ async fn plans_list_the_spec_catalog_and_the_enterprise_contact_without_auth() {
         );
     }
     assert_eq!(plans[1]["pricing"], json!({ "annualTotalUsd": 120, "monthlyUsd": 12.0 }));
-    assert_eq!(body["enterprise"], json!({ "key": "enterprise", "label": "Enterprise", "contact": "enquiry@hardencloud.com" }));
+    assert_eq!(
+        body["enterprise"],
+        json!({ "key": "enterprise", "label": "Enterprise", "contact": "enquiry@hardencloud.com" })
+    );
 }

@@ -1,6 +1,6 @@
+use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
-use futures::future::join_all;
 use uuid::Uuid;
 
 use crate::helpers::{expect_error, expect_json, spawn_app};
@@ -9,7 +9,9 @@ use crate::helpers::{expect_error, expect_json, spawn_app};
 async fn global_admin_creates_the_first_org_admin_whose_key_works() {
     let app = spawn_app().await;
     let org = app.create_org("acme").await;
-    let res = app.post(&format!("/admin/orgs/{org}/users"), &app.global_admin_key, json!({ "name": "Jane", "isAdmin": true })).await;
+    let res = app
+        .post(&format!("/admin/orgs/{org}/users"), &app.global_admin_key, json!({ "name": "Jane", "isAdmin": true }))
+        .await;
     let body = expect_json(res, StatusCode::CREATED).await;
     let key = body["apiKey"].as_str().unwrap();
     assert!(key.starts_with("hk_") && key.len() == 46, "{key}");
@@ -21,7 +23,11 @@ async fn global_admin_creates_the_first_org_admin_whose_key_works() {
     assert_eq!(me["id"], body["id"]);
     assert_eq!(me["name"], "Jane");
     // Only the hash is stored.
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE payload::text LIKE '%' || $1 || '%'").bind(key).fetch_one(&app.pool).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE payload::text LIKE '%' || $1 || '%'")
+        .bind(key)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(stored, 0, "the plaintext key is in no event");
 }
 
@@ -30,13 +36,30 @@ async fn global_admin_can_create_only_the_first_org_admin() {
     let app = spawn_app().await;
     let org = app.create_org("acme").await;
     let path = format!("/admin/orgs/{org}/users");
-    let msg = expect_error(app.post(&path, &app.global_admin_key, json!({ "name": "svc", "isAdmin": false })).await, StatusCode::FORBIDDEN).await;
+    let msg = expect_error(
+        app.post(&path, &app.global_admin_key, json!({ "name": "svc", "isAdmin": false })).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
     assert!(msg.contains("only the first org admin"), "{msg}");
     app.create_first_admin(org).await;
-    let msg = expect_error(app.post(&path, &app.global_admin_key, json!({ "name": "second", "isAdmin": true })).await, StatusCode::FORBIDDEN).await;
+    let msg = expect_error(
+        app.post(&path, &app.global_admin_key, json!({ "name": "second", "isAdmin": true })).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
     assert!(msg.contains("already has its first admin"), "{msg}");
     let missing = Uuid::new_v4();
-    expect_error(app.post(&format!("/admin/orgs/{missing}/users"), &app.global_admin_key, json!({ "name": "x", "isAdmin": true })).await, StatusCode::NOT_FOUND).await;
+    expect_error(
+        app.post(
+            &format!("/admin/orgs/{missing}/users"),
+            &app.global_admin_key,
+            json!({ "name": "x", "isAdmin": true }),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -44,7 +67,8 @@ async fn racing_first_admin_requests_create_exactly_one() {
     let app = spawn_app().await;
     let org = app.create_org("acme").await;
     let path = format!("/admin/orgs/{org}/users");
-    let attempts = (0..8).map(|i| app.post(&path, &app.global_admin_key, json!({ "name": format!("admin {i}"), "isAdmin": true })));
+    let attempts = (0..8)
+        .map(|i| app.post(&path, &app.global_admin_key, json!({ "name": format!("admin {i}"), "isAdmin": true })));
     let statuses: Vec<_> = join_all(attempts).await.iter().map(|r| r.status()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == StatusCode::CREATED || *s == StatusCode::FORBIDDEN), "{statuses:?}");
@@ -78,11 +102,19 @@ async fn users_can_be_created_with_public_keys() {
     let app = spawn_app().await;
     let fx = app.org_with_users("acme").await;
     let res = app
-        .post(&format!("/admin/orgs/{}/users", fx.org), &fx.admin_key, json!({ "name": "svc", "publicKeyEccB64": b64(32), "publicKeyKyberB64": b64(1184) }))
+        .post(
+            &format!("/admin/orgs/{}/users", fx.org),
+            &fx.admin_key,
+            json!({ "name": "svc", "publicKeyEccB64": b64(32), "publicKeyKyberB64": b64(1184) }),
+        )
         .await;
     let body = expect_json(res, StatusCode::CREATED).await;
     assert_eq!(body["publicKeyEccB64"], b64(32));
-    let profile = expect_json(app.get(&format!("/users/org/{}", body["id"].as_str().unwrap()), &fx.member_key).await, StatusCode::OK).await;
+    let profile = expect_json(
+        app.get(&format!("/users/org/{}", body["id"].as_str().unwrap()), &fx.member_key).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(profile["publicKeyKyberB64"], b64(1184));
 }
 
@@ -91,16 +123,25 @@ async fn list_users_is_for_admins_of_that_org_and_the_global_admin() {
     let app = spawn_app().await;
     let fx = app.org_with_users("acme").await;
     let path = format!("/admin/orgs/{}/users", fx.org);
-    assert_eq!(expect_json(app.get(&path, &app.global_admin_key).await, StatusCode::OK).await.as_array().unwrap().len(), 2);
+    assert_eq!(
+        expect_json(app.get(&path, &app.global_admin_key).await, StatusCode::OK).await.as_array().unwrap().len(),
+        2
+    );
     expect_error(app.get(&path, &fx.member_key).await, StatusCode::FORBIDDEN).await;
-    expect_error(app.get(&format!("/admin/orgs/{}/users", Uuid::new_v4()), &app.global_admin_key).await, StatusCode::NOT_FOUND).await;
+    expect_error(
+        app.get(&format!("/admin/orgs/{}/users", Uuid::new_v4()), &app.global_admin_key).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn rotation_kills_the_old_key_before_answering() {
     let app = spawn_app().await;
     let fx = app.org_with_users("acme").await;
-    let res = app.post(&format!("/admin/orgs/{}/users/{}/apikey/rotate", fx.org, fx.member_id), &fx.admin_key, json!({})).await;
+    let res = app
+        .post(&format!("/admin/orgs/{}/users/{}/apikey/rotate", fx.org, fx.member_id), &fx.admin_key, json!({}))
+        .await;
     let new_key = expect_json(res, StatusCode::OK).await["apiKey"].as_str().unwrap().to_owned();
     assert_ne!(new_key, fx.member_key);
     expect_error(app.get("/users/me", &fx.member_key).await, StatusCode::UNAUTHORIZED).await;
@@ -112,7 +153,10 @@ async fn org_admins_rotate_their_own_key_and_members_rotate_nothing() {
     let app = spawn_app().await;
     let fx = app.org_with_users("acme").await;
     let own = format!("/admin/orgs/{}/users/{}/apikey/rotate", fx.org, fx.admin_id);
-    let new_key = expect_json(app.post(&own, &fx.admin_key, json!({})).await, StatusCode::OK).await["apiKey"].as_str().unwrap().to_owned();
+    let new_key = expect_json(app.post(&own, &fx.admin_key, json!({})).await, StatusCode::OK).await["apiKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     expect_error(app.get("/users/me", &fx.admin_key).await, StatusCode::UNAUTHORIZED).await;
     let theirs = format!("/admin/orgs/{}/users/{}/apikey/rotate", fx.org, fx.member_id);
     expect_error(app.post(&own, &fx.member_key, json!({})).await, StatusCode::FORBIDDEN).await;
@@ -132,17 +176,23 @@ async fn offboarding_deactivates_the_user_and_every_key_at_once() {
     let res = app.delete(&user_path, &fx.admin_key).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     expect_error(app.get("/users/me", &fx.member_key).await, StatusCode::UNAUTHORIZED).await;
-    let users = expect_json(app.get(&format!("/admin/orgs/{}/users", fx.org), &fx.admin_key).await, StatusCode::OK).await;
+    let users =
+        expect_json(app.get(&format!("/admin/orgs/{}/users", fx.org), &fx.admin_key).await, StatusCode::OK).await;
     let member = users.as_array().unwrap().iter().find(|u| u["id"] == fx.member_id.to_string()).unwrap();
     assert_eq!(member["isActive"], false, "admins still see who was offboarded");
     let peers = expect_json(app.get("/users/org", &fx.admin_key).await, StatusCode::OK).await;
     assert_eq!(peers.as_array().unwrap().len(), 1, "the directory no longer lists them");
     expect_error(app.get(&format!("/users/org/{}", fx.member_id), &fx.admin_key).await, StatusCode::NOT_FOUND).await;
     // Their events stay.
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1").bind(fx.member_id.to_string()).fetch_one(&app.pool).await.unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+        .bind(fx.member_id.to_string())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(events, 4, "created, key issued, key revoked, deactivated");
     // A deactivated user gets no new key, and offboarding twice is offboarding once.
-    expect_error(app.post(&format!("{user_path}/apikey/rotate"), &fx.admin_key, json!({})).await, StatusCode::CONFLICT).await;
+    expect_error(app.post(&format!("{user_path}/apikey/rotate"), &fx.admin_key, json!({})).await, StatusCode::CONFLICT)
+        .await;
     assert_eq!(app.delete(&user_path, &fx.admin_key).await.status(), StatusCode::NO_CONTENT);
 }
 
@@ -150,8 +200,20 @@ async fn offboarding_deactivates_the_user_and_every_key_at_once() {
 async fn offboarding_refuses_members_and_self() {
     let app = spawn_app().await;
     let fx = app.org_with_users("acme").await;
-    expect_error(app.delete(&format!("/admin/orgs/{}/users/{}", fx.org, fx.admin_id), &fx.member_key).await, StatusCode::FORBIDDEN).await;
-    let msg = expect_error(app.delete(&format!("/admin/orgs/{}/users/{}", fx.org, fx.admin_id), &fx.admin_key).await, StatusCode::BAD_REQUEST).await;
+    expect_error(
+        app.delete(&format!("/admin/orgs/{}/users/{}", fx.org, fx.admin_id), &fx.member_key).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let msg = expect_error(
+        app.delete(&format!("/admin/orgs/{}/users/{}", fx.org, fx.admin_id), &fx.admin_key).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     assert!(msg.contains("yourself"), "{msg}");
-    expect_error(app.delete(&format!("/admin/orgs/{}/users/{}", fx.org, Uuid::new_v4()), &fx.admin_key).await, StatusCode::NOT_FOUND).await;
+    expect_error(
+        app.delete(&format!("/admin/orgs/{}/users/{}", fx.org, Uuid::new_v4()), &fx.admin_key).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 }

@@ -38,7 +38,8 @@ pub async fn store_keys(
     caller: Caller,
     AppJson(req): AppJson<StoreKeysRequest>,
 ) -> Result<(Consistency, Json<MeResponse>), ApiError> {
-    let public_keys = PublicKeys::parse(&req.public_key_ecc_b64, &req.public_key_kyber_b64).map_err(harden_commands::Error::from)?;
+    let public_keys =
+        PublicKeys::parse(&req.public_key_ecc_b64, &req.public_key_kyber_b64).map_err(harden_commands::Error::from)?;
     let sealed = SealedPrivateKeys::parse(&req.encrypted_private_key_ecc_b64, &req.encrypted_private_key_kyber_b64)
         .map_err(harden_commands::Error::from)?;
     let committed = state.harden.store_keys(&caller, public_keys, sealed, caller.meta()).await?;
@@ -49,7 +50,10 @@ pub async fn store_keys(
 /// Public profiles of the active users in the caller's org.
 #[utoipa::path(get, path = "/users/org", tag = "users", security(("apiKey" = [])),
     responses((status = 200, body = Vec<PublicProfile>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn org_directory(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<PublicProfile>>, ApiError> {
+pub async fn org_directory(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<PublicProfile>>, ApiError> {
     let org = access::own_org(&caller)?;
     let users = state.directory.active_users(org).await?;
     Ok(Json(users.iter().map(PublicProfile::from).collect()))
