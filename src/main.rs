@@ -2,10 +2,15 @@
 
 use std::path::PathBuf;
 
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use harden::startup::{connect_and_migrate, Application, Surfaces};
 use harden::{telemetry, Settings};
 use harden_commands::{bootstrap, Harden};
+use harden_projections::audit::{self as projections_audit, Verdict};
+use uuid::Uuid;
 
 #[derive(Parser)]
 #[command(name = "harden", version, about = "A zero-knowledge, post-quantum secrets and file vault for teams")]
@@ -26,10 +31,36 @@ enum Command {
     },
     /// Create the database if missing and apply pending migrations.
     Migrate,
+    /// Compliance: export or verify an org's hash-chained audit history.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Issue a new global admin key into $HARDEN_DATA_DIR/global-admin.key (the old one stops working).
     Bootstrap {
         #[arg(long, required = true)]
         rotate_global_admin_key: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the org's audit entries as JSON Lines, one entry a line, with the chain hashes.
+    Export {
+        #[arg(long)]
+        org: Uuid,
+        /// Only entries at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<DateTime<Utc>>,
+    },
+    /// Recompute the org's chain from the event store and compare it with the audit view. Exits
+    /// non-zero and names the first entry that differs on any difference.
+    Verify {
+        #[arg(long)]
+        org: Uuid,
+        /// A head hash saved earlier (e.g. from an export): the chain must still pass through it.
+        #[arg(long)]
+        head: Option<String>,
     },
 }
 
@@ -45,13 +76,42 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::Audit { command } => audit(&settings, command).await,
         Command::Bootstrap { .. } => {
             let pool = connect_and_migrate(&settings).await?;
-            let harden = Harden::new(pool);
+            let master_key =
+                bootstrap::master_key(settings.master_key.as_ref(), settings.is_production(), &settings.data_dir)?;
+            let harden = Harden::new(pool, &master_key);
             bootstrap::ensure_global_admin(&harden, &settings.data_dir).await?;
             let path = bootstrap::rotate_global_admin_key(&harden, &settings.data_dir).await?;
             tracing::info!(path = %path.display(), "issued a new global admin key");
             Ok(())
         }
+    }
+}
+
+async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()> {
+    let pool = connect_and_migrate(settings).await?;
+    match command {
+        AuditCommand::Export { org, since } => {
+            let mut out = std::io::stdout().lock();
+            for entry in projections_audit::export(&pool, org, since).await? {
+                serde_json::to_writer(&mut out, &entry)?;
+                writeln!(out)?;
+            }
+            Ok(())
+        }
+        AuditCommand::Verify { org, head } => match projections_audit::verify(&pool, org, head.as_deref()).await? {
+            Verdict::Intact { entries, pending, head_seq } => {
+                let through = head_seq.map(|s| format!("; the given head is entry {s}")).unwrap_or_default();
+                println!("audit chain of org {org} verified: {entries} entries match the event store ({pending} not yet projected){through}");
+                Ok(())
+            }
+            Verdict::Broken { seq, event_id, reason } => {
+                let event = event_id.map(|e| format!(" (event {e})")).unwrap_or_default();
+                eprintln!("audit chain of org {org} BROKEN at entry {seq}{event}: {reason}");
+                std::process::exit(1);
+            }
+        },
     }
 }

@@ -12,10 +12,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use harden_api::AppState;
-use harden_commands::bootstrap::{self, MasterKey};
+use harden_commands::bootstrap;
 use harden_commands::db::{self, DbConfig};
 use harden_commands::Harden;
+use harden_projections::audit::{Audit, AuditProjector};
 use harden_projections::directory::{Directory, DirectoryProjector};
+use harden_projections::kv::{Kv, KvProjector};
 use harden_projections::{wake, Follower, FollowerConfig, ReadModels};
 
 use crate::settings::Settings;
@@ -38,7 +40,6 @@ pub struct Application {
     backend: Option<Listener>,
     proxy: Option<Listener>,
     followers: Vec<JoinHandle<()>>,
-    _master_key: Option<MasterKey>,
 }
 
 /// Connects to the configured database, creating it if missing, and migrates it.
@@ -55,30 +56,28 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> 
 
 impl Application {
     pub async fn build(settings: &Settings, surfaces: Surfaces) -> anyhow::Result<Self> {
-        let mut app = Application { backend: None, proxy: None, followers: Vec::new(), _master_key: None };
+        let mut app = Application { backend: None, proxy: None, followers: Vec::new() };
         if surfaces != Surfaces::Proxy {
             let pool = connect_and_migrate(settings).await?;
-            app._master_key = Some(bootstrap::master_key(
-                settings.master_key.as_ref(),
-                settings.is_production(),
-                &settings.data_dir,
-            )?);
-            let harden = Arc::new(Harden::new(pool.clone()));
+            let master_key =
+                bootstrap::master_key(settings.master_key.as_ref(), settings.is_production(), &settings.data_dir)?;
+            let harden = Arc::new(Harden::new(pool.clone(), &master_key));
             let admin = bootstrap::ensure_global_admin(&harden, &settings.data_dir).await?;
 
-            let wake = wake::spawn(pool.clone());
-            let config = FollowerConfig { poll_interval: settings.follower_poll(), ..FollowerConfig::default() };
-            let directory = Follower::new(pool.clone(), DirectoryProjector, config, wake);
-            directory.register().await?;
-            let read_models =
-                ReadModels::new(vec![(directory.name(), directory.position())], settings.read_model_wait());
-            app.followers.push(tokio::spawn(directory.run()));
+            let (read_models, followers) = start_read_models(&pool, settings).await?;
+            app.followers.extend(followers);
             // A fresh installation answers GET /users/me for its global admin from the first request.
             if let bootstrap::GlobalAdmin::Created(_, committed) = admin {
                 read_models.wait_for(committed.position).await;
             }
 
-            let state = AppState { harden, directory: Directory::new(pool), read_models };
+            let state = AppState {
+                harden,
+                directory: Directory::new(pool.clone()),
+                kv: Kv::new(pool.clone()),
+                audit: Audit::new(pool),
+                read_models,
+            };
             app.backend = Some(Listener {
                 listener: bind(settings.backend_addr, "backend").await?,
                 router: harden_api::backend::router(state, settings.max_body_bytes),
@@ -132,6 +131,26 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Starts one follower per read model; requests wait on all of them for read-your-writes.
+async fn start_read_models(pool: &PgPool, settings: &Settings) -> anyhow::Result<(ReadModels, Vec<JoinHandle<()>>)> {
+    let wake = wake::spawn(pool.clone());
+    let config = FollowerConfig { poll_interval: settings.follower_poll(), ..FollowerConfig::default() };
+    let mut positions = Vec::new();
+    let mut tasks = Vec::new();
+    macro_rules! follow {
+        ($projector:expr) => {{
+            let follower = Follower::new(pool.clone(), $projector, config, wake.clone());
+            follower.register().await?;
+            positions.push((follower.name(), follower.position()));
+            tasks.push(tokio::spawn(follower.run()));
+        }};
+    }
+    follow!(DirectoryProjector);
+    follow!(KvProjector);
+    follow!(AuditProjector);
+    Ok((ReadModels::new(positions, settings.read_model_wait()), tasks))
 }
 
 async fn bind(addr: std::net::SocketAddr, surface: &str) -> anyhow::Result<TcpListener> {

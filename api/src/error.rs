@@ -14,8 +14,12 @@ use harden_commands::Error as CommandError;
 
 /// Every error body harden sends.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     pub error: String,
+    /// On a KV check-and-set conflict: the version that is current.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -57,7 +61,7 @@ impl From<anyhow::Error> for ApiError {
 }
 
 fn body(status: StatusCode, msg: String) -> Response {
-    (status, Json(ErrorBody { error: msg })).into_response()
+    (status, Json(ErrorBody { error: msg, current_version: None })).into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -69,6 +73,10 @@ impl IntoResponse for ApiError {
                 CommandError::Forbidden(msg) => body(StatusCode::FORBIDDEN, msg),
                 CommandError::NotFound(msg) => body(StatusCode::NOT_FOUND, msg),
                 CommandError::Conflict(msg) => body(StatusCode::CONFLICT, msg),
+                CommandError::VersionConflict { current } => {
+                    let error = CommandError::VersionConflict { current }.to_string();
+                    (StatusCode::CONFLICT, Json(ErrorBody { error, current_version: Some(current) })).into_response()
+                }
                 CommandError::Busy => {
                     let mut response = body(StatusCode::SERVICE_UNAVAILABLE, CommandError::Busy.to_string());
                     response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

@@ -4,8 +4,8 @@
 use std::ops::Deref;
 
 use axum::extract::path::ErrorKind;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
@@ -87,6 +87,28 @@ where
                 };
                 Err(ApiError::status(StatusCode::BAD_REQUEST, msg))
             }
+            Err(other) => Err(ApiError::status(other.status(), other.body_text())),
+        }
+    }
+}
+
+/// `Query` with harden's error bodies: an unknown or malformed query parameter is a 400.
+pub struct AppQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for AppQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(AppQuery(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::status(
+                StatusCode::BAD_REQUEST,
+                format!("invalid query: {}", serde_reason(&e.body_text())),
+            )),
             Err(other) => Err(ApiError::status(other.status(), other.body_text())),
         }
     }

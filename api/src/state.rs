@@ -3,12 +3,16 @@
 use std::sync::Arc;
 
 use harden_commands::Harden;
+use harden_projections::audit::Audit;
 use harden_projections::directory::Directory;
+use harden_projections::kv::Kv;
 use harden_projections::ReadModels;
 
 #[derive(Clone)]
 pub struct AppState {
     pub harden: Arc<Harden>,
     pub directory: Directory,
+    pub kv: Kv,
+    pub audit: Audit,
     pub read_models: ReadModels,
 }

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
+use cqrs_es::{Aggregate, AggregateError, EventStore};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -108,8 +109,11 @@ impl Wakeup {
 }
 
 /// The command side of one aggregate type.
+///
+/// It runs the same steps as cqrs-es's `CqrsFramework` (load, handle, commit) on the event store
+/// itself, because harden needs what the framework does not return: the events a command
+/// committed (their versions, their positions).
 pub struct Commands<A: Aggregate<Services = ()>> {
-    cqrs: CqrsFramework<A, Store<A>>,
     store: Store<A>,
     pool: PgPool,
     wakeup: Wakeup,
@@ -122,33 +126,40 @@ where
     A::Error: Into<Error>,
 {
     pub fn new(pool: PgPool, wakeup: Wakeup) -> Self {
-        let cqrs = CqrsFramework::new(
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone())),
-            vec![],
-            (),
-        );
         let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
-        Self { cqrs, store, pool, wakeup }
+        Self { store, pool, wakeup }
     }
 
     pub async fn execute(&self, id: &str, command: A::Command, meta: &Meta) -> Result<Committed, Error> {
+        self.run(id, command, meta).await.map(|(committed, _)| committed)
+    }
+
+    /// Executes the command and returns the events it committed (none for a no-op).
+    pub async fn run(&self, id: &str, command: A::Command, meta: &Meta) -> Result<(Committed, Vec<A::Event>), Error> {
         let metadata = meta.to_map();
         for attempt in 1..=MAX_ATTEMPTS {
-            match self.cqrs.execute_with_metadata(id, command.clone(), metadata.clone()).await {
-                Ok(()) => {
+            let mut context = self.store.load_aggregate(id).await.map_err(store_error::<A>)?;
+            let sink = EventSink::default();
+            cqrs_es::AggregateContext::aggregate(&mut context)
+                .handle(command.clone(), &(), &sink)
+                .await
+                .map_err(Into::into)?;
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok((Committed::default(), events));
+            }
+            match self.store.commit(events, context, metadata.clone()).await {
+                Ok(envelopes) => {
                     self.wakeup.wake();
-                    return self.last_commit(id).await;
+                    let last = envelopes.last().map(|e| e.sequence).unwrap_or_default();
+                    let committed = self.commit_of(id, last).await?;
+                    return Ok((committed, envelopes.into_iter().map(|e| e.payload).collect()));
                 }
-                Err(AggregateError::UserError(e)) => return Err(e.into()),
                 Err(AggregateError::AggregateConflict) => {
                     tracing::debug!(aggregate = A::TYPE, attempt, "concurrency conflict, retrying");
                     tokio::time::sleep(Duration::from_millis(2u64 << attempt)).await;
                 }
-                Err(other) => {
-                    return Err(Error::Internal(
-                        anyhow::anyhow!("{other}").context(format!("Failed to execute a {} command", A::TYPE)),
-                    ))
-                }
+                Err(e) => return Err(store_error::<A>(e)),
             }
         }
         Err(Error::Busy)
@@ -164,22 +175,48 @@ where
         Ok(std::mem::take(cqrs_es::AggregateContext::aggregate(&mut context)))
     }
 
-    async fn last_commit(&self, id: &str) -> Result<Committed, Error> {
-        let row: Option<(i64, i64, DateTime<Utc>)> = sqlx::query_as(
+    async fn commit_of(&self, id: &str, sequence: usize) -> Result<Committed, Error> {
+        let (tx_id, global_id, at): (i64, i64, DateTime<Utc>) = sqlx::query_as(
             "SELECT tx_id::text::bigint, global_id, recorded_at FROM events
-             WHERE aggregate_type = $1 AND aggregate_id = $2
-             ORDER BY sequence DESC LIMIT 1",
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
         )
         .bind(A::TYPE)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .bind(sequence as i64)
+        .fetch_one(&self.pool)
         .await
         .context("Failed to read the position of a committed event")?;
-        Ok(match row {
-            Some((tx_id, global_id, at)) => {
-                Committed { position: Some(Position { tx_id, global_id }), recorded_at: Some(at) }
-            }
-            None => Committed::default(),
-        })
+        Ok(Committed { position: Some(Position { tx_id, global_id }), recorded_at: Some(at) })
     }
+}
+
+/// SQLSTATE raised by the plan-limit trigger (migration 0005). Deliberately not 23505, which
+/// postgres-es reports as a retryable concurrency conflict.
+pub const PLAN_LIMIT_SQLSTATE: &str = "HL001";
+
+/// Store failures other than conflicts: a plan limit refused at append time is the caller's 400;
+/// anything else is infrastructure.
+fn store_error<A: Aggregate>(e: AggregateError<A::Error>) -> Error {
+    let cause = match e {
+        AggregateError::UnexpectedError(cause) | AggregateError::DatabaseConnectionError(cause) => cause,
+        AggregateError::DeserializationError(cause) => {
+            return Error::Internal(anyhow::anyhow!("{cause}").context(format!("Failed to decode {} events", A::TYPE)))
+        }
+        AggregateError::AggregateConflict => return Error::Busy,
+        AggregateError::UserError(user) => return Error::Internal(anyhow::anyhow!("{user}")),
+    };
+    if let Some(limit) = plan_limit(cause.as_ref()) {
+        return limit;
+    }
+    Error::Internal(anyhow::anyhow!("{cause}").context(format!("Failed to append {} events", A::TYPE)))
+}
+
+fn plan_limit(cause: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<Error> {
+    let db = cause.downcast_ref::<sqlx::Error>()?.as_database_error()?;
+    if db.code().as_deref() != Some(PLAN_LIMIT_SQLSTATE) {
+        return None;
+    }
+    let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+    let (limit, plan, max) = (pg.message(), pg.detail().unwrap_or("?"), pg.hint().unwrap_or("?"));
+    Some(Error::Invalid(format!("plan limit reached: {limit} is {max} on the {plan} plan")))
 }

@@ -3,6 +3,7 @@
 //! the log and is never shown.
 
 use harden_domain::org::OrgError;
+use harden_domain::secret::SecretError;
 use harden_domain::user::UserError;
 use harden_domain::values::InvalidValue;
 
@@ -20,6 +21,9 @@ pub enum Error {
     /// The state does not allow it (exists already, keys already set, deactivated).
     #[error("{0}")]
     Conflict(String),
+    /// A check-and-set write found another version current.
+    #[error("version conflict: the current version is {current}")]
+    VersionConflict { current: u64 },
     /// Concurrent writers kept winning; the caller may retry.
     #[error("too many concurrent changes to the same record, retry shortly")]
     Busy,
@@ -69,6 +73,15 @@ impl From<UserError> for Error {
             UserError::InvalidRole => Error::Invalid(msg),
             UserError::GlobalAdminHasNoKeys => Error::Forbidden(msg),
             UserError::AlreadyExists | UserError::Deactivated | UserError::KeysAlreadySet => Error::Conflict(msg),
+        }
+    }
+}
+
+impl From<SecretError> for Error {
+    fn from(e: SecretError) -> Self {
+        match e {
+            SecretError::NotFound => Error::NotFound(e.to_string()),
+            SecretError::VersionMismatch { current } => Error::VersionConflict { current },
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`db`] — connecting, creating the database if missing, migrations.
 //! - [`bus`] — executing a command on an aggregate with request metadata, bounded retry on
 //!   concurrency conflicts, and the post-commit wake-up of followers.
+//! - [`ids`] — aggregate ids derived from names, as keyed HMACs.
 //! - [`keys`] — drawing and hashing API keys.
 //! - [`credentials`] — resolving a presented API key to a principal (the trigger-maintained index).
 //! - [`bootstrap`] — the server's master key and the global admin.
@@ -21,6 +22,7 @@ pub mod bus;
 pub mod credentials;
 pub mod db;
 pub mod error;
+pub mod ids;
 pub mod keys;
 pub mod service;
 

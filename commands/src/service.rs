@@ -8,22 +8,35 @@ use uuid::Uuid;
 
 use harden_domain::org::{Org, OrgCommand};
 use harden_domain::plan::ENTERPRISE_CONTACT;
+use harden_domain::secret::{KeyName, Secret, SecretCommand, SecretEnvelope, SecretEvent};
 use harden_domain::user::{User, UserCommand};
 use harden_domain::values::{OrgName, PublicKeys, SealedPrivateKeys, UserName};
 use harden_domain::{OrgId, Plan, Role, UserId};
 
 use crate::access::{self, ORG_NOT_FOUND};
+use crate::bootstrap::MasterKey;
 use crate::bus::{Commands, Committed, Meta, Wakeup};
 use crate::credentials::{self, Principal};
 use crate::error::Error;
+use crate::ids::IdHasher;
 use crate::keys;
 
 const USER_NOT_FOUND: &str = "user not found";
 
 pub struct Harden {
     pool: PgPool,
+    ids: IdHasher,
     pub orgs: Commands<Org>,
     pub users: Commands<User>,
+    pub secrets: Commands<Secret>,
+}
+
+/// The outcome of a KV write.
+pub struct WrittenSecret {
+    pub version: u64,
+    /// The write started a new life of the record (it did not exist, or was deleted).
+    pub created: bool,
+    pub committed: Committed,
 }
 
 pub struct NewUser<'a> {
@@ -60,9 +73,15 @@ pub fn parse_plan(key: &str) -> Result<Plan, Error> {
 }
 
 impl Harden {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: PgPool, master_key: &MasterKey) -> Self {
         let wakeup = Wakeup::spawn(pool.clone());
-        Self { orgs: Commands::new(pool.clone(), wakeup.clone()), users: Commands::new(pool.clone(), wakeup), pool }
+        Self {
+            ids: IdHasher::from_master(master_key),
+            orgs: Commands::new(pool.clone(), wakeup.clone()),
+            users: Commands::new(pool.clone(), wakeup.clone()),
+            secrets: Commands::new(pool.clone(), wakeup),
+            pool,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -200,4 +219,47 @@ impl Harden {
             .execute(&caller.user_id.to_string(), UserCommand::StoreKeys { public_keys, sealed }, &meta.with_org(org))
             .await
     }
+
+    /// Creates or updates the caller's record `key_name`. With `expected_version`, a check-and-set.
+    /// Plan limits (records per org, key + value bytes) are enforced as the event is appended.
+    pub async fn write_secret(
+        &self,
+        caller: &Principal,
+        key_name: &KeyName,
+        envelope: SecretEnvelope,
+        expected_version: Option<u64>,
+        meta: Meta,
+    ) -> Result<WrittenSecret, Error> {
+        let org = kv_org(caller)?;
+        let command = SecretCommand::WriteSecret {
+            owner: caller.user_id,
+            org_id: org,
+            key_name: key_name.clone(),
+            envelope,
+            expected_version,
+        };
+        let id = self.ids.secret_id(caller.user_id, key_name);
+        let (committed, events) = self.secrets.run(&id, command, &meta.with_org(org)).await?;
+        match events.first() {
+            Some(SecretEvent::SecretCreated { version, .. }) => {
+                Ok(WrittenSecret { version: *version, created: true, committed })
+            }
+            Some(SecretEvent::SecretUpdated { version, .. }) => {
+                Ok(WrittenSecret { version: *version, created: false, committed })
+            }
+            _ => Err(Error::Internal(anyhow::anyhow!("a KV write committed no write event"))),
+        }
+    }
+
+    /// Soft-deletes the caller's live record `key_name`.
+    pub async fn delete_secret(&self, caller: &Principal, key_name: &KeyName, meta: Meta) -> Result<Committed, Error> {
+        let org = kv_org(caller)?;
+        let id = self.ids.secret_id(caller.user_id, key_name);
+        self.secrets.execute(&id, SecretCommand::DeleteSecret, &meta.with_org(org)).await
+    }
+}
+
+/// KV records belong to org users; the global admin has none.
+fn kv_org(caller: &Principal) -> Result<OrgId, Error> {
+    access::own_org(caller).map_err(|_| Error::forbidden("the global admin has no KV records"))
 }

@@ -12,11 +12,15 @@
 //! - [`role`] — who a user is allowed to be.
 //! - [`org`] — the Org aggregate.
 //! - [`user`] — the User aggregate (profile, role, API keys, key material).
+//! - [`secret`] — the Secret aggregate: one encrypted KV record.
+//! - [`envelope`] — the value ciphertext format the Backend relies on (its overhead).
 
+pub mod envelope;
 pub mod ids;
 pub mod org;
 pub mod plan;
 pub mod role;
+pub mod secret;
 pub mod user;
 pub mod values;
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::ids::OrgId;
-use crate::plan::Plan;
+use crate::plan::{Plan, PlanLimits};
 use crate::values::OrgName;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -15,10 +15,12 @@ pub enum OrgCommand {
     ChangePlan { plan: Plan },
 }
 
+/// Both events carry the limits of the plan they put in force: the append-time limit check reads
+/// them (migration 0005), and the history shows what applied when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum OrgEvent {
-    OrgCreated { org_id: OrgId, name: OrgName, plan: Plan },
-    OrgPlanChanged { org_id: OrgId, from: Plan, to: Plan },
+    OrgCreated { org_id: OrgId, name: OrgName, plan: Plan, limits: PlanLimits },
+    OrgPlanChanged { org_id: OrgId, from: Plan, to: Plan, limits: PlanLimits },
 }
 
 impl DomainEvent for OrgEvent {
@@ -70,7 +72,7 @@ impl Aggregate for Org {
                 if self.exists() {
                     return Err(OrgError::AlreadyExists);
                 }
-                sink.write(OrgEvent::OrgCreated { org_id, name, plan }, self).await;
+                sink.write(OrgEvent::OrgCreated { org_id, name, plan, limits: plan.limits() }, self).await;
             }
             OrgCommand::ChangePlan { plan } => {
                 let (Some(org_id), Some(from)) = (self.id, self.plan) else {
@@ -79,7 +81,7 @@ impl Aggregate for Org {
                 // Asking for the plan the org already has changes nothing: a retried request or a
                 // duplicate billing webhook must not record a change twice.
                 if from != plan {
-                    sink.write(OrgEvent::OrgPlanChanged { org_id, from, to: plan }, self).await;
+                    sink.write(OrgEvent::OrgPlanChanged { org_id, from, to: plan, limits: plan.limits() }, self).await;
                 }
             }
         }
@@ -109,7 +111,12 @@ mod tests {
     }
 
     fn created() -> OrgEvent {
-        OrgEvent::OrgCreated { org_id: org_id(), name: OrgName::parse("acme").unwrap(), plan: Plan::Free }
+        OrgEvent::OrgCreated {
+            org_id: org_id(),
+            name: OrgName::parse("acme").unwrap(),
+            plan: Plan::Free,
+            limits: Plan::Free.limits(),
+        }
     }
 
     #[test]
@@ -137,6 +144,7 @@ mod tests {
                 org_id: org_id(),
                 from: Plan::Free,
                 to: Plan::Business,
+                limits: Plan::Business.limits(),
             }]);
     }
 

@@ -83,6 +83,12 @@ impl KeyBlob {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The number of bytes the base64 stands for.
+    pub fn decoded_len(&self) -> usize {
+        let padding = self.0.bytes().rev().take_while(|b| *b == b'=').count();
+        self.0.len() / 4 * 3 - padding
+    }
 }
 
 /// An X25519 public key is 32 bytes.
@@ -171,6 +177,9 @@ mod tests {
         let err = KeyBlob::parse("k", &STANDARD.encode([1u8; 31]), 32..=32).unwrap_err();
         assert_eq!(err.0, "k must decode to exactly 32 bytes");
         assert!(KeyBlob::parse("k", "", 1..=64).is_err());
+        for n in 0..8 {
+            assert_eq!(KeyBlob::parse("k", &STANDARD.encode(vec![0u8; n]), 0..=8).unwrap().decoded_len(), n);
+        }
     }
 
     #[test]

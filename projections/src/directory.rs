@@ -58,7 +58,7 @@ mod cqrs_es_type_names {
 
 async fn apply_org(conn: &mut PgConnection, event: OrgEvent, at: DateTime<Utc>) -> anyhow::Result<()> {
     match event {
-        OrgEvent::OrgCreated { org_id, name, plan } => {
+        OrgEvent::OrgCreated { org_id, name, plan, .. } => {
             sqlx::query(
                 "INSERT INTO directory_orgs (org_id, name, plan, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
             )

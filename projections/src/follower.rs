@@ -41,6 +41,22 @@ pub struct StoredEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+impl StoredEvent {
+    /// The user whose request appended the event, from its metadata.
+    pub fn actor(&self) -> Option<uuid::Uuid> {
+        self.meta_uuid("actor_user_id")
+    }
+
+    /// The org the event belongs to, from its metadata.
+    pub fn org(&self) -> Option<uuid::Uuid> {
+        self.meta_uuid("org_id")
+    }
+
+    fn meta_uuid(&self, field: &str) -> Option<uuid::Uuid> {
+        self.metadata.get(field)?.as_str()?.parse().ok()
+    }
+}
+
 #[async_trait]
 pub trait Projector: Send + Sync + 'static {
     /// The follower's unique name: the key of its checkpoint row.
@@ -191,7 +207,7 @@ impl<P: Projector> Follower<P> {
     }
 }
 
-fn decode(row: &sqlx::postgres::PgRow) -> anyhow::Result<StoredEvent> {
+pub(crate) fn decode(row: &sqlx::postgres::PgRow) -> anyhow::Result<StoredEvent> {
     Ok(StoredEvent {
         position: Position { tx_id: row.try_get("tx_id")?, global_id: row.try_get("global_id")? },
         aggregate_type: row.try_get("aggregate_type")?,

@@ -10,9 +10,13 @@
 //! - [`read_models`] — the positions the followers have reached, and the bounded read-your-writes
 //!   wait a request does after a write.
 //! - [`directory`] — the org directory (orgs, users, public profiles) projection and its queries.
+//! - [`kv`] — the KV listing and version history.
+//! - [`audit`] — the hash-chained audit view, its verification and export.
 
+pub mod audit;
 pub mod directory;
 pub mod follower;
+pub mod kv;
 pub mod read_models;
 pub mod wake;
 

@@ -167,9 +167,38 @@ impl TestApp {
         OrgFixture { org, admin_id, admin_key, member_id, member_key }
     }
 
+    pub async fn put_kv(&self, key: &str, api_key: &str, value_len: usize) -> Response {
+        self.put(&kv_path(key), api_key, kv_body(value_len, 7)).await
+    }
+
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&self.pool).await.unwrap()
     }
+}
+
+/// A KV write body whose ciphertext stands for `value_len` plaintext bytes (29 bytes of envelope
+/// overhead: version, nonce, tag). The bytes are arbitrary: the Backend never decrypts.
+pub fn kv_body(value_len: usize, fill: u8) -> Value {
+    use base64::Engine;
+    let b64 = |n: usize, f: u8| base64::engine::general_purpose::STANDARD.encode(vec![f; n]);
+    json!({
+        "ciphertextB64": b64(29 + value_len, fill),
+        "encryptedAesKeyEccB64": b64(33, 1),
+        "encryptedAesKeyKyberB64": b64(1149, 2),
+    })
+}
+
+/// Percent-encodes a key name for a path segment.
+pub fn kv_path(key: &str) -> String {
+    let mut out = String::from("/kv/");
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 pub struct OrgFixture {

@@ -3,11 +3,14 @@
 
 mod helpers;
 
+mod audit;
 mod bad_input;
 mod bootstrap;
 mod follower;
 mod health;
 mod isolation;
+mod kv;
+mod limits;
 mod me;
 mod openapi;
 mod orgs;

@@ -18,8 +18,12 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
             "/admin/orgs/{orgId}/users",
             "/admin/orgs/{orgId}/users/{userId}",
             "/admin/orgs/{orgId}/users/{userId}/apikey/rotate",
+            "/audit",
             "/auth/plans",
             "/health",
+            "/kv",
+            "/kv/{key}",
+            "/kv/{key}/versions",
             "/users/me",
             "/users/me/keys",
             "/users/org",
@@ -32,7 +36,8 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
     for path in &paths {
         let concrete = path
             .replace("{orgId}", &uuid::Uuid::new_v4().to_string())
-            .replace("{userId}", &uuid::Uuid::new_v4().to_string());
+            .replace("{userId}", &uuid::Uuid::new_v4().to_string())
+            .replace("{key}", "some-key");
         for method in doc["paths"][path].as_object().unwrap().keys() {
             let res = app
                 .client

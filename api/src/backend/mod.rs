@@ -11,7 +11,9 @@ use utoipa_axum::routes;
 use crate::layers;
 use crate::state::AppState;
 
+pub mod audit;
 pub mod health;
+pub mod kv;
 pub mod me;
 pub mod orgs;
 pub mod plans;
@@ -23,7 +25,8 @@ pub mod users;
     modifiers(&ApiKeyAuth),
     tags(
         (name = "health"), (name = "auth", description = "Anonymous account lifecycle"),
-        (name = "admin", description = "Global admin and org admin routes"), (name = "users", description = "The caller and their org")
+        (name = "admin", description = "Global admin and org admin routes"), (name = "users", description = "The caller and their org"),
+        (name = "kv", description = "Encrypted KV records (ciphertext only)"), (name = "audit", description = "The org's hash-chained audit history")
     )
 )]
 struct BackendDoc;
@@ -51,6 +54,10 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(me::store_keys))
         .routes(routes!(me::org_directory))
         .routes(routes!(me::org_profile))
+        .routes(routes!(kv::list_kv))
+        .routes(routes!(kv::put_kv, kv::get_kv, kv::delete_kv))
+        .routes(routes!(kv::kv_versions))
+        .routes(routes!(audit::audit))
 }
 
 /// The Backend's router, with its OpenAPI document at `/openapi.json`.

@@ -1,0 +1,334 @@
+//! The Secret aggregate: one encrypted KV record of one user, identified by its owner and key name.
+//!
+//! The Backend stores each version's ciphertext and the record's wrapped data key, never a
+//! plaintext. Deleting is soft: reads and listings stop showing the record, its history stays, and
+//! writing the key again starts a new life with a higher version.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::envelope;
+use crate::ids::{OrgId, UserId};
+use crate::values::{InvalidValue, KeyBlob};
+
+/// A KV key name: 1 to 256 bytes of UTF-8 without control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyName(String);
+
+impl KeyName {
+    pub const MAX_BYTES: usize = 256;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        if raw.is_empty() {
+            return Err(InvalidValue("key name must not be empty".into()));
+        }
+        if raw.len() > Self::MAX_BYTES {
+            return Err(InvalidValue(format!("key name must be at most {} bytes of UTF-8", Self::MAX_BYTES)));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(InvalidValue("key name must not contain control characters".into()));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Largest ciphertext accepted for one value (decoded): the biggest plan's key + value limit with
+/// room to spare. The plan limit itself is enforced at append time.
+pub const MAX_VALUE_CIPHERTEXT: usize = 64 * 1024;
+/// Wrapped data keys: small, versioned blobs made by the Proxy.
+pub const MAX_WRAP_LEN: usize = 4 * 1024;
+
+/// One version's ciphertext and the record's data key wrapped for the owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretEnvelope {
+    pub ciphertext: KeyBlob,
+    pub wrap_ecc: KeyBlob,
+    pub wrap_kyber: KeyBlob,
+    /// Plaintext bytes behind `ciphertext` (see [`envelope`]).
+    pub value_bytes: u64,
+}
+
+impl SecretEnvelope {
+    pub fn parse(ciphertext_b64: &str, wrap_ecc_b64: &str, wrap_kyber_b64: &str) -> Result<Self, InvalidValue> {
+        let ciphertext =
+            KeyBlob::parse("ciphertextB64", ciphertext_b64, envelope::VALUE_OVERHEAD..=MAX_VALUE_CIPHERTEXT)?;
+        let value_bytes = envelope::plaintext_len(ciphertext.decoded_len()).unwrap_or(0) as u64;
+        Ok(Self {
+            ciphertext,
+            wrap_ecc: KeyBlob::parse("encryptedAesKeyEccB64", wrap_ecc_b64, 1..=MAX_WRAP_LEN)?,
+            wrap_kyber: KeyBlob::parse("encryptedAesKeyKyberB64", wrap_kyber_b64, 1..=MAX_WRAP_LEN)?,
+            value_bytes,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretCommand {
+    /// Create or update. With `expected_version`, a check-and-set: it applies only if the record's
+    /// current version is that one (0: only if the key does not exist).
+    WriteSecret {
+        owner: UserId,
+        org_id: OrgId,
+        key_name: KeyName,
+        envelope: SecretEnvelope,
+        expected_version: Option<u64>,
+    },
+    DeleteSecret,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SecretEvent {
+    /// The first version of a life of the record: a new active record for the org.
+    SecretCreated {
+        owner: UserId,
+        org_id: OrgId,
+        key_name: KeyName,
+        version: u64,
+        envelope: SecretEnvelope,
+        /// Key bytes + plaintext value bytes, checked against the plan at append time.
+        kv_bytes: u64,
+    },
+    SecretUpdated {
+        owner: UserId,
+        org_id: OrgId,
+        key_name: KeyName,
+        version: u64,
+        envelope: SecretEnvelope,
+        kv_bytes: u64,
+    },
+    /// Soft delete of the live record; `version` is the version that was current.
+    SecretDeleted { owner: UserId, org_id: OrgId, key_name: KeyName, version: u64 },
+}
+
+impl DomainEvent for SecretEvent {
+    fn event_type(&self) -> String {
+        match self {
+            SecretEvent::SecretCreated { .. } => "SecretCreated",
+            SecretEvent::SecretUpdated { .. } => "SecretUpdated",
+            SecretEvent::SecretDeleted { .. } => "SecretDeleted",
+        }
+        .to_owned()
+    }
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SecretError {
+    #[error("key not found")]
+    NotFound,
+    #[error("version conflict: the current version is {current}")]
+    VersionMismatch { current: u64 },
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Secret {
+    identity: Option<(UserId, OrgId, KeyName)>,
+    /// The highest version ever written, across lives.
+    last_version: u64,
+    live: bool,
+}
+
+impl Secret {
+    /// The current version of the live record, 0 if there is none.
+    pub fn current_version(&self) -> u64 {
+        if self.live {
+            self.last_version
+        } else {
+            0
+        }
+    }
+}
+
+impl Aggregate for Secret {
+    const TYPE: &'static str = "Secret";
+    type Command = SecretCommand;
+    type Event = SecretEvent;
+    type Error = SecretError;
+    type Services = ();
+
+    async fn handle(&mut self, command: SecretCommand, _: &(), sink: &EventSink<Self>) -> Result<(), SecretError> {
+        match command {
+            SecretCommand::WriteSecret { owner, org_id, key_name, envelope, expected_version } => {
+                if let Some(expected) = expected_version {
+                    if expected != self.current_version() {
+                        return Err(SecretError::VersionMismatch { current: self.current_version() });
+                    }
+                }
+                let version = self.last_version + 1;
+                let kv_bytes = key_name.as_str().len() as u64 + envelope.value_bytes;
+                let event = if self.live {
+                    SecretEvent::SecretUpdated { owner, org_id, key_name, version, envelope, kv_bytes }
+                } else {
+                    SecretEvent::SecretCreated { owner, org_id, key_name, version, envelope, kv_bytes }
+                };
+                sink.write(event, self).await;
+            }
+            SecretCommand::DeleteSecret => {
+                let (Some((owner, org_id, key_name)), true) = (self.identity.clone(), self.live) else {
+                    return Err(SecretError::NotFound);
+                };
+                sink.write(SecretEvent::SecretDeleted { owner, org_id, key_name, version: self.last_version }, self)
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: SecretEvent) {
+        match event {
+            SecretEvent::SecretCreated { owner, org_id, key_name, version, .. }
+            | SecretEvent::SecretUpdated { owner, org_id, key_name, version, .. } => {
+                self.identity = Some((owner, org_id, key_name));
+                self.last_version = version;
+                self.live = true;
+            }
+            SecretEvent::SecretDeleted { .. } => self.live = false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use cqrs_es::test::TestFramework;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn owner() -> UserId {
+        UserId::from_uuid(Uuid::from_u128(1))
+    }
+    fn org() -> OrgId {
+        OrgId::from_uuid(Uuid::from_u128(2))
+    }
+    fn name() -> KeyName {
+        KeyName::parse("db-url").unwrap()
+    }
+    fn envelope(value_len: usize) -> SecretEnvelope {
+        let b64 = |n: usize| STANDARD.encode(vec![9u8; n]);
+        SecretEnvelope::parse(&b64(29 + value_len), &b64(33), &b64(1149)).unwrap()
+    }
+    fn write(expected_version: Option<u64>) -> SecretCommand {
+        SecretCommand::WriteSecret {
+            owner: owner(),
+            org_id: org(),
+            key_name: name(),
+            envelope: envelope(10),
+            expected_version,
+        }
+    }
+    fn created(version: u64) -> SecretEvent {
+        SecretEvent::SecretCreated {
+            owner: owner(),
+            org_id: org(),
+            key_name: name(),
+            version,
+            envelope: envelope(10),
+            kv_bytes: 6 + 10,
+        }
+    }
+    fn updated(version: u64) -> SecretEvent {
+        SecretEvent::SecretUpdated {
+            owner: owner(),
+            org_id: org(),
+            key_name: name(),
+            version,
+            envelope: envelope(10),
+            kv_bytes: 16,
+        }
+    }
+    fn deleted(version: u64) -> SecretEvent {
+        SecretEvent::SecretDeleted { owner: owner(), org_id: org(), key_name: name(), version }
+    }
+
+    #[test]
+    fn key_names_are_one_to_256_bytes_without_control_characters() {
+        assert!(KeyName::parse("a").is_ok());
+        assert!(KeyName::parse(&"k".repeat(256)).is_ok());
+        assert!(KeyName::parse(&"é".repeat(128)).is_ok(), "256 bytes of UTF-8");
+        assert!(KeyName::parse(&"é".repeat(129)).is_err(), "258 bytes");
+        assert!(KeyName::parse("").is_err());
+        assert!(KeyName::parse("tab\there").is_err());
+        assert!(KeyName::parse("nul\0").is_err());
+        assert!(KeyName::parse("path/with spaces and ünïcode").is_ok());
+    }
+
+    #[test]
+    fn envelope_knows_the_plaintext_length_and_refuses_short_ciphertexts() {
+        assert_eq!(envelope(100).value_bytes, 100);
+        assert_eq!(envelope(0).value_bytes, 0);
+        let short = STANDARD.encode([1u8; 28]);
+        assert!(SecretEnvelope::parse(&short, "AA==", "AA==").is_err());
+        assert!(SecretEnvelope::parse(&STANDARD.encode([1u8; 40]), "not base64", "AA==").is_err());
+    }
+
+    #[test]
+    fn first_write_creates_version_one() {
+        TestFramework::<Secret>::with(())
+            .given_no_previous_events()
+            .when(write(None))
+            .then_expect_events(vec![created(1)]);
+    }
+
+    #[test]
+    fn a_write_to_a_live_record_is_an_update_with_the_next_version() {
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1)])
+            .when(write(None))
+            .then_expect_events(vec![updated(2)]);
+    }
+
+    #[test]
+    fn check_and_set_applies_only_at_the_expected_version() {
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), updated(2)])
+            .when(write(Some(2)))
+            .then_expect_events(vec![updated(3)]);
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), updated(2)])
+            .when(write(Some(1)))
+            .then_expect_error(SecretError::VersionMismatch { current: 2 });
+        TestFramework::<Secret>::with(())
+            .given_no_previous_events()
+            .when(write(Some(0)))
+            .then_expect_events(vec![created(1)]);
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1)])
+            .when(write(Some(0)))
+            .then_expect_error(SecretError::VersionMismatch { current: 1 });
+    }
+
+    #[test]
+    fn delete_is_soft_and_a_new_life_continues_the_version_count() {
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), updated(2)])
+            .when(SecretCommand::DeleteSecret)
+            .then_expect_events(vec![deleted(2)]);
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), updated(2), deleted(2)])
+            .when(write(None))
+            .then_expect_events(vec![created(3)]);
+    }
+
+    #[test]
+    fn delete_refuses_a_missing_or_deleted_record() {
+        TestFramework::<Secret>::with(())
+            .given_no_previous_events()
+            .when(SecretCommand::DeleteSecret)
+            .then_expect_error(SecretError::NotFound);
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), deleted(1)])
+            .when(SecretCommand::DeleteSecret)
+            .then_expect_error(SecretError::NotFound);
+    }
+}
