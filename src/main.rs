@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use harden::startup::{connect_and_migrate, Application, Surfaces};
 use harden::{telemetry, Settings};
 use harden_commands::{bootstrap, Harden};
+use harden_nats::tail::TailOptions;
 use harden_projections::audit::{self as projections_audit, Verdict};
 use uuid::Uuid;
 
@@ -35,6 +36,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Integrations: follow the event stream on NATS.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
     },
     /// Issue a new global admin key into $HARDEN_DATA_DIR/global-admin.key (the old one stops working).
     Bootstrap {
@@ -64,6 +70,22 @@ enum AuditCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Print events from the JetStream stream as JSON Lines (subject and notice) as they arrive.
+    Tail {
+        /// Only this org's events.
+        #[arg(long)]
+        org: Option<Uuid>,
+        /// Start from the stream's first message instead of new ones.
+        #[arg(long)]
+        from_start: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -77,6 +99,17 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit(&settings, command).await,
+        Command::Events { command: EventsCommand::Tail { org, from_start, limit } } => {
+            let options = TailOptions {
+                nats_url: settings.nats_url.clone(),
+                stream: settings.nats_stream.clone(),
+                subject_prefix: settings.nats_subject_prefix.clone(),
+                org,
+                from_start,
+                limit,
+            };
+            harden_nats::tail::tail(options, &mut std::io::stdout().lock()).await
+        }
         Command::Bootstrap { .. } => {
             let pool = connect_and_migrate(&settings).await?;
             let master_key =

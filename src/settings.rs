@@ -41,6 +41,12 @@ pub struct Settings {
     pub backend_addr: SocketAddr,
     pub proxy_addr: SocketAddr,
     pub nats_url: String,
+    /// The JetStream stream events are published to.
+    pub nats_stream: String,
+    /// Subjects are `<prefix>.<org_id>.<aggregate>.<event_type>`.
+    pub nats_subject_prefix: String,
+    /// Run the NATS relay in this instance (one instance relays at a time; the others stand by).
+    pub nats_relay: bool,
     /// 32 bytes, base64. Required in production; generated into the data dir otherwise.
     pub master_key: Option<SecretString>,
     /// A tracing filter, e.g. `info` or `harden=debug,tower_http=info`.
@@ -66,6 +72,9 @@ impl Default for Settings {
             backend_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             proxy_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
             nats_url: "nats://127.0.0.1:4222".to_owned(),
+            nats_stream: harden_nats::STREAM.to_owned(),
+            nats_subject_prefix: harden_nats::SUBJECT_PREFIX.to_owned(),
+            nats_relay: true,
             master_key: None,
             log: "info".to_owned(),
             log_format: LogFormat::Text,
@@ -103,6 +112,14 @@ impl Settings {
 
     pub fn follower_poll(&self) -> Duration {
         Duration::from_millis(self.follower_poll_ms)
+    }
+
+    pub fn db_config(&self) -> harden_commands::db::DbConfig<'_> {
+        harden_commands::db::DbConfig {
+            url: secrecy::ExposeSecret::expose_secret(&self.database_url),
+            max_connections: self.database_max_connections,
+            idle_in_transaction_timeout: self.idle_in_transaction_timeout(),
+        }
     }
 
     pub fn idle_in_transaction_timeout(&self) -> Duration {

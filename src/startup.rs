@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use harden_api::AppState;
 use harden_commands::bootstrap;
-use harden_commands::db::{self, DbConfig};
+use harden_commands::db;
 use harden_commands::Harden;
+use harden_nats::relay::{Relay, RelayConfig};
 use harden_projections::audit::{Audit, AuditProjector};
 use harden_projections::directory::{Directory, DirectoryProjector};
 use harden_projections::kv::{Kv, KvProjector};
@@ -39,17 +39,22 @@ struct Listener {
 pub struct Application {
     backend: Option<Listener>,
     proxy: Option<Listener>,
-    followers: Vec<JoinHandle<()>>,
+    followers: Vec<Background>,
+}
+
+/// A background task (follower, relay) that ends with the application that started it, even when
+/// the application is dropped rather than shut down.
+struct Background(JoinHandle<()>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Connects to the configured database, creating it if missing, and migrates it.
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> {
-    let pool = db::connect(&DbConfig {
-        url: settings.database_url.expose_secret(),
-        max_connections: settings.database_max_connections,
-        idle_in_transaction_timeout: settings.idle_in_transaction_timeout(),
-    })
-    .await?;
+    let pool = db::connect(&settings.db_config()).await?;
     db::migrate(&pool).await?;
     Ok(pool)
 }
@@ -65,7 +70,10 @@ impl Application {
             let admin = bootstrap::ensure_global_admin(&harden, &settings.data_dir).await?;
 
             let (read_models, followers) = start_read_models(&pool, settings).await?;
-            app.followers.extend(followers);
+            app.followers.extend(followers.into_iter().map(Background));
+            if settings.nats_relay {
+                app.followers.push(Background(tokio::spawn(relay(&pool, settings)?.run())));
+            }
             // A fresh installation answers GET /users/me for its global admin from the first request.
             if let bootstrap::GlobalAdmin::Created(_, committed) = admin {
                 read_models.wait_for(committed.position).await;
@@ -126,9 +134,7 @@ impl Application {
         for server in servers {
             server.await.context("server task failed")??;
         }
-        for follower in self.followers {
-            follower.abort();
-        }
+        drop(self.followers);
         Ok(())
     }
 }
@@ -151,6 +157,18 @@ async fn start_read_models(pool: &PgPool, settings: &Settings) -> anyhow::Result
     follow!(KvProjector);
     follow!(AuditProjector);
     Ok((ReadModels::new(positions, settings.read_model_wait()), tasks))
+}
+
+fn relay(pool: &PgPool, settings: &Settings) -> anyhow::Result<Relay> {
+    let config = RelayConfig {
+        nats_url: settings.nats_url.clone(),
+        stream: settings.nats_stream.clone(),
+        subject_prefix: settings.nats_subject_prefix.clone(),
+        batch_size: 500,
+        poll_interval: settings.follower_poll(),
+    };
+    let connect = db::connect_options(&settings.db_config())?;
+    Ok(Relay::new(pool.clone(), connect, config, wake::spawn(pool.clone())))
 }
 
 async fn bind(addr: std::net::SocketAddr, surface: &str) -> anyhow::Result<TcpListener> {

@@ -1,10 +1,11 @@
 //! # harden event fan-out
 //!
 //! Publishes every committed event to the JetStream stream `HARDEN_EVENTS` for integrations. This
-//! crate decides nothing about the domain: it names subjects and message ids. The relay itself (a
-//! follower of the event store) arrives with the fan-out issue.
+//! crate decides nothing about the domain: it names subjects and message ids, relays, and tails.
 //!
 //! # Layout
+//! - [`relay`] — the follower that publishes events to JetStream, one leader at a time.
+//! - [`tail`] — the subscriber behind `harden events tail`, a model for integrators.
 //! - [`subject`] — `harden.events.<org_id>.<aggregate>.<event_type>`, so an integrator's credentials
 //!   can be limited to `harden.events.<their org>.>`.
 //! - [`msg_id`] — `<aggregate_type>:<aggregate_id>:<sequence>`, the `Nats-Msg-Id` subscribers and
@@ -17,11 +18,20 @@ pub const SUBJECT_PREFIX: &str = "harden.events";
 /// Events that belong to no org (the global admin's) are published under this token.
 pub const NO_ORG: &str = "global";
 
+pub mod relay;
+pub mod tail;
+
 /// The subject of an event. Aggregate and event type names are ASCII identifiers by construction
 /// (they come from code, never from users), lower-cased so subjects read uniformly.
 pub fn subject(org: Option<Uuid>, aggregate_type: &str, event_type: &str) -> String {
+    subject_with_prefix(SUBJECT_PREFIX, org, aggregate_type, event_type)
+}
+
+/// The same under another prefix (`HARDEN_NATS_SUBJECT_PREFIX`), so that several deployments can
+/// share one NATS server.
+pub fn subject_with_prefix(prefix: &str, org: Option<Uuid>, aggregate_type: &str, event_type: &str) -> String {
     let org = org.map(|o| o.to_string()).unwrap_or_else(|| NO_ORG.to_owned());
-    format!("{SUBJECT_PREFIX}.{org}.{}.{event_type}", aggregate_type.to_ascii_lowercase())
+    format!("{prefix}.{org}.{}.{event_type}", aggregate_type.to_ascii_lowercase())
 }
 
 /// The JetStream message id of an event: stable across retries, unique per event.

@@ -113,12 +113,7 @@ impl<P: Projector> Follower<P> {
 
     /// Creates the checkpoint row if this follower has never run.
     pub async fn register(&self) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO follower_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
-            .bind(self.name())
-            .execute(&self.pool)
-            .await
-            .with_context(|| format!("Failed to register follower {}", self.name()))?;
-        Ok(())
+        register_checkpoint(&self.pool, self.name()).await
     }
 
     /// Runs until the task is aborted. Aborting mid-batch is safe: the batch's transaction is rolled
@@ -162,17 +157,10 @@ impl<P: Projector> Follower<P> {
         .fetch_one(&mut *tx)
         .await
         .with_context(|| format!("Failed to lock the checkpoint of {}", self.name()))?;
-        let rows = sqlx::query(SELECT_BATCH)
-            .bind(cp_tx)
-            .bind(cp_gid)
-            .bind(self.config.batch_size)
-            .fetch_all(&mut *tx)
-            .await
-            .context("Failed to read events")?;
         let mut reached = Position { tx_id: cp_tx, global_id: cp_gid };
-        for row in &rows {
-            let event = decode(row)?;
-            self.projector.apply(&mut tx, &event).await.with_context(|| {
+        let events = read_batch(&mut tx, reached, self.config.batch_size).await?;
+        for event in &events {
+            self.projector.apply(&mut tx, event).await.with_context(|| {
                 format!(
                     "{} failed on event {}/{}#{}",
                     self.name(),
@@ -183,17 +171,8 @@ impl<P: Projector> Follower<P> {
             })?;
             reached = event.position;
         }
-        if !rows.is_empty() {
-            sqlx::query(
-                "UPDATE follower_checkpoints SET tx_id = $2::bigint::text::xid8, global_id = $3, updated_at = now()
-                 WHERE name = $1",
-            )
-            .bind(self.name())
-            .bind(reached.tx_id)
-            .bind(reached.global_id)
-            .execute(&mut *tx)
-            .await
-            .context("Failed to advance the checkpoint")?;
+        if !events.is_empty() {
+            save_checkpoint(&mut tx, self.name(), reached).await?;
         }
         tx.commit().await.context("Failed to commit a follower batch")?;
         self.position.send_if_modified(|p| {
@@ -203,8 +182,55 @@ impl<P: Projector> Follower<P> {
             }
             advanced
         });
-        Ok(rows.len())
+        Ok(events.len())
     }
+}
+
+/// The next committed events after `after`, at most `limit`, in follower order, never past the
+/// oldest transaction still running in the cluster (see the module documentation).
+pub async fn read_batch(conn: &mut PgConnection, after: Position, limit: i64) -> anyhow::Result<Vec<StoredEvent>> {
+    let rows = sqlx::query(SELECT_BATCH)
+        .bind(after.tx_id)
+        .bind(after.global_id)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+        .context("Failed to read events")?;
+    rows.iter().map(decode).collect()
+}
+
+/// A follower's checkpoint (its row is created by `register`).
+pub async fn load_checkpoint(conn: &mut PgConnection, name: &str) -> anyhow::Result<Position> {
+    let (tx_id, global_id): (i64, i64) =
+        sqlx::query_as("SELECT tx_id::text::bigint, global_id FROM follower_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_one(conn)
+            .await
+            .with_context(|| format!("Failed to read the checkpoint of {name}"))?;
+    Ok(Position { tx_id, global_id })
+}
+
+pub async fn save_checkpoint(conn: &mut PgConnection, name: &str, position: Position) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE follower_checkpoints SET tx_id = $2::bigint::text::xid8, global_id = $3, updated_at = now() WHERE name = $1",
+    )
+    .bind(name)
+    .bind(position.tx_id)
+    .bind(position.global_id)
+    .execute(conn)
+    .await
+    .with_context(|| format!("Failed to advance the checkpoint of {name}"))?;
+    Ok(())
+}
+
+/// Creates a follower's checkpoint row if it has never run.
+pub async fn register_checkpoint(pool: &PgPool, name: &str) -> anyhow::Result<()> {
+    sqlx::query("INSERT INTO follower_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .execute(pool)
+        .await
+        .with_context(|| format!("Failed to register follower {name}"))?;
+    Ok(())
 }
 
 pub(crate) fn decode(row: &sqlx::postgres::PgRow) -> anyhow::Result<StoredEvent> {

@@ -14,6 +14,7 @@ use tempfile::TempDir;
 use uuid::Uuid;
 
 pub const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+pub const NATS: &str = "nats://127.0.0.1:4222";
 
 /// A database that exists for one test and is dropped after it.
 pub struct TestDb {
@@ -32,6 +33,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let stream = format!("T_{}", name.to_uppercase());
         // Drop runs inside the test's runtime; do the async work on a runtime of its own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -40,6 +42,9 @@ impl Drop for TestDb {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                         .execute(&mut conn)
                         .await;
+                }
+                if let Ok(client) = async_nats::connect(NATS).await {
+                    let _ = async_nats::jetstream::new(client).delete_stream(&stream).await;
                 }
             });
         })
@@ -74,6 +79,9 @@ pub fn test_settings(db: &TestDb, data_dir: PathBuf) -> Settings {
         proxy_addr: "127.0.0.1:0".parse().unwrap(),
         log: std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
         follower_poll_ms: 100,
+        // Each test publishes to a stream of its own on the machine's NATS.
+        nats_stream: format!("T_{}", db.name.to_uppercase()),
+        nats_subject_prefix: format!("t.{}", db.name),
         ..Settings::default()
     }
 }
@@ -244,4 +252,32 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// Every message in a JetStream stream: (Nats-Msg-Id, subject, payload).
+pub async fn stream_messages(nats_url: &str, stream: &str) -> Vec<(String, String, Value)> {
+    let Ok(client) = async_nats::connect(nats_url).await else { return vec![] };
+    let js = async_nats::jetstream::new(client);
+    let Ok(mut stream) = js.get_stream(stream).await else { return vec![] };
+    let state = stream.info().await.unwrap().state.clone();
+    let mut out = Vec::new();
+    if state.messages == 0 {
+        return out;
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        let msg = stream.get_raw_message(seq).await.unwrap();
+        let id = msg.headers.get("Nats-Msg-Id").map(|v| v.to_string()).unwrap_or_default();
+        out.push((id, msg.subject.to_string(), serde_json::from_slice(&msg.payload).unwrap()));
+    }
+    out
+}
+
+/// The message id every committed event should have on the stream.
+pub async fn expected_msg_ids(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT aggregate_type || ':' || aggregate_id || ':' || sequence FROM events ORDER BY tx_id, global_id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }

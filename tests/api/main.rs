@@ -12,6 +12,7 @@ mod isolation;
 mod kv;
 mod limits;
 mod me;
+mod nats;
 mod openapi;
 mod orgs;
 mod plans;
