@@ -11,6 +11,7 @@ use harden::{telemetry, Settings};
 use harden_commands::{bootstrap, Harden};
 use harden_nats::tail::TailOptions;
 use harden_projections::audit::{self as projections_audit, Verdict};
+use harden_projections::replay;
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -32,6 +33,12 @@ enum Command {
     },
     /// Create the database if missing and apply pending migrations.
     Migrate,
+    /// Rebuild read models from the event store (all, or one) while a live server keeps answering.
+    Replay {
+        /// directory, kv or audit.
+        #[arg(long)]
+        projection: Option<String>,
+    },
     /// Compliance: export or verify an org's hash-chained audit history.
     Audit {
         #[command(subcommand)]
@@ -99,6 +106,21 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit(&settings, command).await,
+        Command::Replay { projection } => {
+            let pool = connect_and_migrate(&settings).await?;
+            let catalog = replay::catalog();
+            let chosen: Vec<_> =
+                catalog.iter().filter(|p| projection.as_deref().is_none_or(|n| n == p.name())).collect();
+            if chosen.is_empty() {
+                let names: Vec<_> = catalog.iter().map(|p| p.name()).collect();
+                anyhow::bail!("unknown projection; choose one of {}", names.join(", "));
+            }
+            for p in chosen {
+                let done = replay::replay(&pool, p).await?;
+                println!("replayed {}: {} events, rows {:?}", done.projection, done.events, done.rows);
+            }
+            Ok(())
+        }
         Command::Events { command: EventsCommand::Tail { org, from_start, limit } } => {
             let options = TailOptions {
                 nats_url: settings.nats_url.clone(),

@@ -15,9 +15,10 @@ use harden_commands::bootstrap;
 use harden_commands::db;
 use harden_commands::Harden;
 use harden_nats::relay::{Relay, RelayConfig};
-use harden_projections::audit::{Audit, AuditProjector};
-use harden_projections::directory::{Directory, DirectoryProjector};
-use harden_projections::kv::{Kv, KvProjector};
+use harden_projections::audit::Audit;
+use harden_projections::directory::Directory;
+use harden_projections::kv::Kv;
+use harden_projections::replay;
 use harden_projections::{wake, Follower, FollowerConfig, ReadModels};
 
 use crate::settings::Settings;
@@ -145,17 +146,12 @@ async fn start_read_models(pool: &PgPool, settings: &Settings) -> anyhow::Result
     let config = FollowerConfig { poll_interval: settings.follower_poll(), ..FollowerConfig::default() };
     let mut positions = Vec::new();
     let mut tasks = Vec::new();
-    macro_rules! follow {
-        ($projector:expr) => {{
-            let follower = Follower::new(pool.clone(), $projector, config, wake.clone());
-            follower.register().await?;
-            positions.push((follower.name(), follower.position()));
-            tasks.push(tokio::spawn(follower.run()));
-        }};
+    for projection in replay::catalog() {
+        let follower = Follower::new(pool.clone(), projection.projector, config, wake.clone());
+        follower.register().await?;
+        positions.push((follower.name(), follower.position()));
+        tasks.push(tokio::spawn(follower.run()));
     }
-    follow!(DirectoryProjector);
-    follow!(KvProjector);
-    follow!(AuditProjector);
     Ok((ReadModels::new(positions, settings.read_model_wait()), tasks))
 }
 

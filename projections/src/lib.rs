@@ -12,12 +12,14 @@
 //! - [`directory`] — the org directory (orgs, users, public profiles) projection and its queries.
 //! - [`kv`] — the KV listing and version history.
 //! - [`audit`] — the hash-chained audit view, its verification and export.
+//! - [`replay`] — the catalog of projections, and rebuilding them from zero behind a live server.
 
 pub mod audit;
 pub mod directory;
 pub mod follower;
 pub mod kv;
 pub mod read_models;
+pub mod replay;
 pub mod wake;
 
 pub use follower::{Follower, FollowerConfig, Projector, StoredEvent};

@@ -16,4 +16,5 @@ mod nats;
 mod openapi;
 mod orgs;
 mod plans;
+mod replay;
 mod users;
