@@ -243,3 +243,15 @@ impl From<&UserRow> for PublicProfile {
         }
     }
 }
+
+/// Cuts one page from `rows`, fetched with `limit + 1`: the extra row only says a next page exists,
+/// whose cursor is made from the page's last row.
+pub fn page<T>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        let next = rows.last().map(cursor_of);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}

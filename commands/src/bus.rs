@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
@@ -117,6 +117,8 @@ pub struct Commands<A: Aggregate<Services = ()>> {
     store: Store<A>,
     pool: PgPool,
     wakeup: Wakeup,
+    /// Load only the aggregate's last event (for aggregates whose state follows from it alone).
+    tail_only: bool,
 }
 
 impl<A> Commands<A>
@@ -127,7 +129,43 @@ where
 {
     pub fn new(pool: PgPool, wakeup: Wakeup) -> Self {
         let store = PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
-        Self { store, pool, wakeup }
+        Self { store, pool, wakeup, tail_only: false }
+    }
+
+    /// For an aggregate whose whole state follows from its last event: loading reads that one
+    /// event instead of the whole history, so a command costs the same however old the aggregate.
+    pub fn loading_last_event_only(mut self) -> Self {
+        self.tail_only = true;
+        self
+    }
+
+    async fn load_context(&self, id: &str) -> Result<EventStoreAggregateContext<A>, Error> {
+        if !self.tail_only {
+            return self.store.load_aggregate(id).await.map_err(store_error::<A>);
+        }
+        let last: Option<(i64, serde_json::Value)> = sqlx::query_as(
+            "SELECT sequence, payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+             ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(A::TYPE)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .with_context(|| format!("Failed to load {} {id}", A::TYPE))?;
+        let mut aggregate = A::default();
+        let mut current_sequence = 0;
+        if let Some((sequence, payload)) = last {
+            let event: A::Event = serde_json::from_value(payload)
+                .with_context(|| format!("Failed to decode the last event of {} {id}", A::TYPE))?;
+            aggregate.apply(event);
+            current_sequence = sequence as usize;
+        }
+        Ok(EventStoreAggregateContext {
+            aggregate_id: id.to_owned(),
+            aggregate,
+            current_sequence,
+            current_snapshot: None,
+        })
     }
 
     pub async fn execute(&self, id: &str, command: A::Command, meta: &Meta) -> Result<Committed, Error> {
@@ -138,7 +176,7 @@ where
     pub async fn run(&self, id: &str, command: A::Command, meta: &Meta) -> Result<(Committed, Vec<A::Event>), Error> {
         let metadata = meta.to_map();
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut context = self.store.load_aggregate(id).await.map_err(store_error::<A>)?;
+            let mut context = self.load_context(id).await?;
             let sink = EventSink::default();
             cqrs_es::AggregateContext::aggregate(&mut context)
                 .handle(command.clone(), &(), &sink)

@@ -79,7 +79,7 @@ impl Harden {
             ids: IdHasher::from_master(master_key),
             orgs: Commands::new(pool.clone(), wakeup.clone()),
             users: Commands::new(pool.clone(), wakeup.clone()),
-            secrets: Commands::new(pool.clone(), wakeup),
+            secrets: Commands::new(pool.clone(), wakeup).loading_last_event_only(),
             pool,
         }
     }

@@ -17,7 +17,7 @@ use harden_domain::org::OrgEvent;
 use harden_domain::secret::SecretEvent;
 use harden_domain::user::UserEvent;
 
-use crate::follower::{Projector, StoredEvent};
+use crate::follower::{Projector, StoredEvent, EVENT_COLUMNS};
 
 pub const NAME: &str = "audit";
 /// The `prev_hash` of an org's first entry.
@@ -279,13 +279,11 @@ pub async fn verify(pool: &PgPool, org: Uuid, head: Option<&str>) -> anyhow::Res
         .iter()
         .map(entry_from_row)
         .collect::<Result<_, _>>()?;
-    let events = sqlx::query(
-        "SELECT global_id, tx_id::text::bigint AS tx_id, aggregate_type, aggregate_id, sequence,
-                event_type, event_version, payload, metadata, recorded_at
-         FROM events
+    let events = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events
          WHERE metadata ->> 'org_id' = $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY tx_id, global_id",
-    )
+         ORDER BY tx_id, global_id"
+    ))
     .bind(org.to_string())
     .fetch_all(pool)
     .await?;

@@ -87,14 +87,20 @@ pub struct Follower<P> {
     wake: watch::Receiver<u64>,
 }
 
-const SELECT_BATCH: &str = "
-    SELECT global_id, tx_id::text::bigint AS tx_id, aggregate_type, aggregate_id, sequence,
-           event_type, event_version, payload, metadata, recorded_at
-    FROM events
-    WHERE (tx_id, global_id) > ($1::bigint::text::xid8, $2)
-      AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-    ORDER BY tx_id, global_id
-    LIMIT $3";
+/// The columns every reader of the event store selects, in the shape [`decode`] reads.
+pub(crate) const EVENT_COLUMNS: &str =
+    "global_id, tx_id::text::bigint AS tx_id, aggregate_type, aggregate_id, sequence,
+    event_type, event_version, payload, metadata, recorded_at";
+
+fn select_batch() -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         WHERE (tx_id, global_id) > ($1::bigint::text::xid8, $2)
+           AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY tx_id, global_id
+         LIMIT $3"
+    )
+}
 
 impl<P: Projector> Follower<P> {
     pub fn new(pool: PgPool, projector: P, config: FollowerConfig, wake: watch::Receiver<u64>) -> Self {
@@ -189,7 +195,7 @@ impl<P: Projector> Follower<P> {
 /// The next committed events after `after`, at most `limit`, in follower order, never past the
 /// oldest transaction still running in the cluster (see the module documentation).
 pub async fn read_batch(conn: &mut PgConnection, after: Position, limit: i64) -> anyhow::Result<Vec<StoredEvent>> {
-    let rows = sqlx::query(SELECT_BATCH)
+    let rows = sqlx::query(&select_batch())
         .bind(after.tx_id)
         .bind(after.global_id)
         .bind(limit)

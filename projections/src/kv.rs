@@ -30,39 +30,23 @@ impl Projector for KvProjector {
         let at = event.recorded_at;
         let writer = event.actor();
         match secret {
-            SecretEvent::SecretCreated { owner, org_id, key_name, version, envelope, .. } => {
+            SecretEvent::SecretCreated { owner, org_id, key_name, version, envelope, .. }
+            | SecretEvent::SecretUpdated { owner, org_id, key_name, version, envelope, .. } => {
+                // A create starts a (new) life of the record: its created_at is this write's time.
+                let new_life = event.event_type == "SecretCreated";
                 sqlx::query(
                     "INSERT INTO kv_records (owner_id, key_name, org_id, version, live, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, true, $5, $5)
-                     ON CONFLICT (owner_id, key_name)
-                     DO UPDATE SET version = $4, live = true, created_at = $5, updated_at = $5",
+                     ON CONFLICT (owner_id, key_name) DO UPDATE
+                     SET version = $4, live = true, updated_at = $5,
+                         created_at = CASE WHEN $6 THEN $5 ELSE kv_records.created_at END",
                 )
                 .bind(owner.as_uuid())
                 .bind(key_name.as_str())
                 .bind(org_id.as_uuid())
                 .bind(version as i64)
                 .bind(at)
-                .execute(&mut *conn)
-                .await?;
-                insert_version(
-                    conn,
-                    owner,
-                    key_name.as_str(),
-                    version,
-                    &envelope,
-                    writer.or(Some(*owner.as_uuid())),
-                    at,
-                )
-                .await
-            }
-            SecretEvent::SecretUpdated { owner, key_name, version, envelope, .. } => {
-                sqlx::query(
-                    "UPDATE kv_records SET version = $3, updated_at = $4 WHERE owner_id = $1 AND key_name = $2",
-                )
-                .bind(owner.as_uuid())
-                .bind(key_name.as_str())
-                .bind(version as i64)
-                .bind(at)
+                .bind(new_life)
                 .execute(&mut *conn)
                 .await?;
                 insert_version(

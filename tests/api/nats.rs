@@ -165,3 +165,32 @@ async fn two_instances_relay_each_event_once() {
     assert_stream_matches_events(&second).await;
     assert_eq!(second.settings.nats_url, NATS);
 }
+
+#[tokio::test]
+async fn events_tail_prints_the_org_s_events_from_the_stream() {
+    let app = spawn_app_with(|_| {}).await;
+    let a = app.org_with_users("a").await;
+    let b = app.org_with_users("b").await;
+    expect_json(app.put_kv("k", &a.member_key, 1).await, StatusCode::CREATED).await;
+    expect_json(app.put_kv("k", &b.member_key, 1).await, StatusCode::CREATED).await;
+    assert_stream_matches_events(&app).await;
+    let a_events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE metadata ->> 'org_id' = $1")
+        .bind(a.org.to_string())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_harden"))
+        .args(["events", "tail", "--from-start", "--org", &a.org.to_string(), "--limit", &a_events.to_string()])
+        .env("HARDEN_NATS_STREAM", &app.settings.nats_stream)
+        .env("HARDEN_NATS_SUBJECT_PREFIX", &app.settings.nats_subject_prefix)
+        .env("HARDEN_LOG", "warn")
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out).await.expect("tail stops after --limit").unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len() as i64, a_events);
+    assert!(lines.iter().all(|l| l["event"]["orgId"] == a.org.to_string()), "only org a's events");
+    assert_eq!(lines[0]["event"]["eventType"], "OrgCreated");
+    assert!(lines.iter().any(|l| l["subject"].as_str().unwrap().ends_with(".secret.SecretCreated")));
+}

@@ -11,6 +11,7 @@ use harden_commands::Error as CommandError;
 use harden_projections::audit::{Entry, Filter, SCOPE_KV};
 
 use crate::backend::kv::page_limit;
+use crate::dto::page;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AppQuery, Caller};
 use crate::state::AppState;
@@ -107,12 +108,7 @@ pub async fn audit(
         all_scopes,
         after_seq,
     };
-    let mut entries = state.audit.list(*org.as_uuid(), &filter, limit + 1).await?;
-    let next_cursor = if entries.len() as i64 > limit {
-        entries.truncate(limit as usize);
-        entries.last().map(|e| e.seq.to_string())
-    } else {
-        None
-    };
+    let entries = state.audit.list(*org.as_uuid(), &filter, limit + 1).await?;
+    let (entries, next_cursor) = page(entries, limit, |e| e.seq.to_string());
     Ok(Json(AuditResponse { entries: entries.into_iter().map(Into::into).collect(), next_cursor }))
 }

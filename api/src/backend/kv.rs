@@ -15,7 +15,7 @@ use harden_commands::Error as CommandError;
 use harden_domain::secret::{KeyName, SecretEnvelope};
 use harden_projections::kv::KvValue;
 
-use crate::dto::Consistency;
+use crate::dto::{page, Consistency};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AppJson, AppPath, AppQuery, Caller};
 use crate::state::AppState;
@@ -250,13 +250,8 @@ pub async fn list_kv(
         .map(|c| URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok()))
         .map(|decoded| decoded.ok_or_else(|| ApiError::from(CommandError::invalid("invalid cursor"))))
         .transpose()?;
-    let mut rows = state.kv.list(caller.user_id, after.as_deref(), limit + 1).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| URL_SAFE_NO_PAD.encode(r.key_name.as_bytes()))
-    } else {
-        None
-    };
+    let rows = state.kv.list(caller.user_id, after.as_deref(), limit + 1).await?;
+    let (rows, next_cursor) = page(rows, limit, |r| URL_SAFE_NO_PAD.encode(r.key_name.as_bytes()));
     let keys = rows
         .into_iter()
         .map(|r| KvListEntry {

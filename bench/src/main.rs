@@ -1,0 +1,173 @@
+//! `harden-bench`: drives a running harden with concurrent clients and reports throughput and
+//! latency percentiles. `bench/run` starts harden on a fresh database, runs this, and measures raw
+//! PostgreSQL with pgbench in the same run for comparison.
+//!
+//! Each client is its own user of one org (business plan) and writes and reads its own keys, as
+//! independent services sharing a vault would.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use clap::Parser;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+struct Args {
+    /// The Backend's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:18080")]
+    backend: String,
+    /// The global admin key file of that harden.
+    #[arg(long)]
+    admin_key_file: std::path::PathBuf,
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Duration of each measured phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Keys per client.
+    #[arg(long, default_value_t = 100)]
+    keys: usize,
+    /// Plaintext bytes per value (the ciphertext adds 29).
+    #[arg(long, default_value_t = 100)]
+    value_bytes: usize,
+    /// Delete this JetStream stream afterwards (the bench's own).
+    #[arg(long)]
+    delete_stream: Option<String>,
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+}
+
+struct Phase {
+    name: &'static str,
+    ops: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Phase {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let idx = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[idx] as f64 / 1000.0
+    }
+    fn rps(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let admin_key = std::fs::read_to_string(&args.admin_key_file).context("read the global admin key")?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).build()?;
+    let keys = setup(&client, &args, admin_key.trim()).await?;
+    let body = json!({
+        "ciphertextB64": STANDARD.encode(vec![7u8; 29 + args.value_bytes]),
+        "encryptedAesKeyEccB64": STANDARD.encode([1u8; 33]),
+        "encryptedAesKeyKyberB64": STANDARD.encode(vec![2u8; 1149]),
+    });
+    let put = run(&client, &args, &keys, "PUT /kv/{key}", Some(body)).await;
+    let get = run(&client, &args, &keys, "GET /kv/{key}", None).await;
+    for phase in [&put, &get] {
+        println!(
+            "{{\"phase\":\"{}\",\"clients\":{},\"seconds\":{:.1},\"ops\":{},\"errors\":{},\"rps\":{:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2}}}",
+            phase.name,
+            args.clients,
+            phase.elapsed.as_secs_f64(),
+            phase.ops,
+            phase.errors,
+            phase.rps(),
+            phase.percentile(0.50),
+            phase.percentile(0.99)
+        );
+    }
+    if let Some(stream) = &args.delete_stream {
+        if let Ok(nats) = async_nats::connect(&args.nats_url).await {
+            let _ = async_nats::jetstream::new(nats).delete_stream(stream).await;
+        }
+    }
+    ensure!(put.errors == 0 && get.errors == 0, "requests failed");
+    Ok(())
+}
+
+/// An org on the business plan, its first admin, and one user per client: the clients' API keys.
+async fn setup(client: &reqwest::Client, args: &Args, admin_key: &str) -> anyhow::Result<Vec<String>> {
+    let org: Value = client
+        .post(format!("{}/admin/orgs", args.backend))
+        .header("X-Api-Key", admin_key)
+        .json(&json!({ "name": "bench", "plan": "business" }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let org = org["id"].as_str().context("org id")?.to_owned();
+    let admin: Value = client
+        .post(format!("{}/admin/orgs/{org}/users", args.backend))
+        .header("X-Api-Key", admin_key)
+        .json(&json!({ "name": "bench admin", "isAdmin": true }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let org_admin = admin["apiKey"].as_str().context("admin key")?.to_owned();
+    let mut keys = Vec::new();
+    for i in 0..args.clients {
+        let user: Value = client
+            .post(format!("{}/admin/orgs/{org}/users", args.backend))
+            .header("X-Api-Key", &org_admin)
+            .json(&json!({ "name": format!("client {i}") }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        keys.push(user["apiKey"].as_str().context("user key")?.to_owned());
+    }
+    Ok(keys)
+}
+
+async fn run(client: &reqwest::Client, args: &Args, keys: &[String], name: &'static str, body: Option<Value>) -> Phase {
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let workers: Vec<_> = keys
+        .iter()
+        .map(|api_key| {
+            let (client, api_key, body, base, n_keys) =
+                (client.clone(), api_key.clone(), body.clone(), args.backend.clone(), args.keys);
+            tokio::spawn(async move {
+                let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, 0usize);
+                while Instant::now() < deadline {
+                    let url = format!("{base}/kv/key-{}", n % n_keys);
+                    let request = match &body {
+                        Some(b) => client.put(&url).json(b),
+                        None => client.get(&url),
+                    };
+                    let t = Instant::now();
+                    let ok =
+                        matches!(request.header("X-Api-Key", &api_key).send().await, Ok(r) if r.status().is_success());
+                    latencies.push(t.elapsed().as_micros() as u64);
+                    errors += usize::from(!ok);
+                    n += 1;
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut phase = Phase { name, ops: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    for worker in workers {
+        let (latencies, errors) = worker.await.expect("worker");
+        phase.ops += latencies.len();
+        phase.errors += errors;
+        phase.latencies_us.extend(latencies);
+    }
+    phase.elapsed = started.elapsed();
+    phase.latencies_us.sort_unstable();
+    phase
+}
