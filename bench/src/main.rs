@@ -26,8 +26,9 @@ struct Args {
     /// Duration of each measured phase.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Keys per client.
-    #[arg(long, default_value_t = 100)]
+    /// Keys per client that the update and read phases cycle over (the create phase writes at least
+    /// this many; fewer and the bench stops with an error).
+    #[arg(long, default_value_t = 50)]
     keys: usize,
     /// Plaintext bytes per value (the ciphertext adds 29).
     #[arg(long, default_value_t = 100)]
@@ -71,9 +72,16 @@ async fn main() -> anyhow::Result<()> {
         "encryptedAesKeyEccB64": STANDARD.encode([1u8; 33]),
         "encryptedAesKeyKyberB64": STANDARD.encode(vec![2u8; 1149]),
     });
-    let put = run(&client, &args, &keys, "PUT /kv/{key}", Some(body)).await;
-    let get = run(&client, &args, &keys, "GET /kv/{key}", None).await;
-    for phase in [&put, &get] {
+    // New keys: each create also moves the org's record count, which serializes creates per org.
+    let create = run(&client, &args, &keys, "PUT /kv/{key} new", Some(body.clone()), Naming::Fresh).await;
+    // Updates and reads cycle over keys that exist.
+    let update = run(&client, &args, &keys, "PUT /kv/{key} update", Some(body), Naming::Cycle).await;
+    let get = run(&client, &args, &keys, "GET /kv/{key}", None, Naming::Cycle).await;
+    ensure!(
+        create.ops >= args.keys * args.clients,
+        "the create phase wrote fewer keys than the other phases use; lower --keys"
+    );
+    for phase in [&create, &update, &get] {
         println!(
             "{{\"phase\":\"{}\",\"clients\":{},\"seconds\":{:.1},\"ops\":{},\"errors\":{},\"rps\":{:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2}}}",
             phase.name,
@@ -91,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
             let _ = async_nats::jetstream::new(nats).delete_stream(stream).await;
         }
     }
-    ensure!(put.errors == 0 && get.errors == 0, "requests failed");
+    ensure!(create.errors + update.errors + get.errors == 0, "requests failed");
     Ok(())
 }
 
@@ -133,7 +141,22 @@ async fn setup(client: &reqwest::Client, args: &Args, admin_key: &str) -> anyhow
     Ok(keys)
 }
 
-async fn run(client: &reqwest::Client, args: &Args, keys: &[String], name: &'static str, body: Option<Value>) -> Phase {
+#[derive(Clone, Copy)]
+enum Naming {
+    /// A key never written before on every request.
+    Fresh,
+    /// The client's keys `key-0` .. `key-<keys-1>` in turn (written by the Fresh phase).
+    Cycle,
+}
+
+async fn run(
+    client: &reqwest::Client,
+    args: &Args,
+    keys: &[String],
+    name: &'static str,
+    body: Option<Value>,
+    naming: Naming,
+) -> Phase {
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let workers: Vec<_> = keys
@@ -144,7 +167,10 @@ async fn run(client: &reqwest::Client, args: &Args, keys: &[String], name: &'sta
             tokio::spawn(async move {
                 let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, 0usize);
                 while Instant::now() < deadline {
-                    let url = format!("{base}/kv/key-{}", n % n_keys);
+                    let url = match naming {
+                        Naming::Fresh => format!("{base}/kv/key-{n}"),
+                        Naming::Cycle => format!("{base}/kv/key-{}", n % n_keys),
+                    };
                     let request = match &body {
                         Some(b) => client.put(&url).json(b),
                         None => client.get(&url),

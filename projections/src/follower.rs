@@ -9,9 +9,9 @@
 //! read, and no writer ever waits on a follower.
 //!
 //! Exactly once: a batch, its read-model writes and the checkpoint update are one transaction. A
-//! crash anywhere rolls all three back and the batch is read again. The checkpoint row is locked
-//! `FOR UPDATE` for the batch, so the same follower running in several instances never applies a
-//! batch twice.
+//! crash anywhere rolls all three back and the batch is read again. A batch holds the follower's
+//! advisory lock (see [`lock_follower`]), so the same follower running in several instances never
+//! applies a batch twice.
 //!
 //! Wake-up: a follower sleeps until the process's LISTEN connection sees a `pg_notify` (sent after
 //! each commit) or the poll interval passes, whichever is first.
@@ -156,13 +156,13 @@ impl<P: Projector> Follower<P> {
     /// Applies one batch; returns how many events it applied.
     pub async fn step(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await.context("Failed to begin a follower batch")?;
-        let (cp_tx, cp_gid): (i64, i64) = sqlx::query_as(
-            "SELECT tx_id::text::bigint, global_id FROM follower_checkpoints WHERE name = $1 FOR UPDATE",
-        )
-        .bind(self.name())
-        .fetch_one(&mut *tx)
-        .await
-        .with_context(|| format!("Failed to lock the checkpoint of {}", self.name()))?;
+        lock_follower(&mut tx, self.name()).await?;
+        let (cp_tx, cp_gid): (i64, i64) =
+            sqlx::query_as("SELECT tx_id::text::bigint, global_id FROM follower_checkpoints WHERE name = $1")
+                .bind(self.name())
+                .fetch_one(&mut *tx)
+                .await
+                .with_context(|| format!("Failed to read the checkpoint of {}", self.name()))?;
         let mut reached = Position { tx_id: cp_tx, global_id: cp_gid };
         let events = read_batch(&mut tx, reached, self.config.batch_size).await?;
         for event in &events {
@@ -190,6 +190,26 @@ impl<P: Projector> Follower<P> {
         });
         Ok(events.len())
     }
+}
+
+/// Starts a follower's batch transaction: takes the follower's lock (one batch at a time across all
+/// instances; `harden replay` takes it too, to pause the follower while it swaps tables in) and
+/// commits without waiting for the WAL flush.
+///
+/// The lock is a transaction-level advisory lock rather than `FOR UPDATE` on the checkpoint row:
+/// it takes no transaction id, and every transaction id alive in the cluster holds back the
+/// snapshot horizon all followers read up to. The batch takes an id only when it writes.
+///
+/// Asynchronous commit is safe here: the read-model rows and the checkpoint are one transaction, so
+/// a crash can only lose whole batches, which are then read and applied again. The events
+/// themselves are committed synchronously by the command side.
+pub async fn lock_follower(conn: &mut PgConnection, name: &str) -> anyhow::Result<()> {
+    sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(name)
+        .execute(conn)
+        .await
+        .with_context(|| format!("Failed to take the lock of follower {name}"))?;
+    Ok(())
 }
 
 /// The next committed events after `after`, at most `limit`, in follower order, never past the

@@ -3,7 +3,7 @@
 //! A projection is rebuilt from zero into a shadow schema (`replay_<name>`) holding empty copies of
 //! its tables; its projector's unqualified table names resolve there through `search_path`, so the
 //! same code that feeds the live tables feeds the shadow. The live tables keep answering meanwhile.
-//! To swap, one transaction locks the projection's checkpoint row (pausing its live follower, in
+//! To swap, one transaction takes the projection's follower lock (pausing its live follower, in
 //! this or any instance), applies the events committed since, replaces the live rows with the
 //! shadow's (readers see the old rows until the commit, then the new), moves the checkpoint to the
 //! shadow's position, and drops the shadow. The live tables keep their identity: indexes, names and
@@ -22,7 +22,7 @@ use harden_commands::Position;
 
 use crate::audit::AuditProjector;
 use crate::directory::DirectoryProjector;
-use crate::follower::{read_batch, register_checkpoint, save_checkpoint, Projector, StoredEvent};
+use crate::follower::{lock_follower, read_batch, register_checkpoint, save_checkpoint, Projector, StoredEvent};
 use crate::kv::KvProjector;
 
 /// A projection: its follower and the tables it owns.
@@ -96,7 +96,7 @@ pub async fn replay(pool: &PgPool, projection: &Projection) -> anyhow::Result<Re
 
     // Swap, with the live follower paused on its checkpoint row.
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT 1 FROM follower_checkpoints WHERE name = $1 FOR UPDATE").bind(name).execute(&mut *tx).await?;
+    lock_follower(&mut tx, name).await?;
     sqlx::query(&format!("SET LOCAL search_path = {shadow}, public")).execute(&mut *tx).await?;
     loop {
         let n = apply_batch(&mut tx, projection, &mut position).await?;
