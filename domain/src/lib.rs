@@ -1,8 +1,8 @@
 //! # harden domain
 //!
 //! The pure heart of harden: aggregates, their commands, events and errors, and the validated value
-//! types they are built from. Nothing in this crate does IO, knows HTTP or SQL, reads a clock or draws
-//! randomness: outside data (ids, key hashes, the time) is looked up before a command is built and
+//! types they are built from, and the envelope crypto. Nothing in this crate does IO, knows HTTP or
+//! SQL, reads a clock or draws randomness: outside data (ids, key hashes, the time) is looked up before a command is built and
 //! travels inside it.
 //!
 //! # Layout
@@ -13,8 +13,10 @@
 //! - [`org`] — the Org aggregate.
 //! - [`user`] — the User aggregate (profile, role, API keys, key material).
 //! - [`secret`] — the Secret aggregate: one encrypted KV record.
+//! - [`crypto`] — the envelope crypto (values, the X-Wing hybrid wrap, sealed private keys), pure.
 //! - [`envelope`] — the value ciphertext format the Backend relies on (its overhead).
 
+pub mod crypto;
 pub mod envelope;
 pub mod ids;
 pub mod org;
