@@ -49,6 +49,18 @@ pub struct Settings {
     pub nats_relay: bool,
     /// 32 bytes, base64. Required in production; generated into the data dir otherwise.
     pub master_key: Option<SecretString>,
+    /// Where the Proxy reaches the Backend. Empty: this instance's own Backend listener.
+    pub proxy_backend_url: String,
+    /// How long the Proxy keeps a user's unlocked private keys in memory (0: never).
+    pub unlock_cache_seconds: u64,
+    /// Argon2id parameters for sealing private keys (never below m = 19456 KiB, t = 2, p = 1).
+    pub argon2_m_kib: u32,
+    pub argon2_t: u32,
+    pub argon2_p: u32,
+    /// Memory the Proxy may spend on concurrent Argon2id runs; runs beyond it wait.
+    pub argon2_memory_budget_mib: u32,
+    /// Shortest user secret accepted when generating keys or rekeying.
+    pub min_user_secret_chars: usize,
     /// A tracing filter, e.g. `info` or `harden=debug,tower_http=info`.
     pub log: String,
     pub log_format: LogFormat,
@@ -76,6 +88,13 @@ impl Default for Settings {
             nats_subject_prefix: harden_nats::SUBJECT_PREFIX.to_owned(),
             nats_relay: true,
             master_key: None,
+            proxy_backend_url: String::new(),
+            unlock_cache_seconds: 300,
+            argon2_m_kib: 64 * 1024,
+            argon2_t: 3,
+            argon2_p: 1,
+            argon2_memory_budget_mib: 256,
+            min_user_secret_chars: 12,
             log: "info".to_owned(),
             log_format: LogFormat::Text,
             read_model_wait_ms: 2_000,

@@ -10,10 +10,14 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use std::time::Duration;
+
+use harden_api::proxy::{Backend, ProxyState, Unlocker};
 use harden_api::AppState;
 use harden_commands::bootstrap;
 use harden_commands::db;
 use harden_commands::Harden;
+use harden_domain::crypto::KdfParams;
 use harden_nats::relay::{Relay, RelayConfig};
 use harden_projections::audit::Audit;
 use harden_projections::directory::Directory;
@@ -93,9 +97,26 @@ impl Application {
             });
         }
         if surfaces != Surfaces::Backend {
+            let backend_url = match (&settings.proxy_backend_url, &app.backend) {
+                (url, _) if !url.is_empty() => url.clone(),
+                (_, Some(backend)) => format!("http://{}", backend.listener.local_addr()?),
+                (_, None) => format!("http://{}", settings.backend_addr),
+            };
+            let params = KdfParams { m_kib: settings.argon2_m_kib, t: settings.argon2_t, p: settings.argon2_p };
+            let unlocker = Unlocker::new(
+                params,
+                Duration::from_secs(settings.unlock_cache_seconds),
+                settings.argon2_memory_budget_mib,
+            )?;
+            let state = ProxyState {
+                backend: Backend::new(&backend_url)?,
+                unlocker: Arc::new(unlocker),
+                min_secret_chars: settings.min_user_secret_chars,
+                max_body_bytes: settings.max_body_bytes,
+            };
             app.proxy = Some(Listener {
                 listener: bind(settings.proxy_addr, "proxy").await?,
-                router: harden_api::proxy::router(settings.max_body_bytes),
+                router: harden_api::proxy::router(state),
             });
         }
         Ok(app)
@@ -122,7 +143,7 @@ impl Application {
             tracing::info!(surface = name, addr = %listener.local_addr()?, "listening");
             let mut stop = stop_tx.subscribe();
             servers.push(tokio::spawn(async move {
-                axum::serve(listener, router)
+                axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
                     .with_graceful_shutdown(async move {
                         let _ = stop.recv().await;
                     })

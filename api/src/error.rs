@@ -28,6 +28,8 @@ pub enum ApiError {
     Command(CommandError),
     /// Request-level problems found before any command: auth, parsing, limits.
     Status(StatusCode, String),
+    /// The Proxy passes a Backend error on as it is: its status and its JSON body.
+    Upstream(StatusCode, axum::body::Bytes),
 }
 
 impl ApiError {
@@ -68,6 +70,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Status(status, msg) => body(status, msg),
+            ApiError::Upstream(status, bytes) => {
+                (status, [(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"))], bytes)
+                    .into_response()
+            }
             ApiError::Command(e) => match e {
                 CommandError::Invalid(msg) => body(StatusCode::BAD_REQUEST, msg),
                 CommandError::Forbidden(msg) => body(StatusCode::FORBIDDEN, msg),

@@ -1,26 +1,115 @@
 //! The Proxy: the crypto edge under `/v1`. It takes the user secret per request, unlocks the
-//! user's private keys, encrypts and decrypts, and passes `/admin/*` and `/auth/*` through to the
-//! Backend. For now it serves its health check and its OpenAPI document.
+//! user's X25519 + ML-KEM-768 private keys, encrypts and decrypts values, and passes `/admin/*` and
+//! `/auth/*` through to the Backend unchanged, so it can be the single public edge. It is an HTTP
+//! client of the Backend like any other: the Backend never receives the user secret, a private key,
+//! a data key or a plaintext.
 
-use axum::routing::get;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{any, get};
 use axum::{Json, Router};
-use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::backend::health;
+use crate::error::ApiError;
+use crate::extract::API_KEY_HEADER;
 use crate::layers;
 
-#[derive(OpenApi)]
-#[openapi(info(title = "harden Proxy API", description = "The crypto edge: encrypts and decrypts with the user's keys."), tags((name = "health")))]
-struct ProxyDoc;
+pub mod client;
+pub mod forward;
+pub mod keys;
+pub mod kv;
+pub mod unlock;
 
-pub fn openapi_router() -> OpenApiRouter {
-    OpenApiRouter::with_openapi(ProxyDoc::openapi()).routes(routes!(health::health))
+pub use client::Backend;
+pub use unlock::Unlocker;
+
+pub const USER_SECRET_HEADER: &str = "x-user-secret";
+pub const NEW_USER_SECRET_HEADER: &str = "x-new-user-secret";
+
+#[derive(Clone)]
+pub struct ProxyState {
+    pub backend: Backend,
+    pub unlocker: Arc<Unlocker>,
+    pub min_secret_chars: usize,
+    pub max_body_bytes: usize,
 }
 
-pub fn router(max_body_bytes: usize) -> Router {
+impl ProxyState {
+    /// The caller's API key, forwarded to the Backend (which checks it).
+    pub fn api_key(headers: &HeaderMap) -> Result<&str, ApiError> {
+        headers
+            .get(API_KEY_HEADER)
+            .ok_or_else(|| ApiError::unauthorized("missing X-Api-Key header"))?
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("invalid API key"))
+    }
+
+    /// A user secret header; required, and (for new secrets) at least the configured length.
+    pub fn secret<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        name: &str,
+        display: &str,
+        check_length: bool,
+    ) -> Result<&'h str, ApiError> {
+        let secret = headers
+            .get(name)
+            .ok_or_else(|| ApiError::status(StatusCode::BAD_REQUEST, format!("missing {display} header")))?
+            .to_str()
+            .map_err(|_| ApiError::status(StatusCode::BAD_REQUEST, format!("{display} must be visible ASCII")))?;
+        if check_length && secret.chars().count() < self.min_secret_chars {
+            return Err(ApiError::status(
+                StatusCode::BAD_REQUEST,
+                format!("{display} must be at least {} characters", self.min_secret_chars),
+            ));
+        }
+        Ok(secret)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "harden Proxy API", description = "The crypto edge: encrypts and decrypts with the user's keys. /admin/* and /auth/* are passed through to the Backend unchanged."),
+    modifiers(&ProxyAuth),
+    tags((name = "health"), (name = "keys", description = "The user's key pairs"), (name = "kv", description = "Encrypted KV values"), (name = "users", description = "The caller's org"))
+)]
+struct ProxyDoc;
+
+struct ProxyAuth;
+
+impl Modify for ProxyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("apiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))));
+        components.add_security_scheme(
+            "userSecret",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-User-Secret"))),
+        );
+    }
+}
+
+pub fn openapi_router() -> OpenApiRouter<ProxyState> {
+    OpenApiRouter::with_openapi(ProxyDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(keys::generate))
+        .routes(routes!(keys::rekey))
+        .routes(routes!(kv::list_kv))
+        .routes(routes!(kv::put_kv, kv::get_kv, kv::delete_kv))
+        .routes(routes!(forward::org_directory))
+        .routes(routes!(forward::org_profile))
+}
+
+pub fn router(state: ProxyState) -> Router {
+    let max_body = state.max_body_bytes;
     let (router, doc) = openapi_router().split_for_parts();
-    let router = router.route("/openapi.json", get(move || async move { Json(doc) }));
-    layers::apply(router, max_body_bytes)
+    let router = router
+        .route("/openapi.json", get(move || async move { Json(doc) }))
+        .route("/admin/{*rest}", any(forward::pass_through))
+        .route("/auth/{*rest}", any(forward::pass_through));
+    layers::apply(router.with_state(state), max_body)
 }

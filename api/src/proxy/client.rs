@@ -1,0 +1,134 @@
+//! The Proxy's client of the Backend. It forwards the caller's `X-Api-Key`; it never sends the
+//! user secret, a private key, a data key or a plaintext.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::extract::API_KEY_HEADER;
+
+#[derive(Clone)]
+pub struct Backend {
+    http: reqwest::Client,
+    base: reqwest::Url,
+}
+
+/// The parts of `GET /users/me` the Proxy needs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    pub id: Uuid,
+    pub org_id: Option<Uuid>,
+    pub public_key_ecc_b64: Option<String>,
+    pub public_key_kyber_b64: Option<String>,
+    pub encrypted_private_key_ecc_b64: Option<String>,
+    pub encrypted_private_key_kyber_b64: Option<String>,
+}
+
+/// A Backend answer: status, headers and body, to pass on unchanged when it is not a success.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| anyhow::anyhow!("the Backend answered an unexpected body: {e}").into())
+    }
+
+    /// Success, or the Backend's own error passed on as it is.
+    pub fn ok(self) -> Result<Answer, ApiError> {
+        if self.status.is_success() {
+            Ok(self)
+        } else {
+            Err(ApiError::Upstream(self.status, self.body))
+        }
+    }
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str()) || name == "host" || name == "content-length"
+}
+
+impl Backend {
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        let base = reqwest::Url::parse(base).map_err(|e| anyhow::anyhow!("invalid Backend URL {base}: {e}"))?;
+        let http = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(5)).build()?;
+        Ok(Self { http, base })
+    }
+
+    /// `base` + path segments (each percent-encoded) + an optional query.
+    pub fn url(&self, segments: &[&str], query: Option<&str>) -> reqwest::Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut().expect("an http base URL").pop_if_empty().extend(segments);
+        url.set_query(query);
+        url
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        url: reqwest::Url,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+    ) -> Result<Answer, ApiError> {
+        let mut request = self.http.request(method, url).headers(headers);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            tracing::warn!(error = %e, "the Backend is unreachable");
+            ApiError::status(StatusCode::BAD_GATEWAY, "the Backend is unreachable")
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|_| ApiError::status(StatusCode::BAD_GATEWAY, "the Backend's answer was cut off"))?;
+        Ok(Answer { status, headers, body })
+    }
+
+    /// A JSON request as the caller (their API key).
+    pub async fn call(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: Option<&str>,
+        api_key: &str,
+        json: Option<&serde_json::Value>,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<Answer, ApiError> {
+        let mut headers = HeaderMap::new();
+        let key = HeaderValue::from_str(api_key).map_err(|_| ApiError::unauthorized("invalid API key"))?;
+        headers.insert(HeaderName::from_static(API_KEY_HEADER), key);
+        for (name, value) in extra {
+            headers.insert(name.clone(), value.clone());
+        }
+        let body = json.map(|v| {
+            headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Bytes::from(serde_json::to_vec(v).expect("JSON values serialize"))
+        });
+        self.send(method, self.url(segments, query), headers, body).await
+    }
+
+    pub async fn me(&self, api_key: &str) -> Result<Me, ApiError> {
+        self.call(Method::GET, &["users", "me"], None, api_key, None, &[]).await?.ok()?.json()
+    }
+}

@@ -1,0 +1,90 @@
+//! Routes the Proxy passes to the Backend: `/admin/*` and `/auth/*` unchanged (status, headers and
+//! body both ways), and the `/v1` routes that need no crypto, under their Backend paths.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::proxy::client::is_hop_by_hop;
+use crate::proxy::ProxyState;
+
+const FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// Forwards the request to the same path on the Backend (without a `/v1` prefix).
+pub async fn pass_through(
+    State(state): State<ProxyState>,
+    peer: ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let path = path.strip_prefix("/v1").unwrap_or(path);
+    let mut url = state.backend.url(&[], None);
+    url.set_path(path);
+    url.set_query(parts.uri.query());
+    let body = axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
+    let mut headers = parts.headers.clone();
+    headers.retain_hop_by_hop();
+    let ConnectInfo(peer) = peer;
+    let forwarded = match parts.headers.get(FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(chain) => format!("{chain}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded) {
+        headers.insert(HeaderName::from_static(FORWARDED_FOR), value);
+    }
+    let answer = state.backend.send(parts.method.clone(), url, headers, Some(body)).await?;
+    // An API key rotated through the Proxy: drop whatever the Proxy holds unlocked for that user.
+    if answer.status.is_success() && path.ends_with("/apikey/rotate") {
+        if let Some(user) = path.split('/').nth_back(2).and_then(|u| u.parse().ok()) {
+            state.unlocker.forget(user);
+        }
+    }
+    let mut response = Response::builder().status(answer.status);
+    for (name, value) in answer.headers.iter().filter(|(n, _)| !is_hop_by_hop(n)) {
+        response = response.header(name, value);
+    }
+    Ok(response.body(Body::from(answer.body)).map_err(|e| anyhow::anyhow!("{e}"))?.into_response())
+}
+
+trait RetainHopByHop {
+    fn retain_hop_by_hop(&mut self);
+}
+
+impl RetainHopByHop for axum::http::HeaderMap {
+    /// Removes the headers that belong to one connection, not to the request.
+    fn retain_hop_by_hop(&mut self) {
+        let names: Vec<_> = self.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
+        for name in names {
+            self.remove(name);
+        }
+    }
+}
+
+/// Public profiles of the caller's org (the Backend's `GET /users/org`).
+#[utoipa::path(get, path = "/v1/users/org", tag = "users", security(("apiKey" = [])),
+    responses((status = 200, description = "as the Backend's GET /users/org"), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn org_directory(
+    state: State<ProxyState>,
+    peer: ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    pass_through(state, peer, request).await
+}
+
+/// One public profile of the caller's org (the Backend's `GET /users/org/{userId}`).
+#[utoipa::path(get, path = "/v1/users/org/{userId}", tag = "users", params(("userId" = uuid::Uuid, Path)), security(("apiKey" = [])),
+    responses((status = 200, description = "as the Backend's GET /users/org/{userId}"), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn org_profile(
+    state: State<ProxyState>,
+    peer: ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    pass_through(state, peer, request).await
+}

@@ -1,0 +1,95 @@
+//! `/v1/keys`: generating a user's key pairs once, and re-sealing them under a new secret.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rand::RngCore;
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use harden_domain::crypto::{self, PrivateKeys};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::proxy::client::Me;
+use crate::proxy::{ProxyState, NEW_USER_SECRET_HEADER, USER_SECRET_HEADER};
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeysResponse {
+    pub public_key_ecc_b64: String,
+    pub public_key_kyber_b64: String,
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// Seals `keys` under `secret` (a fresh salt, the configured Argon2id parameters) and stores them
+/// with the user's public keys on the Backend.
+async fn seal_and_store(
+    state: &ProxyState,
+    api_key: &str,
+    me: &Me,
+    keys: &PrivateKeys,
+    secret: &str,
+) -> Result<KeysResponse, ApiError> {
+    let kek = state.unlocker.derive(secret, random(), state.unlocker.params()).await?;
+    let (ecc, kyber) = crypto::seal_private_keys(&kek, me.id, keys, [random(), random()]);
+    let public = keys.public_keys();
+    let body = KeysResponse {
+        public_key_ecc_b64: STANDARD.encode(public.ecc_bytes()),
+        public_key_kyber_b64: STANDARD.encode(public.kyber_bytes()),
+    };
+    let request = json!({
+        "publicKeyEccB64": body.public_key_ecc_b64,
+        "publicKeyKyberB64": body.public_key_kyber_b64,
+        "encryptedPrivateKeyEccB64": STANDARD.encode(ecc),
+        "encryptedPrivateKeyKyberB64": STANDARD.encode(kyber),
+    });
+    state.backend.call(Method::POST, &["users", "me", "keys"], None, api_key, Some(&request), &[]).await?.ok()?;
+    Ok(body)
+}
+
+/// Generates the caller's X25519 and ML-KEM-768 key pairs and stores them, the private keys sealed
+/// under `X-User-Secret` (Argon2id). Once only: a user who has keys gets 409, never new keys.
+#[utoipa::path(post, path = "/v1/keys/generate", tag = "keys", security(("apiKey" = [], "userSecret" = [])),
+    responses((status = 201, body = KeysResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn generate(
+    State(state): State<ProxyState>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<KeysResponse>), ApiError> {
+    let api_key = ProxyState::api_key(&headers)?;
+    let secret = state.secret(&headers, USER_SECRET_HEADER, "X-User-Secret", true)?;
+    let me = state.backend.me(api_key).await?;
+    if me.public_key_ecc_b64.is_some() || me.encrypted_private_key_ecc_b64.is_some() {
+        return Err(ApiError::status(
+            StatusCode::CONFLICT,
+            "this user already has keys, which are never replaced; use POST /v1/keys/rekey to change the user secret",
+        ));
+    }
+    let keys = PrivateKeys::from_seeds(random(), random());
+    Ok((StatusCode::CREATED, Json(seal_and_store(&state, api_key, &me, &keys, secret).await?)))
+}
+
+/// Re-seals the caller's private keys under `X-New-User-Secret`: afterwards only the new secret
+/// unlocks them, and every value stays readable (the key pairs are the same).
+#[utoipa::path(post, path = "/v1/keys/rekey", tag = "keys", security(("apiKey" = [], "userSecret" = [])),
+    params(("X-New-User-Secret" = String, Header)),
+    responses((status = 200, body = KeysResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 429, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn rekey(State(state): State<ProxyState>, headers: HeaderMap) -> Result<Json<KeysResponse>, ApiError> {
+    let api_key = ProxyState::api_key(&headers)?;
+    let old = state.secret(&headers, USER_SECRET_HEADER, "X-User-Secret", false)?;
+    let new = state.secret(&headers, NEW_USER_SECRET_HEADER, "X-New-User-Secret", true)?;
+    let me = state.backend.me(api_key).await?;
+    let keys = state.unlocker.unlock(&me, old).await?;
+    let stored = seal_and_store(&state, api_key, &me, &keys, new).await;
+    state.unlocker.forget(me.id);
+    Ok(Json(stored?))
+}

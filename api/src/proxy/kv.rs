@@ -1,0 +1,191 @@
+//! `/v1/kv`: values encrypted and decrypted here, stored as ciphertext on the Backend.
+//!
+//! Each record has its own data key, kept across its versions: a write to an existing record
+//! unwraps the current key and reuses it (so shares, which wrap that key, follow updates); a new
+//! record draws one. Every version gets a fresh nonce, and the associated data binds the value to
+//! its org, owner and key name.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use harden_domain::crypto::{self, DataKey, PrivateKeys, PublicKeys, RecordContext};
+use harden_domain::secret::KeyName;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{AppJson, AppPath, AppQuery};
+use crate::proxy::client::Me;
+use crate::proxy::unlock::NO_KEYS;
+use crate::proxy::{forward, ProxyState, USER_SECRET_HEADER};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PutValue {
+    /// The plaintext value, base64.
+    pub value_b64: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueResponse {
+    pub key: String,
+    pub value_b64: String,
+    pub version: i64,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct VersionQuery {
+    pub version: Option<i64>,
+}
+
+/// The stored record as the Backend returns it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Stored {
+    version: i64,
+    ciphertext_b64: String,
+    encrypted_aes_key_ecc_b64: String,
+    encrypted_aes_key_kyber_b64: String,
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+struct Caller<'h> {
+    api_key: &'h str,
+    me: Me,
+    org: Uuid,
+    keys: std::sync::Arc<PrivateKeys>,
+}
+
+/// The caller, their org and their unlocked keys.
+async fn unlocked<'h>(state: &ProxyState, headers: &'h HeaderMap) -> Result<Caller<'h>, ApiError> {
+    let api_key = ProxyState::api_key(headers)?;
+    let secret = state.secret(headers, USER_SECRET_HEADER, "X-User-Secret", false)?;
+    let me = state.backend.me(api_key).await?;
+    let org = me.org_id.ok_or_else(|| ApiError::status(StatusCode::FORBIDDEN, "the global admin has no KV records"))?;
+    let keys = state.unlocker.unlock(&me, secret).await?;
+    Ok(Caller { api_key, me, org, keys })
+}
+
+fn decode(field: &str, b64: &str) -> Result<Vec<u8>, ApiError> {
+    STANDARD.decode(b64).map_err(|_| anyhow::anyhow!("the Backend returned invalid base64 in {field}").into())
+}
+
+fn unwrap_key(caller: &Caller<'_>, context: &RecordContext<'_>, stored: &Stored) -> Result<DataKey, ApiError> {
+    let ecc = decode("encryptedAesKeyEccB64", &stored.encrypted_aes_key_ecc_b64)?;
+    let kyber = decode("encryptedAesKeyKyberB64", &stored.encrypted_aes_key_kyber_b64)?;
+    crypto::unwrap_data_key(&caller.keys, caller.me.id, context, &ecc, &kyber)
+        .map_err(|_| ApiError::status(StatusCode::CONFLICT, "the stored value cannot be opened with this user's keys"))
+}
+
+/// Encrypts the value and stores it. `If-Match` is passed on (check-and-set, as on the Backend).
+#[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv", request_body = PutValue, params(("key" = String, Path)),
+    security(("apiKey" = [], "userSecret" = [])),
+    responses((status = 201, description = "as the Backend's PUT /kv/{key}"), (status = 200, description = "a new version"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn put_kv(
+    State(state): State<ProxyState>,
+    headers: HeaderMap,
+    AppPath(key): AppPath<String>,
+    AppJson(body): AppJson<PutValue>,
+) -> Result<Response, ApiError> {
+    let name = KeyName::parse(&key).map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, e.0))?;
+    let value = zeroize::Zeroizing::new(
+        STANDARD
+            .decode(&body.value_b64)
+            .map_err(|_| ApiError::status(StatusCode::BAD_REQUEST, "valueB64 is not valid base64"))?,
+    );
+    let caller = unlocked(&state, &headers).await?;
+    let (Some(ecc), Some(kyber)) = (&caller.me.public_key_ecc_b64, &caller.me.public_key_kyber_b64) else {
+        return Err(ApiError::status(StatusCode::CONFLICT, NO_KEYS));
+    };
+    let public = PublicKeys::from_bytes(&decode("publicKeyEccB64", ecc)?, &decode("publicKeyKyberB64", kyber)?)
+        .map_err(|_| anyhow::anyhow!("the Backend returned a malformed public key"))?;
+    let context = RecordContext { kind: "kv", org: caller.org, owner: caller.me.id, name: name.as_str().as_bytes() };
+
+    let current = state.backend.call(Method::GET, &["kv", name.as_str()], None, caller.api_key, None, &[]).await?;
+    let data_key = match current.status {
+        StatusCode::NOT_FOUND => DataKey::from_bytes(random()),
+        _ => unwrap_key(&caller, &context, &current.ok()?.json()?)?,
+    };
+    let ciphertext = crypto::encrypt_value(&data_key, random(), &context, &value);
+    let (wrap_ecc, wrap_kyber) = crypto::wrap_data_key(&public, caller.me.id, &context, &data_key, &random(), random());
+    let request = json!({
+        "ciphertextB64": STANDARD.encode(ciphertext),
+        "encryptedAesKeyEccB64": STANDARD.encode(wrap_ecc),
+        "encryptedAesKeyKyberB64": STANDARD.encode(wrap_kyber),
+    });
+    let if_match: Vec<(HeaderName, _)> =
+        headers.get(header::IF_MATCH).map(|v| (header::IF_MATCH, v.clone())).into_iter().collect();
+    let answer = state
+        .backend
+        .call(Method::PUT, &["kv", name.as_str()], None, caller.api_key, Some(&request), &if_match)
+        .await?;
+    let answer = answer.ok()?;
+    Ok((answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response())
+}
+
+/// Reads and decrypts the value (`?version=N` for an older version of its current life).
+#[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv", params(("key" = String, Path), VersionQuery),
+    security(("apiKey" = [], "userSecret" = [])),
+    responses((status = 200, body = ValueResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn get_kv(
+    State(state): State<ProxyState>,
+    headers: HeaderMap,
+    AppPath(key): AppPath<String>,
+    AppQuery(query): AppQuery<VersionQuery>,
+) -> Result<Json<ValueResponse>, ApiError> {
+    let name = KeyName::parse(&key).map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, e.0))?;
+    let caller = unlocked(&state, &headers).await?;
+    let version = query.version.map(|v| format!("version={v}"));
+    let stored: Stored = state
+        .backend
+        .call(Method::GET, &["kv", name.as_str()], version.as_deref(), caller.api_key, None, &[])
+        .await?
+        .ok()?
+        .json()?;
+    let context = RecordContext { kind: "kv", org: caller.org, owner: caller.me.id, name: name.as_str().as_bytes() };
+    let data_key = unwrap_key(&caller, &context, &stored)?;
+    let value = crypto::decrypt_value(&data_key, &context, &decode("ciphertextB64", &stored.ciphertext_b64)?).map_err(
+        |_| ApiError::status(StatusCode::CONFLICT, "the stored value cannot be opened with this user's keys"),
+    )?;
+    Ok(Json(ValueResponse { key, value_b64: STANDARD.encode(value.as_slice()), version: stored.version }))
+}
+
+/// Soft-deletes the record (the Backend's `DELETE /kv/{key}`).
+#[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv", params(("key" = String, Path)), security(("apiKey" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn delete_kv(
+    state: State<ProxyState>,
+    peer: ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward::pass_through(state, peer, request).await
+}
+
+/// The caller's live keys (the Backend's `GET /kv`, paginated the same way).
+#[utoipa::path(get, path = "/v1/kv", tag = "kv", security(("apiKey" = [])),
+    responses((status = 200, description = "as the Backend's GET /kv"), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn list_kv(
+    state: State<ProxyState>,
+    peer: ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward::pass_through(state, peer, request).await
+}

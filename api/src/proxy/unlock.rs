@@ -1,0 +1,162 @@
+//! Unlocking a user's private keys: one Argon2id run per unlock, bounded in memory, throttled on
+//! failure, and cached for a short time so steady traffic does not pay Argon2id per request.
+//!
+//! The cache is keyed by an HMAC (under a key drawn at start) of the user id, the sealed keys
+//! themselves (so a rekey anywhere, which re-seals them, retires old entries) and the secret. The
+//! unlocked keys zeroize themselves when the last reference goes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use harden_domain::crypto::{self, CryptoError, KdfParams, Kek, PrivateKeys};
+
+use crate::error::ApiError;
+use crate::proxy::client::Me;
+
+pub const INVALID_SECRET: &str = "invalid user secret";
+pub const NO_KEYS: &str = "this user has no keys yet: call POST /v1/keys/generate with X-User-Secret first";
+
+/// Failed unlocks of one user allowed per window before 429.
+const MAX_FAILURES: u32 = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+pub struct Unlocker {
+    params: KdfParams,
+    ttl: Duration,
+    /// Permits are MiB of Argon2id memory.
+    memory: Semaphore,
+    memory_budget_mib: u32,
+    cache_key: Zeroizing<[u8; 32]>,
+    cache: Mutex<HashMap<Uuid, (Zeroizing<[u8; 32]>, Instant, Arc<PrivateKeys>)>>,
+    failures: Mutex<HashMap<Uuid, (u32, Instant)>>,
+}
+
+impl Unlocker {
+    pub fn new(params: KdfParams, ttl: Duration, memory_budget_mib: u32) -> anyhow::Result<Self> {
+        let params = params.checked().map_err(|e| anyhow::anyhow!("Argon2 settings: {e}"))?;
+        let needed = params.m_kib.div_ceil(1024);
+        anyhow::ensure!(
+            memory_budget_mib >= needed,
+            "HARDEN_ARGON2_MEMORY_BUDGET_MIB ({memory_budget_mib}) is below one Argon2id run ({needed} MiB)"
+        );
+        let mut cache_key = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(cache_key.as_mut());
+        Ok(Self {
+            params,
+            ttl,
+            memory: Semaphore::new(memory_budget_mib as usize),
+            memory_budget_mib,
+            cache_key,
+            cache: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn params(&self) -> KdfParams {
+        self.params
+    }
+
+    /// One Argon2id run, waiting for memory if other runs use the budget.
+    pub async fn derive(&self, secret: &str, salt: [u8; 16], params: KdfParams) -> Result<Kek, ApiError> {
+        let mib = params.m_kib.div_ceil(1024).min(self.memory_budget_mib);
+        let _permit =
+            self.memory.acquire_many(mib).await.map_err(|_| anyhow::anyhow!("the Argon2 semaphore closed"))?;
+        let secret = Zeroizing::new(secret.as_bytes().to_vec());
+        tokio::task::spawn_blocking(move || crypto::derive_kek(&secret, salt, params))
+            .await
+            .map_err(|e| anyhow::anyhow!("key derivation task failed: {e}"))?
+            .map_err(|e| match e {
+                CryptoError::WeakParameters => ApiError::status(StatusCode::UNAUTHORIZED, INVALID_SECRET),
+                other => anyhow::anyhow!("key derivation failed: {other}").into(),
+            })
+    }
+
+    /// The user's private keys, from the cache or by unlocking the sealed keys with `secret`.
+    pub async fn unlock(&self, me: &Me, secret: &str) -> Result<Arc<PrivateKeys>, ApiError> {
+        let (Some(ecc), Some(kyber)) = (&me.encrypted_private_key_ecc_b64, &me.encrypted_private_key_kyber_b64) else {
+            return Err(ApiError::status(StatusCode::CONFLICT, NO_KEYS));
+        };
+        let tag = self.cache_tag(me.id, ecc, kyber, secret);
+        if let Some(keys) = self.cached(me.id, &tag) {
+            return Ok(keys);
+        }
+        self.check_throttle(me.id)?;
+        let invalid = || ApiError::status(StatusCode::UNAUTHORIZED, INVALID_SECRET);
+        let (ecc, kyber) =
+            (STANDARD.decode(ecc).map_err(|_| invalid())?, STANDARD.decode(kyber).map_err(|_| invalid())?);
+        let (params, salt) = crypto::seal_header(&ecc).map_err(|_| invalid())?;
+        let kek = self.derive(secret, salt, params).await?;
+        match crypto::open_private_keys(&kek, me.id, &ecc, &kyber) {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                self.failures.lock().expect("failures lock").remove(&me.id);
+                if !self.ttl.is_zero() {
+                    self.cache
+                        .lock()
+                        .expect("cache lock")
+                        .insert(me.id, (tag, Instant::now() + self.ttl, keys.clone()));
+                }
+                Ok(keys)
+            }
+            Err(_) => {
+                self.record_failure(me.id);
+                Err(invalid())
+            }
+        }
+    }
+
+    /// Drops the user's unlocked keys (rekey, API key rotation).
+    pub fn forget(&self, user: Uuid) {
+        self.cache.lock().expect("cache lock").remove(&user);
+    }
+
+    fn cache_tag(&self, user: Uuid, ecc: &str, kyber: &str, secret: &str) -> Zeroizing<[u8; 32]> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.cache_key.as_ref()).expect("any key length");
+        for part in [user.as_bytes().as_slice(), ecc.as_bytes(), &[0], kyber.as_bytes(), &[0], secret.as_bytes()] {
+            mac.update(part);
+        }
+        Zeroizing::new(mac.finalize().into_bytes().into())
+    }
+
+    fn cached(&self, user: Uuid, tag: &[u8; 32]) -> Option<Arc<PrivateKeys>> {
+        let mut cache = self.cache.lock().expect("cache lock");
+        let now = Instant::now();
+        cache.retain(|_, (_, expires, _)| *expires > now);
+        match cache.get(&user) {
+            // Constant-time enough: the tag is an HMAC under a key nobody else has.
+            Some((t, _, keys)) if t.as_ref() == tag => Some(keys.clone()),
+            _ => None,
+        }
+    }
+
+    fn check_throttle(&self, user: Uuid) -> Result<(), ApiError> {
+        let failures = self.failures.lock().expect("failures lock");
+        match failures.get(&user) {
+            Some((n, since)) if *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW => Err(ApiError::status(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed unlocks for this user; wait a minute",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn record_failure(&self, user: Uuid) {
+        let mut failures = self.failures.lock().expect("failures lock");
+        let entry = failures.entry(user).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= FAILURE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+}
