@@ -1,7 +1,7 @@
 -- One row per follower (projection or relay): the position of the last event it has applied.
 -- A follower updates its row in the same transaction as its read-model rows, so an event is
--- applied exactly once even if the process dies at any point. A batch holds the follower's
--- transaction-level advisory lock, so several instances of harden can run the same follower safely.
+-- applied exactly once even if the process dies at any point. The row is locked FOR UPDATE while a
+-- batch is applied, so several instances of harden can run the same follower safely.
 CREATE TABLE follower_checkpoints
 (
     name       text PRIMARY KEY,

@@ -76,6 +76,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::Command(e) => match e {
                 CommandError::Invalid(msg) => body(StatusCode::BAD_REQUEST, msg),
+                CommandError::Unauthorized(msg) => body(StatusCode::UNAUTHORIZED, msg),
                 CommandError::Forbidden(msg) => body(StatusCode::FORBIDDEN, msg),
                 CommandError::NotFound(msg) => body(StatusCode::NOT_FOUND, msg),
                 CommandError::Conflict(msg) => body(StatusCode::CONFLICT, msg),

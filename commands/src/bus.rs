@@ -231,6 +231,8 @@ where
 /// SQLSTATE raised by the plan-limit trigger (migration 0005). Deliberately not 23505, which
 /// postgres-es reports as a retryable concurrency conflict.
 pub const PLAN_LIMIT_SQLSTATE: &str = "HL001";
+/// SQLSTATE raised when the acting user was deactivated while their request was in flight (0008).
+pub const INACTIVE_ACTOR_SQLSTATE: &str = "HL003";
 
 /// Store failures other than conflicts: a plan limit refused at append time is the caller's 400;
 /// anything else is infrastructure.
@@ -251,6 +253,9 @@ fn store_error<A: Aggregate>(e: AggregateError<A::Error>) -> Error {
 
 fn plan_limit(cause: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<Error> {
     let db = cause.downcast_ref::<sqlx::Error>()?.as_database_error()?;
+    if db.code().as_deref() == Some(INACTIVE_ACTOR_SQLSTATE) {
+        return Some(Error::Unauthorized("invalid API key".into()));
+    }
     if db.code().as_deref() != Some(PLAN_LIMIT_SQLSTATE) {
         return None;
     }

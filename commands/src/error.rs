@@ -12,6 +12,9 @@ pub enum Error {
     /// A broken rule or invalid input.
     #[error("{0}")]
     Invalid(String),
+    /// The caller's credentials died while the request was in flight.
+    #[error("{0}")]
+    Unauthorized(String),
     /// Authenticated, but the role does not allow it.
     #[error("{0}")]
     Forbidden(String),
@@ -52,6 +55,14 @@ impl From<InvalidValue> for Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
+        // Text PostgreSQL cannot store (a NUL byte) is the caller's mistake, wherever it slipped in.
+        if let Some(code) = e.as_database_error().and_then(|d| d.code()) {
+            if matches!(code.as_ref(), "22021" | "22P05") {
+                return Error::Invalid(
+                    "the request contains characters that cannot be stored (such as a NUL byte)".into(),
+                );
+            }
+        }
         Error::Internal(anyhow::Error::new(e).context("database query failed"))
     }
 }

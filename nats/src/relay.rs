@@ -6,9 +6,13 @@
 //!   takes over.
 //! - A batch is read (one statement, no transaction held), published with
 //!   `Nats-Msg-Id = <aggregate_type>:<aggregate_id>:<sequence>`, and the checkpoint advances only
-//!   after every PubAck has arrived. A crash in between re-publishes the batch; JetStream drops the
-//!   duplicates inside its window, and on start the relay moves its checkpoint to the last message
-//!   already in the stream, so a re-publish never falls outside that window.
+//!   after every PubAck has arrived.
+//! - Order without gaps: every publish carries `Nats-Expected-Last-Msg-Id`, the id of the message
+//!   before it, so JetStream refuses a message whose predecessor was lost (a reconnect can drop
+//!   publishes still in the old connection's buffer). After any failure, and on start, the relay
+//!   re-reads the stream's last message and continues after that event: nothing is published twice
+//!   or out of order, and a crash between PubAck and checkpoint never re-publishes.
+//! - The relay's checkpoint only moves forward, even if a deposed leader writes late.
 //! - NATS down: the batch is retried with backoff; nothing is lost, and serving is not affected.
 //! - Payloads carry ids, types, versions, actors and timestamps; never ciphertext, key material,
 //!   key names or email addresses.
@@ -25,7 +29,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use harden_commands::Position;
-use harden_projections::follower::{load_checkpoint, read_batch, register_checkpoint, save_checkpoint};
+use harden_projections::follower::{load_checkpoint, read_batch, register_checkpoint};
 use harden_projections::StoredEvent;
 
 use crate::{msg_id, subject_with_prefix};
@@ -82,6 +86,8 @@ impl EventNotice {
 }
 
 pub struct Relay {
+    /// The id of the stream's last message, as far as this relay knows: what the next publish expects.
+    last_msg_id: Option<String>,
     pool: PgPool,
     connect: PgConnectOptions,
     config: RelayConfig,
@@ -92,7 +98,7 @@ pub struct Relay {
 impl Relay {
     pub fn new(pool: PgPool, connect: PgConnectOptions, config: RelayConfig, wake: watch::Receiver<u64>) -> Self {
         let (position, _) = watch::channel(Position::default());
-        Self { pool, connect, config, wake, position }
+        Self { last_msg_id: None, pool, connect, config, wake, position }
     }
 
     /// The last position published and acknowledged.
@@ -151,9 +157,16 @@ impl Relay {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = format!("{e:#}"), "publishing to NATS failed; will retry the batch");
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "publishing to NATS failed; will re-sync with the stream and retry"
+                    );
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                    // Whatever part of the batch reached the stream stays; continue after it.
+                    if let Err(e) = self.resume_after_last_message(&mut stream).await {
+                        tracing::warn!(error = format!("{e:#}"), "could not re-read the stream's state");
+                    }
                 }
             }
         }
@@ -176,13 +189,17 @@ impl Relay {
 
     /// A crash after PubAcks but before the checkpoint leaves published events behind the
     /// checkpoint; starting after the stream's last message keeps them from being published again.
-    async fn resume_after_last_message(&self, stream: &mut stream::Stream) -> anyhow::Result<()> {
-        let last = stream.info().await.context("Failed to read the stream's state")?.state.last_sequence;
-        if last == 0 {
+    async fn resume_after_last_message(&mut self, stream: &mut stream::Stream) -> anyhow::Result<()> {
+        let state = stream.info().await.context("Failed to read the stream's state")?.state.clone();
+        if state.messages == 0 {
+            self.last_msg_id = None;
             return Ok(());
         }
-        let message = stream.get_raw_message(last).await.context("Failed to read the stream's last message")?;
-        let Some(id) = message.headers.get("Nats-Msg-Id").map(|v| v.to_string()) else { return Ok(()) };
+        let message =
+            stream.get_raw_message(state.last_sequence).await.context("Failed to read the stream's last message")?;
+        let id = message.headers.get("Nats-Msg-Id").map(|v| v.to_string());
+        self.last_msg_id = id.clone();
+        let Some(id) = id else { return Ok(()) };
         let Some((kind, rest)) = id.split_once(':') else { return Ok(()) };
         let Some((aggregate_id, sequence)) = rest.rsplit_once(':') else { return Ok(()) };
         let Ok(sequence) = sequence.parse::<i64>() else { return Ok(()) };
@@ -200,15 +217,14 @@ impl Relay {
         };
         let published = Position { tx_id, global_id };
         let mut conn = self.pool.acquire().await?;
-        if load_checkpoint(&mut conn, NAME).await? < published {
-            save_checkpoint(&mut conn, NAME, published).await?;
+        if advance_checkpoint(&mut conn, published).await? {
             tracing::info!(msg_id = %id, "relay resumes after the stream's last message");
         }
         Ok(())
     }
 
     /// Publishes the next batch and advances the checkpoint once every PubAck is in.
-    async fn relay_batch(&self, js: &jetstream::Context) -> anyhow::Result<usize> {
+    async fn relay_batch(&mut self, js: &jetstream::Context) -> anyhow::Result<usize> {
         let mut conn = self.pool.acquire().await?;
         let from = load_checkpoint(&mut conn, NAME).await?;
         let events = read_batch(&mut conn, from, self.config.batch_size).await?;
@@ -218,21 +234,37 @@ impl Relay {
             let subject =
                 subject_with_prefix(&self.config.subject_prefix, event.org(), &event.aggregate_type, &event.event_type);
             let payload = serde_json::to_vec(&EventNotice::of(event))?;
-            let publish = PublishMessage::build().payload(payload.into()).message_id(msg_id(
-                &event.aggregate_type,
-                &event.aggregate_id,
-                event.sequence,
-            ));
+            let id = msg_id(&event.aggregate_type, &event.aggregate_id, event.sequence);
+            let mut publish = PublishMessage::build().payload(payload.into()).message_id(&id);
+            if let Some(previous) = &self.last_msg_id {
+                publish = publish.expected_last_message_id(previous);
+            }
             acks.push(js.send_publish(subject, publish).await.context("Failed to publish an event")?);
+            self.last_msg_id = Some(id);
         }
         for ack in acks {
             ack.await.context("JetStream did not acknowledge an event")?;
         }
         if let Some(last) = events.last() {
             let mut conn = self.pool.acquire().await?;
-            save_checkpoint(&mut conn, NAME, last.position).await?;
+            advance_checkpoint(&mut conn, last.position).await?;
             self.position.send_replace(last.position);
         }
         Ok(events.len())
     }
+}
+
+/// Moves the relay's checkpoint forward to `to`, never back; true if it moved.
+async fn advance_checkpoint(conn: &mut PgConnection, to: Position) -> anyhow::Result<bool> {
+    let moved = sqlx::query(
+        "UPDATE follower_checkpoints SET tx_id = $2::bigint::text::xid8, global_id = $3, updated_at = now()
+         WHERE name = $1 AND (tx_id, global_id) < ($2::bigint::text::xid8, $3)",
+    )
+    .bind(NAME)
+    .bind(to.tx_id)
+    .bind(to.global_id)
+    .execute(conn)
+    .await
+    .context("Failed to advance the relay's checkpoint")?;
+    Ok(moved.rows_affected() == 1)
 }

@@ -188,6 +188,11 @@ async fn audit_verify_detects_an_edited_entry_and_an_unknown_head() {
     let org = fx.org.to_string();
     let unknown = harden_cli(&app, &["audit", "verify", "--org", &org, "--head", &"ab".repeat(32)]);
     assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("does not pass through head"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
     sqlx::query("UPDATE audit_entries SET user_id = NULL WHERE org_id = $1 AND action = 'create'")
         .bind(fx.org)
         .execute(&app.pool)

@@ -135,3 +135,13 @@ async fn non_uuid_ids_in_paths_are_400_naming_the_parameter() {
         assert!(msg.contains(param) && msg.contains("expected a UUID"), "{method} {path}: {msg}");
     }
 }
+
+#[tokio::test]
+async fn nul_bytes_and_bad_cursors_in_query_parameters_are_400() {
+    let app = spawn_app().await;
+    let fx = app.org_with_users("acme").await;
+    for path in ["/audit?key=%00", "/audit?key=a%00b", "/kv?cursor=AA", "/kv?cursor=YQBi", "/kv/x?version=abc"] {
+        let key = if path.starts_with("/audit") { &fx.admin_key } else { &fx.member_key };
+        expect_error(app.get(path, key).await, StatusCode::BAD_REQUEST).await;
+    }
+}

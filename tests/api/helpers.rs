@@ -82,6 +82,9 @@ pub fn test_settings(db: &TestDb, data_dir: PathBuf) -> Settings {
         // Each test publishes to a stream of its own on the machine's NATS.
         nats_stream: format!("T_{}", db.name.to_uppercase()),
         nats_subject_prefix: format!("t.{}", db.name),
+        // The floor, so that tests do not spend seconds per unlock.
+        argon2_m_kib: 19 * 1024,
+        argon2_t: 2,
         ..Settings::default()
     }
 }
@@ -122,6 +125,18 @@ impl TestApp {
         let mut req = self.client.request(method, format!("{}{path}", self.backend));
         if let Some(key) = key {
             req = req.header("X-Api-Key", key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// A request to the Proxy.
+    pub async fn proxy(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> Response {
+        let mut req = self.client.request(method, format!("{}{path}", self.proxy));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         if let Some(body) = body {
             req = req.json(&body);

@@ -80,3 +80,76 @@ async fn record_count_is_limited_per_org_and_racing_writers_cannot_pass_it() {
     assert_eq!(expect_json(app.get("/kv/after-upgrade", &fx.member_key).await, StatusCode::OK).await["version"], 1);
     expect_json(app.put_kv("after-upgrade", &fx.member_key, 1).await, StatusCode::OK).await;
 }
+
+#[tokio::test]
+async fn an_offboarded_users_records_stop_counting_against_the_org() {
+    let app = spawn_app().await;
+    let fx = app.org_with_users("acme").await;
+    let (leaver, leaver_key) = app.create_user(fx.org, &fx.admin_key, "leaver", false).await;
+    for i in 0..3 {
+        expect_json(app.put_kv(&format!("k{i}"), &leaver_key, 1).await, StatusCode::CREATED).await;
+    }
+    app.delete("/kv/k0", &leaver_key).await;
+    expect_json(app.put_kv("mine", &fx.member_key, 1).await, StatusCode::CREATED).await;
+    let used = || async {
+        sqlx::query_scalar::<_, i64>("SELECT records_used FROM org_limits WHERE org_id = $1")
+            .bind(fx.org)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(used().await, 3);
+    assert_eq!(
+        app.delete(&format!("/admin/orgs/{}/users/{leaver}", fx.org), &fx.admin_key).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(used().await, 1, "the leaver's two live records are released; the member's stays");
+    // Their records and events stay.
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Secret' AND aggregate_id LIKE $1 || ':%'",
+    )
+    .bind(leaver.to_string())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(events, 4);
+}
+
+#[tokio::test]
+async fn a_write_in_flight_when_its_user_is_offboarded_does_not_commit() {
+    use harden_commands::{bootstrap, Harden, Principal};
+    use harden_domain::secret::{KeyName, SecretEnvelope};
+    use harden_domain::{ApiKeyId, OrgId, Role, UserId};
+    let app = spawn_app().await;
+    let fx = app.org_with_users("acme").await;
+    // The request authenticated (this principal) before its user was offboarded ...
+    let authenticated = Principal {
+        user_id: UserId::from_uuid(fx.member_id),
+        org_id: Some(OrgId::from_uuid(fx.org)),
+        role: Role::Member,
+        key_id: ApiKeyId::from_uuid(uuid::Uuid::new_v4()),
+    };
+    assert_eq!(
+        app.delete(&format!("/admin/orgs/{}/users/{}", fx.org, fx.member_id), &fx.admin_key).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    // ... and reaches the append afterwards.
+    let master = bootstrap::master_key(None, false, &app.settings.data_dir).unwrap();
+    let harden = Harden::new(app.pool.clone(), &master);
+    let body = crate::helpers::kv_body(4, 1);
+    let envelope = SecretEnvelope::parse(
+        body["ciphertextB64"].as_str().unwrap(),
+        body["encryptedAesKeyEccB64"].as_str().unwrap(),
+        body["encryptedAesKeyKyberB64"].as_str().unwrap(),
+    )
+    .unwrap();
+    let meta =
+        harden_commands::Meta { org_id: authenticated.org_id, actor: Some(authenticated.user_id), request_id: None };
+    let outcome = harden.write_secret(&authenticated, &KeyName::parse("late").unwrap(), envelope, None, meta).await;
+    assert!(matches!(outcome, Err(harden_commands::Error::Unauthorized(_))), "{:?}", outcome.err());
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Secret'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(written, 0);
+}

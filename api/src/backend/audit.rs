@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use harden_commands::Error as CommandError;
+use harden_domain::secret::KeyName;
 use harden_projections::audit::{Entry, Filter, SCOPE_KV};
 
 use crate::backend::kv::page_limit;
@@ -100,14 +101,8 @@ pub async fn audit(
         .as_deref()
         .map(|c| c.parse::<i64>().map_err(|_| ApiError::from(CommandError::invalid("invalid cursor"))))
         .transpose()?;
-    let filter = Filter {
-        key: query.key,
-        user_id: query.user_id,
-        since: query.since,
-        until: query.until,
-        all_scopes,
-        after_seq,
-    };
+    let key = query.key.map(|k| KeyName::parse(&k).map(|_| k)).transpose().map_err(CommandError::from)?;
+    let filter = Filter { key, user_id: query.user_id, since: query.since, until: query.until, all_scopes, after_seq };
     let entries = state.audit.list(*org.as_uuid(), &filter, limit + 1).await?;
     let (entries, next_cursor) = page(entries, limit, |e| e.seq.to_string());
     Ok(Json(AuditResponse { entries: entries.into_iter().map(Into::into).collect(), next_cursor }))

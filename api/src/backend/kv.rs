@@ -247,7 +247,9 @@ pub async fn list_kv(
     let after = query
         .cursor
         .as_deref()
-        .map(|c| URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok()))
+        .map(|c| {
+            URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).filter(|k| KeyName::parse(k).is_ok())
+        })
         .map(|decoded| decoded.ok_or_else(|| ApiError::from(CommandError::invalid("invalid cursor"))))
         .transpose()?;
     let rows = state.kv.list(caller.user_id, after.as_deref(), limit + 1).await?;
