@@ -31,6 +31,13 @@ pub const NO_KEYS: &str = "this user has no keys yet: call POST /v1/keys/generat
 const MAX_FAILURES: u32 = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
+/// One user's unlocked keys: valid for the secret and sealed keys `tag` stands for, until `expires`.
+struct Unlocked {
+    tag: Zeroizing<[u8; 32]>,
+    expires: Instant,
+    keys: Arc<PrivateKeys>,
+}
+
 pub struct Unlocker {
     params: KdfParams,
     ttl: Duration,
@@ -38,7 +45,7 @@ pub struct Unlocker {
     memory: Semaphore,
     memory_budget_mib: u32,
     cache_key: Zeroizing<[u8; 32]>,
-    cache: Mutex<HashMap<Uuid, (Zeroizing<[u8; 32]>, Instant, Arc<PrivateKeys>)>>,
+    cache: Mutex<HashMap<Uuid, Unlocked>>,
     failures: Mutex<HashMap<Uuid, (u32, Instant)>>,
 }
 
@@ -132,10 +139,10 @@ impl Unlocker {
     fn cached(&self, user: Uuid, tag: &[u8; 32]) -> Option<Arc<PrivateKeys>> {
         let mut cache = self.cache.lock().expect("cache lock");
         let now = Instant::now();
-        cache.retain(|_, (_, expires, _)| *expires > now);
+        cache.retain(|_, entry| entry.expires > now);
         match cache.get(&user) {
-            // Constant-time enough: the tag is an HMAC under a key nobody else has.
-            Some((t, _, keys)) if t.as_ref() == tag => Some(keys.clone()),
+            // The tag is an HMAC under a key nobody else holds: comparing it leaks nothing useful.
+            Some(entry) if entry.tag.as_ref() == tag => Some(entry.keys.clone()),
             _ => None,
         }
     }
