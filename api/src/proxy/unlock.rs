@@ -112,7 +112,7 @@ impl Unlocker {
                     self.cache
                         .lock()
                         .expect("cache lock")
-                        .insert(me.id, (tag, Instant::now() + self.ttl, keys.clone()));
+                        .insert(me.id, Unlocked { tag, expires: Instant::now() + self.ttl, keys: keys.clone() });
                 }
                 Ok(keys)
             }
