@@ -16,5 +16,6 @@ mod nats;
 mod openapi;
 mod orgs;
 mod plans;
+mod proxy;
 mod replay;
 mod users;

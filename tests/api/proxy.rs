@@ -1,0 +1,293 @@
+//! The Proxy against the real Backend: keys, encrypted KV, errors that say what to do, the
+//! pass-through, and the Backend holding nothing but ciphertext.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{expect_error, expect_json, spawn_app, spawn_app_with, OrgFixture, TestApp};
+
+const SECRET: &str = "correct horse battery staple";
+
+async fn generate(app: &TestApp, key: &str, secret: &str) -> reqwest::Response {
+    app.proxy(Method::POST, "/v1/keys/generate", &[("X-Api-Key", key), ("X-User-Secret", secret)], None).await
+}
+
+async fn put(app: &TestApp, key: &str, secret: &str, name: &str, value: &[u8]) -> reqwest::Response {
+    let body = json!({ "valueB64": STANDARD.encode(value) });
+    app.proxy(Method::PUT, &format!("/v1/kv/{name}"), &[("X-Api-Key", key), ("X-User-Secret", secret)], Some(body))
+        .await
+}
+
+async fn get(app: &TestApp, key: &str, secret: &str, path: &str) -> reqwest::Response {
+    app.proxy(Method::GET, path, &[("X-Api-Key", key), ("X-User-Secret", secret)], None).await
+}
+
+async fn rekey_request(app: &TestApp, key: &str, old: &str, new: &str) -> reqwest::Response {
+    app.proxy(
+        Method::POST,
+        "/v1/keys/rekey",
+        &[("X-Api-Key", key), ("X-User-Secret", old), ("X-New-User-Secret", new)],
+        None,
+    )
+    .await
+}
+
+async fn read_value(app: &TestApp, key: &str, secret: &str, name: &str) -> Vec<u8> {
+    let body = expect_json(get(app, key, secret, &format!("/v1/kv/{name}")).await, StatusCode::OK).await;
+    STANDARD.decode(body["valueB64"].as_str().unwrap()).unwrap()
+}
+
+async fn with_keys(app: &TestApp) -> OrgFixture {
+    let fx = app.org_with_users("acme").await;
+    expect_json(generate(app, &fx.member_key, SECRET).await, StatusCode::CREATED).await;
+    fx
+}
+
+#[tokio::test]
+async fn generate_stores_public_keys_and_sealed_private_keys_once() {
+    let app = spawn_app().await;
+    let fx = app.org_with_users("acme").await;
+    let keys = expect_json(generate(&app, &fx.member_key, SECRET).await, StatusCode::CREATED).await;
+    assert_eq!(STANDARD.decode(keys["publicKeyEccB64"].as_str().unwrap()).unwrap().len(), 32);
+    assert_eq!(STANDARD.decode(keys["publicKeyKyberB64"].as_str().unwrap()).unwrap().len(), 1184);
+    let me = expect_json(app.get("/users/me", &fx.member_key).await, StatusCode::OK).await;
+    assert_eq!(me["publicKeyEccB64"], keys["publicKeyEccB64"]);
+    assert!(me["encryptedPrivateKeyKyberB64"].is_string());
+    let msg = expect_error(generate(&app, &fx.member_key, SECRET).await, StatusCode::CONFLICT).await;
+    assert!(msg.contains("never replaced"), "{msg}");
+    let msg = expect_error(generate(&app, &fx.admin_key, "short").await, StatusCode::BAD_REQUEST).await;
+    assert!(msg.contains("at least 12 characters"), "{msg}");
+    expect_error(
+        app.proxy(Method::POST, "/v1/keys/generate", &[("X-Api-Key", &fx.admin_key)], None).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn values_round_trip_through_the_proxy_and_keep_their_versions() {
+    let app = spawn_app().await;
+    let fx = with_keys(&app).await;
+    let created = expect_json(
+        put(&app, &fx.member_key, SECRET, "db-url", b"postgres://app:pass@db/main").await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(created["version"], 1);
+    expect_json(put(&app, &fx.member_key, SECRET, "db-url", b"v2").await, StatusCode::OK).await;
+    assert_eq!(read_value(&app, &fx.member_key, SECRET, "db-url").await, b"v2");
+    let old = expect_json(get(&app, &fx.member_key, SECRET, "/v1/kv/db-url?version=1").await, StatusCode::OK).await;
+    assert_eq!(STANDARD.decode(old["valueB64"].as_str().unwrap()).unwrap(), b"postgres://app:pass@db/main");
+    assert_eq!(old["version"], 1);
+    for value in [&b""[..], &[0u8, 255, 10, 13][..], &vec![7u8; 900][..]] {
+        put(&app, &fx.member_key, SECRET, "bytes", value).await;
+        assert_eq!(read_value(&app, &fx.member_key, SECRET, "bytes").await, value);
+    }
+    // Listing and delete pass through.
+    let listing =
+        expect_json(app.proxy(Method::GET, "/v1/kv", &[("X-Api-Key", &fx.member_key)], None).await, StatusCode::OK)
+            .await;
+    assert_eq!(listing["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        app.proxy(Method::DELETE, "/v1/kv/db-url", &[("X-Api-Key", &fx.member_key)], None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    expect_error(get(&app, &fx.member_key, SECRET, "/v1/kv/db-url").await, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn errors_say_what_to_do() {
+    let app = spawn_app().await;
+    let fx = with_keys(&app).await;
+    put(&app, &fx.member_key, SECRET, "k", b"v").await;
+    let msg =
+        expect_error(get(&app, &fx.member_key, "a wrong secret entirely", "/v1/kv/k").await, StatusCode::UNAUTHORIZED)
+            .await;
+    assert_eq!(msg, "invalid user secret");
+    let msg = expect_error(
+        app.proxy(Method::GET, "/v1/kv/k", &[("X-Api-Key", &fx.member_key)], None).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(msg, "missing X-User-Secret header");
+    let msg = expect_error(put(&app, &fx.admin_key, SECRET, "k", b"v").await, StatusCode::CONFLICT).await;
+    assert!(msg.contains("/v1/keys/generate"), "no keys yet: {msg}");
+    expect_error(get(&app, "hk_nonsense", SECRET, "/v1/kv/k").await, StatusCode::UNAUTHORIZED).await;
+    expect_error(get(&app, &fx.member_key, SECRET, "/v1/kv/missing").await, StatusCode::NOT_FOUND).await;
+    let bad = app
+        .proxy(
+            Method::PUT,
+            "/v1/kv/k",
+            &[("X-Api-Key", &fx.member_key), ("X-User-Secret", SECRET)],
+            Some(json!({ "valueB64": "%%%" })),
+        )
+        .await;
+    expect_error(bad, StatusCode::BAD_REQUEST).await;
+    let name = "x".repeat(257);
+    expect_error(put(&app, &fx.member_key, SECRET, &name, b"v").await, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn repeated_wrong_secrets_are_throttled() {
+    let app = spawn_app().await;
+    let fx = with_keys(&app).await;
+    put(&app, &fx.member_key, SECRET, "k", b"v").await;
+    for i in 0..5 {
+        let res = get(&app, &fx.member_key, &format!("wrong secret number {i}"), "/v1/kv/k").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    expect_error(get(&app, &fx.member_key, "wrong secret number 6", "/v1/kv/k").await, StatusCode::TOO_MANY_REQUESTS)
+        .await;
+}
+
+#[tokio::test]
+async fn rekey_replaces_the_secret_and_every_value_stays_readable() {
+    let app = spawn_app().await;
+    let fx = with_keys(&app).await;
+    put(&app, &fx.member_key, SECRET, "a", b"alpha").await;
+    put(&app, &fx.member_key, SECRET, "b", b"beta").await;
+    let new_secret = "a completely new secret";
+    // A wrong old secret changes nothing.
+    expect_error(
+        rekey_request(&app, &fx.member_key, "not the old secret at all", new_secret).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(read_value(&app, &fx.member_key, SECRET, "a").await, b"alpha");
+
+    let before = expect_json(app.get("/users/me", &fx.member_key).await, StatusCode::OK).await;
+    let keys = expect_json(rekey_request(&app, &fx.member_key, SECRET, new_secret).await, StatusCode::OK).await;
+    let after = expect_json(app.get("/users/me", &fx.member_key).await, StatusCode::OK).await;
+    assert_eq!(keys["publicKeyEccB64"], before["publicKeyEccB64"], "the same key pairs");
+    assert_ne!(after["encryptedPrivateKeyEccB64"], before["encryptedPrivateKeyEccB64"], "sealed anew");
+    expect_error(get(&app, &fx.member_key, SECRET, "/v1/kv/a").await, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(read_value(&app, &fx.member_key, new_secret, "a").await, b"alpha");
+    assert_eq!(read_value(&app, &fx.member_key, new_secret, "b").await, b"beta");
+}
+
+#[tokio::test]
+async fn rekey_under_concurrent_reads_never_serves_a_wrong_value() {
+    let app = spawn_app().await;
+    let fx = with_keys(&app).await;
+    put(&app, &fx.member_key, SECRET, "a", b"alpha").await;
+    let new_secret = "the secret after rekey";
+    // At most four failures, below the throttle (five), so the final read is not locked out.
+    let reads = futures::future::join_all((0..4).map(|i| {
+        let secret = if i % 2 == 0 { SECRET } else { new_secret };
+        let app = &app;
+        let key = fx.member_key.clone();
+        async move { (secret, get(app, &key, secret, "/v1/kv/a").await) }
+    }));
+    let rekey = rekey_request(&app, &fx.member_key, SECRET, new_secret);
+    let (reads, rekeyed) = tokio::join!(reads, rekey);
+    assert_eq!(rekeyed.status(), StatusCode::OK);
+    for (secret, res) in reads {
+        match res.status() {
+            StatusCode::OK => {
+                let body: Value = res.json().await.unwrap();
+                assert_eq!(STANDARD.decode(body["valueB64"].as_str().unwrap()).unwrap(), b"alpha", "{secret}");
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("{secret}: unexpected {other}"),
+        }
+    }
+    assert_eq!(read_value(&app, &fx.member_key, new_secret, "a").await, b"alpha");
+}
+
+#[tokio::test]
+async fn two_users_of_one_org_cannot_read_each_others_values() {
+    let app = spawn_app().await;
+    let fx = with_keys(&app).await;
+    expect_json(generate(&app, &fx.admin_key, "the admin's own secret").await, StatusCode::CREATED).await;
+    put(&app, &fx.member_key, SECRET, "mine", b"member only").await;
+    // The admin has their own namespace: the member's record does not exist for them ...
+    expect_error(get(&app, &fx.admin_key, "the admin's own secret", "/v1/kv/mine").await, StatusCode::NOT_FOUND).await;
+    // ... and with the member's secret they still cannot unlock the member's keys.
+    expect_error(get(&app, &fx.admin_key, SECRET, "/v1/kv/mine").await, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn admin_and_auth_routes_pass_through_unchanged() {
+    let app = spawn_app().await;
+    let via_proxy = app.proxy(Method::GET, "/auth/plans", &[], None).await;
+    assert_eq!(via_proxy.status(), StatusCode::OK);
+    let direct: Value =
+        app.client.get(format!("{}/auth/plans", app.backend)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(via_proxy.json::<Value>().await.unwrap(), direct);
+    let created = app
+        .proxy(
+            Method::POST,
+            "/admin/orgs",
+            &[("X-Api-Key", &app.global_admin_key)],
+            Some(json!({ "name": "via proxy" })),
+        )
+        .await;
+    let org = expect_json(created, StatusCode::CREATED).await;
+    assert_eq!(org["name"], "via proxy");
+    let refused =
+        app.proxy(Method::POST, "/admin/orgs", &[("X-Api-Key", "hk_nonsense")], Some(json!({ "name": "x" }))).await;
+    assert_eq!(
+        expect_error(refused, StatusCode::UNAUTHORIZED).await,
+        "invalid API key",
+        "the Backend's own 4xx, as it is"
+    );
+    let users = app
+        .proxy(
+            Method::GET,
+            &format!("/admin/orgs/{}/users", org["id"].as_str().unwrap()),
+            &[("X-Api-Key", &app.global_admin_key)],
+            None,
+        )
+        .await;
+    assert_eq!(expect_json(users, StatusCode::OK).await, json!([]));
+}
+
+#[tokio::test]
+async fn an_unreachable_backend_is_502() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let app = spawn_app_with(|s| s.proxy_backend_url = format!("http://127.0.0.1:{port}")).await;
+    let msg = expect_error(
+        app.proxy(Method::GET, "/v1/kv/x", &[("X-Api-Key", "hk_x"), ("X-User-Secret", SECRET)], None).await,
+        StatusCode::BAD_GATEWAY,
+    )
+    .await;
+    assert_eq!(msg, "the Backend is unreachable");
+    expect_error(app.proxy(Method::GET, "/auth/plans", &[], None).await, StatusCode::BAD_GATEWAY).await;
+}
+
+#[tokio::test]
+async fn the_backend_stores_no_plaintext_value() {
+    let app = spawn_app().await;
+    let fx = with_keys(&app).await;
+    let marker = format!("MARKER-{}", uuid::Uuid::new_v4().simple());
+    put(&app, &fx.member_key, SECRET, "k", marker.as_bytes()).await;
+    put(&app, &fx.member_key, SECRET, "k", format!("{marker}-v2").as_bytes()).await;
+    assert_eq!(read_value(&app, &fx.member_key, SECRET, "k").await, format!("{marker}-v2").as_bytes());
+    let forms = [marker.clone(), STANDARD.encode(&marker)[..20].to_owned(), hex::encode(&marker)];
+    // Every table of the database, every row, as text.
+    let tables: Vec<String> = sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    for table in tables {
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT t::text FROM \"{table}\" t")).fetch_all(&app.pool).await.unwrap();
+        for form in &forms {
+            assert!(!rows.iter().any(|r| r.contains(form.as_str()) || r.contains(SECRET)), "{form} found in {table}");
+        }
+    }
+    // Every message on the NATS stream.
+    crate::helpers::eventually("events on the stream", || async {
+        crate::helpers::stream_messages(&app.settings.nats_url, &app.settings.nats_stream).await.len() >= 8
+    })
+    .await;
+    let stream = serde_json::to_string(
+        &crate::helpers::stream_messages(&app.settings.nats_url, &app.settings.nats_stream).await,
+    )
+    .unwrap();
+    for form in &forms {
+        assert!(!stream.contains(form.as_str()), "{form} found on NATS");
+    }
+}
