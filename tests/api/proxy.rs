@@ -291,3 +291,112 @@ async fn the_backend_stores_no_plaintext_value() {
         assert!(!stream.contains(form.as_str()), "{form} found on NATS");
     }
 }
+
+#[tokio::test]
+async fn neither_secrets_nor_values_appear_in_any_log_line_at_any_level() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    let db = crate::helpers::TestDb::new();
+    let data = tempfile::TempDir::new().unwrap();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (backend, proxy) = (free(), free());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harden"))
+        .arg("serve")
+        .env("HARDEN_DATABASE_URL", db.url())
+        .env("HARDEN_DATA_DIR", data.path())
+        .env("HARDEN_BACKEND_ADDR", format!("127.0.0.1:{backend}"))
+        .env("HARDEN_PROXY_ADDR", format!("127.0.0.1:{proxy}"))
+        .env("HARDEN_NATS_STREAM", format!("T_{}", db.name.to_uppercase()))
+        .env("HARDEN_NATS_SUBJECT_PREFIX", format!("t.{}", db.name))
+        .env("HARDEN_ARGON2_M_KIB", "19456")
+        .env("HARDEN_ARGON2_T", "2")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drain both pipes while the server runs: trace logging would fill a pipe and block it.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap();
+    let (b, p) = (format!("http://127.0.0.1:{backend}"), format!("http://127.0.0.1:{proxy}"));
+    crate::helpers::eventually("harden serves", || async { client.get(format!("{b}/health")).send().await.is_ok() })
+        .await;
+    let admin = std::fs::read_to_string(data.path().join("global-admin.key")).unwrap();
+    let org: Value = client
+        .post(format!("{p}/admin/orgs"))
+        .header("X-Api-Key", &admin)
+        .json(&json!({ "name": "logs" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user: Value = client
+        .post(format!("{p}/admin/orgs/{}/users", org["id"].as_str().unwrap()))
+        .header("X-Api-Key", &admin)
+        .header("X-User-Secret", "SECRET-sent-where-it-does-not-belong")
+        .json(&json!({ "name": "u", "isAdmin": true }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = user["apiKey"].as_str().unwrap();
+    let secret = format!("SECRET-{}", uuid::Uuid::new_v4().simple());
+    let value = format!("VALUE-{}", uuid::Uuid::new_v4().simple());
+    let ok = |r: reqwest::Response| assert!(r.status().is_success(), "{}", r.status());
+    ok(client
+        .post(format!("{p}/v1/keys/generate"))
+        .header("X-Api-Key", key)
+        .header("X-User-Secret", &secret)
+        .send()
+        .await
+        .unwrap());
+    let body = json!({ "valueB64": STANDARD.encode(&value) });
+    ok(client
+        .put(format!("{p}/v1/kv/logged"))
+        .header("X-Api-Key", key)
+        .header("X-User-Secret", &secret)
+        .json(&body)
+        .send()
+        .await
+        .unwrap());
+    ok(client
+        .get(format!("{p}/v1/kv/logged"))
+        .header("X-Api-Key", key)
+        .header("X-User-Secret", &secret)
+        .send()
+        .await
+        .unwrap());
+    let wrong = client
+        .get(format!("{p}/v1/kv/logged"))
+        .header("X-Api-Key", key)
+        .header("X-User-Secret", format!("{secret}-wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    child.kill().unwrap();
+    let _ = child.wait();
+    let logs = out.join().unwrap() + &err.join().unwrap();
+    assert!(logs.lines().count() > 50, "trace logging was on");
+    for needle in
+        [secret.as_str(), value.as_str(), STANDARD.encode(&value).as_str(), "SECRET-sent-where", key, admin.trim()]
+    {
+        assert!(!logs.contains(needle), "{needle} appears in the logs");
+    }
+    if let Ok(nats) = async_nats::connect(crate::helpers::NATS).await {
+        let _ = async_nats::jetstream::new(nats).delete_stream(format!("T_{}", db.name.to_uppercase())).await;
+    }
+}

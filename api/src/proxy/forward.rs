@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::proxy::client::is_hop_by_hop;
-use crate::proxy::ProxyState;
+use crate::proxy::{ProxyState, NEW_USER_SECRET_HEADER, USER_SECRET_HEADER};
 
 const FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -31,6 +31,9 @@ pub async fn pass_through(
         .map_err(|_| ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
     let mut headers = parts.headers.clone();
     headers.retain_hop_by_hop();
+    // The Backend never receives a user secret, whatever a client sends where.
+    headers.remove(USER_SECRET_HEADER);
+    headers.remove(NEW_USER_SECRET_HEADER);
     let ConnectInfo(peer) = peer;
     let forwarded = match parts.headers.get(FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(chain) => format!("{chain}, {}", peer.ip()),
