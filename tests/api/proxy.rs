@@ -400,3 +400,23 @@ async fn neither_secrets_nor_values_appear_in_any_log_line_at_any_level() {
         let _ = async_nats::jetstream::new(nats).delete_stream(format!("T_{}", db.name.to_uppercase())).await;
     }
 }
+
+#[tokio::test]
+async fn org_directory_routes_pass_through_under_v1() {
+    let app = spawn_app().await;
+    let fx = app.org_with_users("acme").await;
+    let peers = expect_json(
+        app.proxy(Method::GET, "/v1/users/org", &[("X-Api-Key", &fx.member_key)], None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(peers.as_array().unwrap().len(), 2);
+    let path = format!("/v1/users/org/{}", fx.admin_id);
+    let admin =
+        expect_json(app.proxy(Method::GET, &path, &[("X-Api-Key", &fx.member_key)], None).await, StatusCode::OK).await;
+    assert_eq!(admin["isAdmin"], true);
+    let other = app.org_with_users("other").await;
+    let path = format!("/v1/users/org/{}", other.member_id);
+    expect_error(app.proxy(Method::GET, &path, &[("X-Api-Key", &fx.member_key)], None).await, StatusCode::NOT_FOUND)
+        .await;
+}

@@ -1,0 +1,31 @@
+//! The envelope crypto's costs: one unlock (Argon2id at the default parameters), one wrap and one
+//! unwrap of a data key. `cargo bench -p harden-domain`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use harden_domain::crypto::{self, DataKey, KdfParams, PrivateKeys, RecordContext};
+use uuid::Uuid;
+
+fn envelope(c: &mut Criterion) {
+    let keys = PrivateKeys::from_seeds([1; 32], [2; 64]);
+    let public = keys.public_keys();
+    let user = Uuid::from_u128(1);
+    let context = RecordContext { kind: "kv", org: user, owner: user, name: b"bench" };
+    let data_key = DataKey::from_bytes([3; 32]);
+    let (ecc, kyber) = crypto::wrap_data_key(&public, user, &context, &data_key, &[5; 64], [6; 12]);
+
+    let mut group = c.benchmark_group("unlock");
+    group.sample_size(10);
+    group.bench_function("argon2id m=64MiB t=3 p=1", |b| {
+        b.iter(|| crypto::derive_kek(b"a user secret of some length", [4; 16], KdfParams::DEFAULT).unwrap())
+    });
+    group.finish();
+    c.bench_function("wrap (X-Wing encapsulate + AES-256-GCM)", |b| {
+        b.iter(|| crypto::wrap_data_key(&public, user, &context, &data_key, &[5; 64], [6; 12]))
+    });
+    c.bench_function("unwrap (X-Wing decapsulate + AES-256-GCM)", |b| {
+        b.iter(|| crypto::unwrap_data_key(&keys, user, &context, &ecc, &kyber).unwrap())
+    });
+}
+
+criterion_group!(benches, envelope);
+criterion_main!(benches);
