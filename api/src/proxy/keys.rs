@@ -5,7 +5,6 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use rand::RngCore;
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -14,19 +13,13 @@ use harden_domain::crypto::{self, PrivateKeys};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::proxy::client::Me;
-use crate::proxy::{ProxyState, NEW_USER_SECRET_HEADER, USER_SECRET_HEADER};
+use crate::proxy::{random, ProxyState, NEW_USER_SECRET_HEADER, USER_SECRET_HEADER};
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeysResponse {
     pub public_key_ecc_b64: String,
     pub public_key_kyber_b64: String,
-}
-
-fn random<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    bytes
 }
 
 /// Seals `keys` under `secret` (a fresh salt, the configured Argon2id parameters) and stores them

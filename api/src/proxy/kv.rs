@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -26,7 +25,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AppJson, AppPath, AppQuery};
 use crate::proxy::client::Me;
 use crate::proxy::unlock::NO_KEYS;
-use crate::proxy::{forward, ProxyState, USER_SECRET_HEADER};
+use crate::proxy::{forward, random, ProxyState, USER_SECRET_HEADER};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -57,12 +56,6 @@ struct Stored {
     ciphertext_b64: String,
     encrypted_aes_key_ecc_b64: String,
     encrypted_aes_key_kyber_b64: String,
-}
-
-fn random<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    bytes
 }
 
 struct Caller<'h> {

@@ -31,6 +31,13 @@ pub use unlock::Unlocker;
 pub const USER_SECRET_HEADER: &str = "x-user-secret";
 pub const NEW_USER_SECRET_HEADER: &str = "x-new-user-secret";
 
+/// `N` bytes from the operating system's generator: keys, seeds, salts, nonces.
+pub(crate) fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    bytes
+}
+
 #[derive(Clone)]
 pub struct ProxyState {
     pub backend: Backend,
