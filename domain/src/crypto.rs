@@ -54,7 +54,7 @@ pub enum CryptoError {
     Open,
     #[error("malformed {0}")]
     Malformed(&'static str),
-    #[error("key derivation parameters below the minimum (m ≥ 19456 KiB, t ≥ 2, p ≥ 1)")]
+    #[error("key derivation parameters outside the accepted range (m 19456 KiB to 1 GiB, t 2 to 16, p 1 to 16)")]
     WeakParameters,
 }
 
@@ -278,13 +278,21 @@ pub struct KdfParams {
 impl KdfParams {
     pub const MINIMUM: KdfParams = KdfParams { m_kib: 19 * 1024, t: 2, p: 1 };
     pub const DEFAULT: KdfParams = KdfParams { m_kib: 64 * 1024, t: 3, p: 1 };
+    /// A ceiling, so a sealed blob cannot make an unlock cost arbitrarily much (a server may lower it).
+    pub const MAXIMUM: KdfParams = KdfParams { m_kib: 1024 * 1024, t: 16, p: 16 };
+
+    /// Whether a run with these parameters costs no more than one with `limit`'s.
+    pub fn within(&self, limit: &KdfParams) -> bool {
+        self.m_kib <= limit.m_kib && self.t <= limit.t && self.p <= limit.p
+    }
 
     pub fn checked(self) -> Result<Self, CryptoError> {
         if self.m_kib < Self::MINIMUM.m_kib
             || self.t < Self::MINIMUM.t
             || self.p < Self::MINIMUM.p
-            || self.p > 16
-            || self.m_kib > 4 * 1024 * 1024
+            || self.p > Self::MAXIMUM.p
+            || self.t > Self::MAXIMUM.t
+            || self.m_kib > Self::MAXIMUM.m_kib
         {
             return Err(CryptoError::WeakParameters);
         }

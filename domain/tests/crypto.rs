@@ -172,11 +172,13 @@ fn sealed_private_keys_open_only_with_the_right_secret_and_owner() {
 }
 
 #[test]
-fn key_derivation_refuses_parameters_below_the_owasp_minimum() {
+fn key_derivation_refuses_parameters_outside_the_owasp_floor_and_the_ceiling() {
     for weak in [
         KdfParams { m_kib: 19 * 1024 - 1, t: 2, p: 1 },
         KdfParams { m_kib: 64 * 1024, t: 1, p: 1 },
         KdfParams { m_kib: 64 * 1024, t: 3, p: 0 },
+        KdfParams { m_kib: 64 * 1024, t: 17, p: 1 },
+        KdfParams { m_kib: 1024 * 1024 + 1, t: 3, p: 1 },
     ] {
         assert_eq!(derive_kek(b"secret", [0; 16], weak).err(), Some(CryptoError::WeakParameters), "{weak:?}");
     }

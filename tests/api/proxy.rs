@@ -420,3 +420,94 @@ async fn org_directory_routes_pass_through_under_v1() {
     expect_error(app.proxy(Method::GET, &path, &[("X-Api-Key", &fx.member_key)], None).await, StatusCode::NOT_FOUND)
         .await;
 }
+
+/// Sends a request line as written (no client-side path normalisation) and returns the status.
+async fn raw_status(base: &str, method: &str, path: &str, api_key: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nX-Api-Key: {api_key}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_pass_through_cannot_be_walked_out_of_its_subtree() {
+    let app = spawn_app().await;
+    let fx = with_keys(&app).await;
+    for path in [
+        "/auth/%2e%2e/users/me",
+        "/auth/%2E%2E/kv/x",
+        "/admin/%2e%2e/users/me/keys",
+        "/admin/./../users/me",
+        "/v1/users/org/%2e%2e/me",
+    ] {
+        let status = raw_status(&app.proxy, "GET", path, &fx.member_key).await;
+        assert!(status == 400 || status == 404, "{path}: {status}");
+        assert_ne!(status, 200, "{path} reached another Backend route");
+    }
+}
+
+fn sealed_header(m_kib: u32, t: u32) -> String {
+    let mut blob = vec![1u8];
+    for word in [m_kib, t, 1] {
+        blob.extend_from_slice(&word.to_be_bytes());
+    }
+    blob.extend_from_slice(&[0u8; 16 + 12 + 48]);
+    STANDARD.encode(blob)
+}
+
+#[tokio::test]
+async fn a_sealed_blob_cannot_make_an_unlock_arbitrarily_expensive() {
+    let app = spawn_app().await;
+    let fx = app.org_with_users("acme").await;
+    let public = harden_domain::crypto::PrivateKeys::from_seeds([1; 32], [2; 64]).public_keys();
+    let body = json!({
+        "publicKeyEccB64": STANDARD.encode(public.ecc_bytes()),
+        "publicKeyKyberB64": STANDARD.encode(public.kyber_bytes()),
+        "encryptedPrivateKeyEccB64": sealed_header(1024 * 1024, 16),
+        "encryptedPrivateKeyKyberB64": sealed_header(1024 * 1024, 16),
+    });
+    expect_json(app.post("/users/me/keys", &fx.member_key, body).await, StatusCode::OK).await;
+    let msg = expect_error(get(&app, &fx.member_key, SECRET, "/v1/kv/x").await, StatusCode::CONFLICT).await;
+    assert!(msg.contains("above this server's limits"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_tampered_directory_cannot_redirect_a_records_data_key() {
+    use harden_domain::crypto::{derive_kek, seal_private_keys, KdfParams, PrivateKeys};
+    let app = spawn_app().await;
+    let fx = app.org_with_users("acme").await;
+    // The directory shows public keys P1, but the sealed private keys are of another pair.
+    let shown = PrivateKeys::from_seeds([1; 32], [2; 64]).public_keys();
+    let real = PrivateKeys::from_seeds([3; 32], [4; 64]);
+    let kek = derive_kek(SECRET.as_bytes(), [5; 16], KdfParams::MINIMUM).unwrap();
+    let (ecc, kyber) = seal_private_keys(&kek, fx.member_id, &real, [[6; 12], [7; 12]]);
+    let body = json!({
+        "publicKeyEccB64": STANDARD.encode(shown.ecc_bytes()),
+        "publicKeyKyberB64": STANDARD.encode(shown.kyber_bytes()),
+        "encryptedPrivateKeyEccB64": STANDARD.encode(ecc),
+        "encryptedPrivateKeyKyberB64": STANDARD.encode(kyber),
+    });
+    expect_json(app.post("/users/me/keys", &fx.member_key, body).await, StatusCode::OK).await;
+    let before = app.event_count().await;
+    expect_error(put(&app, &fx.member_key, SECRET, "k", b"v").await, StatusCode::INTERNAL_SERVER_ERROR).await;
+    assert_eq!(app.event_count().await, before, "nothing was wrapped to the directory's keys");
+}
+
+#[tokio::test]
+async fn concurrent_wrong_guesses_cannot_slip_past_the_throttle() {
+    let app = spawn_app().await;
+    let fx = with_keys(&app).await;
+    let guesses = futures::future::join_all((0..20).map(|i| {
+        let (app, key) = (&app, fx.member_key.clone());
+        async move { get(app, &key, &format!("guess number {i:02} of many"), "/v1/kv/k").await.status() }
+    }))
+    .await;
+    let tried = guesses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = guesses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert!(tried <= 5, "at most five guesses ran: {guesses:?}");
+    assert_eq!(tried + refused, 20, "{guesses:?}");
+}

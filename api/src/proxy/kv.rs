@@ -18,7 +18,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use harden_domain::crypto::{self, DataKey, PrivateKeys, PublicKeys, RecordContext};
+use harden_domain::crypto::{self, DataKey, PrivateKeys, RecordContext};
 use harden_domain::secret::KeyName;
 
 use crate::error::{ApiError, ErrorBody};
@@ -107,8 +107,14 @@ pub async fn put_kv(
     let (Some(ecc), Some(kyber)) = (&caller.me.public_key_ecc_b64, &caller.me.public_key_kyber_b64) else {
         return Err(ApiError::status(StatusCode::CONFLICT, NO_KEYS));
     };
-    let public = PublicKeys::from_bytes(&decode("publicKeyEccB64", ecc)?, &decode("publicKeyKyberB64", kyber)?)
-        .map_err(|_| anyhow::anyhow!("the Backend returned a malformed public key"))?;
+    // Wrap to the public keys of the private keys just unlocked, never to whatever the Backend says:
+    // a tampered directory must not be able to redirect a record's data key.
+    let public = caller.keys.public_keys();
+    if decode("publicKeyEccB64", ecc)? != public.ecc_bytes()
+        || decode("publicKeyKyberB64", kyber)? != public.kyber_bytes()
+    {
+        return Err(anyhow::anyhow!("the Backend's public keys do not match the user's private keys").into());
+    }
     let context = RecordContext { kind: "kv", org: caller.org, owner: caller.me.id, name: name.as_str().as_bytes() };
 
     let current = state.backend.call(Method::GET, &["kv", name.as_str()], None, caller.api_key, None, &[]).await?;

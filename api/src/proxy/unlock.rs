@@ -42,7 +42,7 @@ pub struct Unlocker {
     params: KdfParams,
     ttl: Duration,
     /// Permits are MiB of Argon2id memory.
-    memory: Semaphore,
+    memory: Arc<Semaphore>,
     memory_budget_mib: u32,
     cache_key: Zeroizing<[u8; 32]>,
     cache: Mutex<HashMap<Uuid, Unlocked>>,
@@ -62,7 +62,7 @@ impl Unlocker {
         Ok(Self {
             params,
             ttl,
-            memory: Semaphore::new(memory_budget_mib as usize),
+            memory: Arc::new(Semaphore::new(memory_budget_mib as usize)),
             memory_budget_mib,
             cache_key,
             cache: Mutex::new(HashMap::new()),
@@ -76,17 +76,39 @@ impl Unlocker {
 
     /// One Argon2id run, waiting for memory if other runs use the budget.
     pub async fn derive(&self, secret: &str, salt: [u8; 16], params: KdfParams) -> Result<Kek, ApiError> {
+        // Never dearer than this server's own parameters (or the defaults, if it was configured lower):
+        // a stored blob cannot make an unlock cost arbitrarily much.
+        let ceiling = KdfParams {
+            m_kib: self.params.m_kib.max(KdfParams::DEFAULT.m_kib),
+            t: self.params.t.max(KdfParams::DEFAULT.t),
+            p: self.params.p.max(KdfParams::DEFAULT.p),
+        };
+        if !params.within(&ceiling) {
+            return Err(ApiError::status(
+                StatusCode::CONFLICT,
+                "the sealed keys use key-derivation parameters above this server's limits",
+            ));
+        }
         let mib = params.m_kib.div_ceil(1024).min(self.memory_budget_mib);
-        let _permit =
-            self.memory.acquire_many(mib).await.map_err(|_| anyhow::anyhow!("the Argon2 semaphore closed"))?;
-        let secret = Zeroizing::new(secret.as_bytes().to_vec());
-        tokio::task::spawn_blocking(move || crypto::derive_kek(&secret, salt, params))
+        let permit = self
+            .memory
+            .clone()
+            .acquire_many_owned(mib)
             .await
-            .map_err(|e| anyhow::anyhow!("key derivation task failed: {e}"))?
-            .map_err(|e| match e {
-                CryptoError::WeakParameters => ApiError::status(StatusCode::UNAUTHORIZED, INVALID_SECRET),
-                other => anyhow::anyhow!("key derivation failed: {other}").into(),
-            })
+            .map_err(|_| anyhow::anyhow!("the Argon2 semaphore closed"))?;
+        let secret = Zeroizing::new(secret.as_bytes().to_vec());
+        // The permit moves into the blocking task: a client that disconnects does not free the
+        // memory of a run that is still going.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            crypto::derive_kek(&secret, salt, params)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("key derivation task failed: {e}"))?
+        .map_err(|e| match e {
+            CryptoError::WeakParameters => ApiError::status(StatusCode::UNAUTHORIZED, INVALID_SECRET),
+            other => anyhow::anyhow!("key derivation failed: {other}").into(),
+        })
     }
 
     /// The user's private keys, from the cache or by unlocking the sealed keys with `secret`.
@@ -98,7 +120,9 @@ impl Unlocker {
         if let Some(keys) = self.cached(me.id, &tag) {
             return Ok(keys);
         }
-        self.check_throttle(me.id)?;
+        // The attempt counts before the (slow) derivation, so concurrent guesses cannot all slip past
+        // the limit; a success clears the count.
+        self.count_attempt(me.id)?;
         let invalid = || ApiError::status(StatusCode::UNAUTHORIZED, INVALID_SECRET);
         let (ecc, kyber) =
             (STANDARD.decode(ecc).map_err(|_| invalid())?, STANDARD.decode(kyber).map_err(|_| invalid())?);
@@ -116,10 +140,7 @@ impl Unlocker {
                 }
                 Ok(keys)
             }
-            Err(_) => {
-                self.record_failure(me.id);
-                Err(invalid())
-            }
+            Err(_) => Err(invalid()),
         }
     }
 
@@ -147,23 +168,21 @@ impl Unlocker {
         }
     }
 
-    fn check_throttle(&self, user: Uuid) -> Result<(), ApiError> {
-        let failures = self.failures.lock().expect("failures lock");
-        match failures.get(&user) {
-            Some((n, since)) if *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW => Err(ApiError::status(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed unlocks for this user; wait a minute",
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    fn record_failure(&self, user: Uuid) {
+    /// Counts one unlock attempt of `user` (a success clears the count); past the limit within the
+    /// window, refuses with 429.
+    fn count_attempt(&self, user: Uuid) -> Result<(), ApiError> {
         let mut failures = self.failures.lock().expect("failures lock");
         let entry = failures.entry(user).or_insert((0, Instant::now()));
         if entry.1.elapsed() >= FAILURE_WINDOW {
             *entry = (0, Instant::now());
         }
+        if entry.0 >= MAX_FAILURES {
+            return Err(ApiError::status(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed unlocks for this user; wait a minute",
+            ));
+        }
         entry.0 += 1;
+        Ok(())
     }
 }
