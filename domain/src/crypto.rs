@@ -196,9 +196,9 @@ pub fn xwing_combiner(ss_m: &[u8], ss_x: &[u8], ct_x: &[u8], pk_x: &[u8]) -> Zer
 /// The X-Wing KEM's encapsulation to `pk` with the 64 bytes of randomness `eseed` (the first 32
 /// for ML-KEM, the last 32 the ephemeral X25519 secret): `(ct_M, ct_X, shared secret)`.
 pub fn encapsulate(pk: &PublicKeys, eseed: &[u8; 64]) -> (Vec<u8>, [u8; X25519_LEN], Zeroizing<[u8; 32]>) {
-    let m: [u8; 32] = eseed[..32].try_into().expect("32 bytes");
+    let m = Zeroizing::new(<[u8; 32]>::try_from(&eseed[..32]).expect("32 bytes"));
     let mut ek_x: [u8; 32] = eseed[32..].try_into().expect("32 bytes");
-    let (ct_m, mut ss_m) = pk.mlkem.encapsulate_deterministic(&Array::from(m));
+    let (ct_m, mut ss_m) = pk.mlkem.encapsulate_deterministic(&Array::from(*m));
     let ephemeral = StaticSecret::from(ek_x);
     ek_x.zeroize();
     let ct_x = X25519Public::from(&ephemeral).to_bytes();
@@ -260,8 +260,10 @@ pub fn unwrap_data_key(
         &context.aad("wrap", Some(recipient_id)),
         &kyber[1 + MLKEM_CIPHERTEXT_LEN + NONCE_LEN..],
     )?;
-    let bytes: [u8; 32] = key.as_slice().try_into().map_err(|_| CryptoError::Open)?;
-    Ok(DataKey::from_bytes(bytes))
+    let mut bytes: [u8; 32] = key.as_slice().try_into().map_err(|_| CryptoError::Open)?;
+    let data_key = DataKey::from_bytes(bytes);
+    bytes.zeroize();
+    Ok(data_key)
 }
 
 // ---------------------------------------------------------------------------------------------
