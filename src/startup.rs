@@ -74,10 +74,12 @@ impl Application {
             let harden = Arc::new(Harden::new(pool.clone(), &master_key));
             let admin = bootstrap::ensure_global_admin(&harden, &settings.data_dir).await?;
 
-            let (read_models, followers) = start_read_models(&pool, settings).await?;
+            // One LISTEN connection wakes every follower and the relay.
+            let wake = wake::spawn(pool.clone());
+            let (read_models, followers) = start_read_models(&pool, settings, &wake).await?;
             app.followers.extend(followers.into_iter().map(Background));
             if settings.nats_relay {
-                app.followers.push(Background(tokio::spawn(relay(&pool, settings)?.run())));
+                app.followers.push(Background(tokio::spawn(relay(&pool, settings, wake)?.run())));
             }
             // A fresh installation answers GET /users/me for its global admin from the first request.
             if let bootstrap::GlobalAdmin::Created(_, committed) = admin {
@@ -162,8 +164,11 @@ impl Application {
 }
 
 /// Starts one follower per read model; requests wait on all of them for read-your-writes.
-async fn start_read_models(pool: &PgPool, settings: &Settings) -> anyhow::Result<(ReadModels, Vec<JoinHandle<()>>)> {
-    let wake = wake::spawn(pool.clone());
+async fn start_read_models(
+    pool: &PgPool,
+    settings: &Settings,
+    wake: &tokio::sync::watch::Receiver<u64>,
+) -> anyhow::Result<(ReadModels, Vec<JoinHandle<()>>)> {
     let config = FollowerConfig { poll_interval: settings.follower_poll(), ..FollowerConfig::default() };
     let mut positions = Vec::new();
     let mut tasks = Vec::new();
@@ -176,7 +181,7 @@ async fn start_read_models(pool: &PgPool, settings: &Settings) -> anyhow::Result
     Ok((ReadModels::new(positions, settings.read_model_wait()), tasks))
 }
 
-fn relay(pool: &PgPool, settings: &Settings) -> anyhow::Result<Relay> {
+fn relay(pool: &PgPool, settings: &Settings, wake: tokio::sync::watch::Receiver<u64>) -> anyhow::Result<Relay> {
     let config = RelayConfig {
         nats_url: settings.nats_url.clone(),
         stream: settings.nats_stream.clone(),
@@ -185,7 +190,7 @@ fn relay(pool: &PgPool, settings: &Settings) -> anyhow::Result<Relay> {
         poll_interval: settings.follower_poll(),
     };
     let connect = db::connect_options(&settings.db_config())?;
-    Ok(Relay::new(pool.clone(), connect, config, wake::spawn(pool.clone())))
+    Ok(Relay::new(pool.clone(), connect, config, wake))
 }
 
 async fn bind(addr: std::net::SocketAddr, surface: &str) -> anyhow::Result<TcpListener> {

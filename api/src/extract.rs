@@ -114,6 +114,15 @@ where
     }
 }
 
+/// The `X-Api-Key` header, as presented (401 if it is missing or not text).
+pub fn api_key_header(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(API_KEY_HEADER)
+        .ok_or_else(|| ApiError::unauthorized("missing X-Api-Key header"))?
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("invalid API key"))
+}
+
 /// The authenticated caller of a request (from `X-Api-Key`), and the request's id for the events it
 /// causes.
 pub struct Caller {
@@ -139,12 +148,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(API_KEY_HEADER)
-            .ok_or_else(|| ApiError::unauthorized("missing X-Api-Key header"))?
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("invalid API key"))?;
+        let presented = api_key_header(&parts.headers)?;
         let principal = state
             .harden
             .authenticate(presented.trim())

@@ -151,10 +151,7 @@ impl Relay {
                 Ok(n) if n as i64 >= self.config.batch_size => continue,
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
-                    tokio::select! {
-                        changed = self.wake.changed() => if changed.is_err() { tokio::time::sleep(self.config.poll_interval).await },
-                        _ = tokio::time::sleep(self.config.poll_interval) => {}
-                    }
+                    harden_projections::wake::wait(&mut self.wake, self.config.poll_interval).await;
                 }
                 Err(e) => {
                     tracing::warn!(

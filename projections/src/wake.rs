@@ -39,3 +39,15 @@ async fn listen(pool: &PgPool, tx: &watch::Sender<u64>) -> Result<(), sqlx::Erro
         }
     }
 }
+
+/// Waits for the next wake-up, or `poll` at the longest (the fallback for a lost notification).
+pub async fn wait(wake: &mut watch::Receiver<u64>, poll: Duration) {
+    tokio::select! {
+        changed = wake.changed() => {
+            if changed.is_err() {
+                tokio::time::sleep(poll).await;
+            }
+        }
+        _ = tokio::time::sleep(poll) => {}
+    }
+}

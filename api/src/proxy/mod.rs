@@ -16,7 +16,6 @@ use utoipa_axum::routes;
 
 use crate::backend::health;
 use crate::error::ApiError;
-use crate::extract::API_KEY_HEADER;
 use crate::layers;
 
 pub mod client;
@@ -49,11 +48,7 @@ pub struct ProxyState {
 impl ProxyState {
     /// The caller's API key, forwarded to the Backend (which checks it).
     pub fn api_key(headers: &HeaderMap) -> Result<&str, ApiError> {
-        headers
-            .get(API_KEY_HEADER)
-            .ok_or_else(|| ApiError::unauthorized("missing X-Api-Key header"))?
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("invalid API key"))
+        crate::extract::api_key_header(headers)
     }
 
     /// A user secret header; required, and (for new secrets) at least the configured length.

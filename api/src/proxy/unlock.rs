@@ -133,10 +133,11 @@ impl Unlocker {
                 let keys = Arc::new(keys);
                 self.failures.lock().expect("failures lock").remove(&me.id);
                 if !self.ttl.is_zero() {
-                    self.cache
-                        .lock()
-                        .expect("cache lock")
-                        .insert(me.id, Unlocked { tag, expires: Instant::now() + self.ttl, keys: keys.clone() });
+                    let mut cache = self.cache.lock().expect("cache lock");
+                    // Expired entries go when new ones come, not on every lookup.
+                    let now = Instant::now();
+                    cache.retain(|_, entry| entry.expires > now);
+                    cache.insert(me.id, Unlocked { tag, expires: now + self.ttl, keys: keys.clone() });
                 }
                 Ok(keys)
             }
@@ -158,12 +159,10 @@ impl Unlocker {
     }
 
     fn cached(&self, user: Uuid, tag: &[u8; 32]) -> Option<Arc<PrivateKeys>> {
-        let mut cache = self.cache.lock().expect("cache lock");
-        let now = Instant::now();
-        cache.retain(|_, entry| entry.expires > now);
+        let cache = self.cache.lock().expect("cache lock");
         match cache.get(&user) {
             // The tag is an HMAC under a key nobody else holds: comparing it leaks nothing useful.
-            Some(entry) if entry.tag.as_ref() == tag => Some(entry.keys.clone()),
+            Some(entry) if entry.expires > Instant::now() && entry.tag.as_ref() == tag => Some(entry.keys.clone()),
             _ => None,
         }
     }
