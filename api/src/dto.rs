@@ -211,6 +211,12 @@ pub struct StoreKeysRequest {
     pub public_key_kyber_b64: String,
     pub encrypted_private_key_ecc_b64: String,
     pub encrypted_private_key_kyber_b64: String,
+    /// 32 bytes the Proxy derives from the new seal's key-encryption key; the Backend keeps only
+    /// its hash, and asks for it back before it accepts a later re-seal.
+    pub seal_proof_b64: String,
+    /// The proof of the seal being replaced; required once the user has sealed keys.
+    #[serde(default)]
+    pub current_seal_proof_b64: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -81,7 +81,8 @@ impl From<UserError> for Error {
         let msg = e.to_string();
         match e {
             UserError::NotFound => Error::NotFound(msg),
-            UserError::InvalidRole => Error::Invalid(msg),
+            UserError::InvalidRole | UserError::SealProofRequired => Error::Invalid(msg),
+            UserError::SealProofMismatch => Error::Forbidden(msg),
             UserError::GlobalAdminHasNoKeys => Error::Forbidden(msg),
             UserError::AlreadyExists | UserError::Deactivated | UserError::KeysAlreadySet => Error::Conflict(msg),
         }

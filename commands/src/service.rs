@@ -10,7 +10,7 @@ use harden_domain::org::{Org, OrgCommand};
 use harden_domain::plan::ENTERPRISE_CONTACT;
 use harden_domain::secret::{KeyName, Secret, SecretCommand, SecretEnvelope, SecretEvent};
 use harden_domain::user::{User, UserCommand};
-use harden_domain::values::{OrgName, PublicKeys, SealedPrivateKeys, UserName};
+use harden_domain::values::{OrgName, PublicKeys, SealProof, SealedPrivateKeys, UserName};
 use harden_domain::{OrgId, Plan, Role, UserId};
 
 use crate::access::{self, ORG_NOT_FOUND};
@@ -32,6 +32,13 @@ pub struct Harden {
 }
 
 /// The outcome of a KV write.
+/// The proofs that come with newly sealed keys: of the new seal's secret (its verifier is kept), and
+/// of the current seal's secret when one is being replaced.
+pub struct SealProofs {
+    pub new_seal: SealProof,
+    pub current_seal: Option<SealProof>,
+}
+
 pub struct WrittenSecret {
     pub version: u64,
     /// The write started a new life of the record (it did not exist, or was deleted).
@@ -212,12 +219,17 @@ impl Harden {
         caller: &Principal,
         public_keys: PublicKeys,
         sealed: SealedPrivateKeys,
+        proofs: SealProofs,
         meta: Meta,
     ) -> Result<Committed, Error> {
         let org = access::own_org(caller).map_err(|_| Error::forbidden("the global admin has no key material"))?;
-        self.users
-            .execute(&caller.user_id.to_string(), UserCommand::StoreKeys { public_keys, sealed }, &meta.with_org(org))
-            .await
+        let command = UserCommand::StoreKeys {
+            public_keys,
+            sealed,
+            verifier: proofs.new_seal.verifier(),
+            current_proof: proofs.current_seal,
+        };
+        self.users.execute(&caller.user_id.to_string(), command, &meta.with_org(org)).await
     }
 
     /// Creates or updates the caller's record `key_name`. With `expected_version`, a check-and-set.

@@ -13,6 +13,8 @@
 //!   `1 ‖ m_kib(u32 BE) ‖ t(u32 BE) ‖ p(u32 BE) ‖ salt(16) ‖ nonce(12) ‖ AES-256-GCM(KEK, key) ‖ tag(16)`,
 //!   `KEK = Argon2id(user secret, salt, m, t, p)`. The parameters travel with the blob so they can be
 //!   raised later; both blobs of a user share salt and parameters, so unlocking costs one Argon2id run.
+//! - **seal proof**: `SHA3-256("harden/v1/seal-proof" ‖ 0 ‖ user ‖ salt ‖ KEK)`, shown to the Backend
+//!   (which keeps only a hash of it) to prove the current secret before a re-seal replaces the keys.
 //!
 //! Every AEAD binds its context as associated data: a value to its org, owner and record name; a wrap
 //! to its recipient and record; a sealed key to its owner and which key it is. A blob moved anywhere
@@ -320,6 +322,18 @@ pub fn derive_kek(secret: &[u8], salt: [u8; SALT_LEN], params: KdfParams) -> Res
     let mut key = Zeroizing::new([0u8; 32]);
     argon.hash_password_into(secret, &salt, key.as_mut()).map_err(|_| CryptoError::WeakParameters)?;
     Ok(Kek { key, params, salt })
+}
+
+/// The proof that whoever presents it derived `kek` (knew the secret) for `user`: what the Backend
+/// asks for before it accepts newly sealed keys in place of these. One-way from the KEK, and separated
+/// from its use as an AES key by its own label.
+pub fn seal_proof(kek: &Kek, user: Uuid) -> Zeroizing<[u8; 32]> {
+    let mut hash = Sha3_256::new();
+    hash.update(b"harden/v1/seal-proof\0");
+    hash.update(user.as_bytes());
+    hash.update(kek.salt);
+    hash.update(kek.key.as_ref());
+    Zeroizing::new(hash.finalize().into())
 }
 
 /// The parameters and salt a sealed key was made with: what [`derive_kek`] needs to open it.

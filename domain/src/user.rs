@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::ids::{ApiKeyId, OrgId, UserId};
 use crate::role::Role;
-use crate::values::{ApiKeyHash, PublicKeys, SealedPrivateKeys, UserName};
+use crate::values::{ApiKeyHash, PublicKeys, SealProof, SealVerifier, SealedPrivateKeys, UserName};
 
 /// A freshly drawn API key, as the aggregate sees it: an id and a hash.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,9 +39,13 @@ pub enum UserCommand {
     },
     /// Offboarding: the user and all their keys stop working; their events stay.
     Deactivate,
+    /// Stores key material. `verifier` belongs to the new seal; `current_proof` proves the secret of
+    /// the seal being replaced (required once the user has sealed keys).
     StoreKeys {
         public_keys: PublicKeys,
         sealed: SealedPrivateKeys,
+        verifier: SealVerifier,
+        current_proof: Option<SealProof>,
     },
 }
 
@@ -75,11 +79,16 @@ pub enum UserEvent {
         user_id: UserId,
         public_keys: PublicKeys,
         sealed: SealedPrivateKeys,
+        /// Absent only in events written before seal proofs existed.
+        #[serde(default)]
+        verifier: Option<SealVerifier>,
     },
     /// The same key pairs sealed anew (the user secret changed, or a recovery completed).
     UserKeysResealed {
         user_id: UserId,
         sealed: SealedPrivateKeys,
+        #[serde(default)]
+        verifier: Option<SealVerifier>,
     },
 }
 
@@ -115,6 +124,10 @@ pub enum UserError {
     GlobalAdminHasNoKeys,
     #[error("keys already exist for this user; only the same public keys with newly sealed private keys are accepted")]
     KeysAlreadySet,
+    #[error("this user's keys are sealed: replacing the seal needs currentSealProofB64, the proof of the current user secret")]
+    SealProofRequired,
+    #[error("currentSealProofB64 does not prove the current user secret")]
+    SealProofMismatch,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -125,6 +138,7 @@ pub struct User {
     active: bool,
     public_keys: Option<PublicKeys>,
     has_sealed_keys: bool,
+    seal_verifier: Option<SealVerifier>,
     active_keys: Vec<ApiKeyId>,
 }
 
@@ -202,17 +216,24 @@ impl Aggregate for User {
                     sink.write(UserEvent::UserDeactivated { user_id }, self).await;
                 }
             }
-            UserCommand::StoreKeys { public_keys, sealed } => {
+            UserCommand::StoreKeys { public_keys, sealed, verifier, current_proof } => {
                 let user_id = self.live_id()?;
                 if self.role == Some(Role::GlobalAdmin) {
                     return Err(UserError::GlobalAdminHasNoKeys);
                 }
+                let verifier = Some(verifier);
                 match &self.public_keys {
                     Some(existing) if *existing != public_keys => return Err(UserError::KeysAlreadySet),
                     Some(_) if self.has_sealed_keys => {
-                        sink.write(UserEvent::UserKeysResealed { user_id, sealed }, self).await
+                        // Seals from before proofs existed have no verifier: nothing can prove them,
+                        // so they are never replaced through this command.
+                        let proof = current_proof.ok_or(UserError::SealProofRequired)?;
+                        if self.seal_verifier.as_ref() != Some(&proof.verifier()) {
+                            return Err(UserError::SealProofMismatch);
+                        }
+                        sink.write(UserEvent::UserKeysResealed { user_id, sealed, verifier }, self).await
                     }
-                    _ => sink.write(UserEvent::UserKeysStored { user_id, public_keys, sealed }, self).await,
+                    _ => sink.write(UserEvent::UserKeysStored { user_id, public_keys, sealed, verifier }, self).await,
                 }
             }
         }
@@ -236,11 +257,15 @@ impl Aggregate for User {
             UserEvent::ApiKeyIssued { key_id, .. } => self.active_keys.push(key_id),
             UserEvent::ApiKeyRevoked { key_id, .. } => self.active_keys.retain(|k| *k != key_id),
             UserEvent::UserDeactivated { .. } => self.active = false,
-            UserEvent::UserKeysStored { public_keys, .. } => {
+            UserEvent::UserKeysStored { public_keys, verifier, .. } => {
                 self.public_keys = Some(public_keys);
                 self.has_sealed_keys = true;
+                self.seal_verifier = verifier;
             }
-            UserEvent::UserKeysResealed { .. } => self.has_sealed_keys = true,
+            UserEvent::UserKeysResealed { verifier, .. } => {
+                self.has_sealed_keys = true;
+                self.seal_verifier = verifier;
+            }
         }
     }
 }
@@ -381,55 +406,97 @@ mod tests {
         framework().given_no_previous_events().when(UserCommand::Deactivate).then_expect_error(UserError::NotFound);
     }
 
+    fn proof(n: u8) -> SealProof {
+        SealProof::from_bytes([n; 32])
+    }
+    fn store(public_keys: PublicKeys, seal: u8, current: Option<u8>) -> UserCommand {
+        UserCommand::StoreKeys {
+            public_keys,
+            sealed: sealed(seal),
+            verifier: proof(seal).verifier(),
+            current_proof: current.map(proof),
+        }
+    }
+    fn stored(seal: u8) -> UserEvent {
+        UserEvent::UserKeysStored {
+            user_id: uid(),
+            public_keys: public(1),
+            sealed: sealed(seal),
+            verifier: Some(proof(seal).verifier()),
+        }
+    }
+    fn resealed(seal: u8) -> UserEvent {
+        UserEvent::UserKeysResealed { user_id: uid(), sealed: sealed(seal), verifier: Some(proof(seal).verifier()) }
+    }
+
     #[test]
-    fn store_keys_first_time_records_public_and_sealed_keys() {
+    fn store_keys_first_time_records_public_and_sealed_keys_and_the_verifier() {
         framework()
             .given(vec![created(None), issued(1)])
-            .when(UserCommand::StoreKeys { public_keys: public(1), sealed: sealed(1) })
-            .then_expect_events(vec![UserEvent::UserKeysStored {
-                user_id: uid(),
-                public_keys: public(1),
-                sealed: sealed(1),
-            }]);
+            .when(store(public(1), 1, None))
+            .then_expect_events(vec![stored(1)]);
     }
 
     #[test]
     fn store_keys_completes_public_keys_given_at_creation() {
         framework()
             .given(vec![created(Some(public(1))), issued(1)])
-            .when(UserCommand::StoreKeys { public_keys: public(1), sealed: sealed(1) })
-            .then_expect_events(vec![UserEvent::UserKeysStored {
-                user_id: uid(),
-                public_keys: public(1),
-                sealed: sealed(1),
-            }]);
+            .when(store(public(1), 1, None))
+            .then_expect_events(vec![stored(1)]);
     }
 
     #[test]
-    fn store_keys_with_the_same_public_keys_is_a_reseal() {
+    fn a_reseal_with_the_proof_of_the_current_secret_is_recorded() {
         framework()
-            .given(vec![
-                created(None),
-                issued(1),
-                UserEvent::UserKeysStored { user_id: uid(), public_keys: public(1), sealed: sealed(1) },
-            ])
-            .when(UserCommand::StoreKeys { public_keys: public(1), sealed: sealed(2) })
-            .then_expect_events(vec![UserEvent::UserKeysResealed { user_id: uid(), sealed: sealed(2) }]);
+            .given(vec![created(None), issued(1), stored(1)])
+            .when(store(public(1), 2, Some(1)))
+            .then_expect_events(vec![resealed(2)]);
+        // A second re-seal must prove the secret of the first re-seal, not of the original.
+        framework()
+            .given(vec![created(None), issued(1), stored(1), resealed(2)])
+            .when(store(public(1), 3, Some(1)))
+            .then_expect_error(UserError::SealProofMismatch);
+        framework()
+            .given(vec![created(None), issued(1), stored(1), resealed(2)])
+            .when(store(public(1), 3, Some(2)))
+            .then_expect_events(vec![resealed(3)]);
+    }
+
+    #[test]
+    fn a_reseal_without_a_proof_or_with_a_wrong_one_is_refused() {
+        framework()
+            .given(vec![created(None), issued(1), stored(1)])
+            .when(store(public(1), 2, None))
+            .then_expect_error(UserError::SealProofRequired);
+        framework()
+            .given(vec![created(None), issued(1), stored(1)])
+            .when(store(public(1), 2, Some(9)))
+            .then_expect_error(UserError::SealProofMismatch);
+        // Keys sealed before proofs existed can be proven by nothing.
+        let legacy =
+            UserEvent::UserKeysStored { user_id: uid(), public_keys: public(1), sealed: sealed(1), verifier: None };
+        framework()
+            .given(vec![created(None), issued(1), legacy])
+            .when(store(public(1), 2, Some(1)))
+            .then_expect_error(UserError::SealProofMismatch);
+    }
+
+    #[test]
+    fn events_from_before_seal_proofs_still_load() {
+        let json = serde_json::json!({"UserKeysResealed": {"user_id": uid(), "sealed": sealed(1)}});
+        let event: UserEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(event, UserEvent::UserKeysResealed { user_id: uid(), sealed: sealed(1), verifier: None });
     }
 
     #[test]
     fn store_keys_refuses_different_public_keys() {
         framework()
-            .given(vec![
-                created(None),
-                issued(1),
-                UserEvent::UserKeysStored { user_id: uid(), public_keys: public(1), sealed: sealed(1) },
-            ])
-            .when(UserCommand::StoreKeys { public_keys: public(2), sealed: sealed(2) })
+            .given(vec![created(None), issued(1), stored(1)])
+            .when(store(public(2), 2, Some(1)))
             .then_expect_error(UserError::KeysAlreadySet);
         framework()
             .given(vec![created(Some(public(1))), issued(1)])
-            .when(UserCommand::StoreKeys { public_keys: public(2), sealed: sealed(2) })
+            .when(store(public(2), 2, None))
             .then_expect_error(UserError::KeysAlreadySet);
     }
 
@@ -437,11 +504,11 @@ mod tests {
     fn store_keys_refuses_the_global_admin_and_deactivated_users() {
         framework()
             .given(vec![UserEvent::GlobalAdminBootstrapped { user_id: UserId::GLOBAL_ADMIN }])
-            .when(UserCommand::StoreKeys { public_keys: public(1), sealed: sealed(1) })
+            .when(store(public(1), 1, None))
             .then_expect_error(UserError::GlobalAdminHasNoKeys);
         framework()
             .given(vec![created(None), UserEvent::UserDeactivated { user_id: uid() }])
-            .when(UserCommand::StoreKeys { public_keys: public(1), sealed: sealed(1) })
+            .when(store(public(1), 1, None))
             .then_expect_error(UserError::Deactivated);
     }
 }

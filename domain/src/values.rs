@@ -4,7 +4,9 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use sha3::{Digest, Sha3_256};
 use thiserror::Error;
+use zeroize::Zeroize;
 
 /// Why a value was refused. The message is safe to show to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -139,6 +141,51 @@ impl SealedPrivateKeys {
         })
     }
 }
+
+/// Proof that the caller holds the user secret that sealed a user's private keys: 32 bytes the Proxy
+/// derives from the key-encryption key ([`crate::crypto::seal_proof`]). It travels only when keys are
+/// stored; the Backend keeps nothing but its [`SealVerifier`], so whoever holds just the API key cannot
+/// replace the sealed keys (and with them every value they protect).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealProof([u8; 32]);
+
+impl std::fmt::Debug for SealProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealProof(..)")
+    }
+}
+
+impl SealProof {
+    pub fn parse(field: &'static str, b64: &str) -> Result<Self, InvalidValue> {
+        let bytes = STANDARD.decode(b64).map_err(|_| invalid(format!("{field} is not valid base64")))?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| invalid(format!("{field} must be 32 bytes")))?;
+        Ok(Self(bytes))
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn verifier(&self) -> SealVerifier {
+        let mut hash = Sha3_256::new();
+        hash.update(b"harden/v1/seal-verifier\0");
+        hash.update(self.0);
+        SealVerifier(hex::encode(hash.finalize()))
+    }
+}
+
+impl Drop for SealProof {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// What the Backend keeps of a [`SealProof`]: its SHA3-256, hex encoded. Knowing it does not help
+/// forge a proof, and guessing the secret from it costs an Argon2id run per guess, as the sealed keys
+/// themselves already do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SealVerifier(String);
 
 /// The SHA-256 of an API key, hex encoded. API keys are 256-bit random, so a fast hash is enough:
 /// nobody can brute-force the preimage, and the lookup stays an index probe.

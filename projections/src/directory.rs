@@ -105,7 +105,7 @@ async fn apply_user(conn: &mut PgConnection, event: UserEvent, at: DateTime<Utc>
                 .execute(conn)
                 .await?;
         }
-        UserEvent::UserKeysStored { user_id, public_keys, sealed } => {
+        UserEvent::UserKeysStored { user_id, public_keys, sealed, .. } => {
             sqlx::query(
                 "UPDATE directory_users SET public_key_ecc = $2, public_key_kyber = $3, sealed_key_ecc = $4, sealed_key_kyber = $5, updated_at = $6
                  WHERE user_id = $1",
@@ -119,7 +119,7 @@ async fn apply_user(conn: &mut PgConnection, event: UserEvent, at: DateTime<Utc>
             .execute(conn)
             .await?;
         }
-        UserEvent::UserKeysResealed { user_id, sealed } => {
+        UserEvent::UserKeysResealed { user_id, sealed, .. } => {
             sqlx::query("UPDATE directory_users SET sealed_key_ecc = $2, sealed_key_kyber = $3, updated_at = $4 WHERE user_id = $1")
                 .bind(user_id.as_uuid())
                 .bind(sealed.ecc.as_str())

@@ -16,7 +16,15 @@ fn keys(public_fill: u8, sealed_fill: u8) -> Value {
         "publicKeyKyberB64": b64(public_fill, 1184),
         "encryptedPrivateKeyEccB64": b64(sealed_fill, 93),
         "encryptedPrivateKeyKyberB64": b64(sealed_fill, 2461),
+        "sealProofB64": b64(sealed_fill, 32),
     })
+}
+
+/// A re-seal of `keys(public_fill, sealed_fill)` that proves the seal `current_fill`.
+fn reseal(public_fill: u8, sealed_fill: u8, current_fill: u8) -> Value {
+    let mut body = keys(public_fill, sealed_fill);
+    body["currentSealProofB64"] = json!(b64(current_fill, 32));
+    body
 }
 
 #[tokio::test]
@@ -44,8 +52,8 @@ async fn storing_keys_then_resealing_with_the_same_public_keys() {
     // Read your write.
     let me = expect_json(app.get("/users/me", &fx.member_key).await, StatusCode::OK).await;
     assert_eq!(me["encryptedPrivateKeyEccB64"], b64(2, 93));
-    // A re-seal: same public keys, newly sealed private keys.
-    expect_json(app.post("/users/me/keys", &fx.member_key, keys(1, 3)).await, StatusCode::OK).await;
+    // A re-seal: same public keys, newly sealed private keys, and the proof of the current seal.
+    expect_json(app.post("/users/me/keys", &fx.member_key, reseal(1, 3, 2)).await, StatusCode::OK).await;
     let me = expect_json(app.get("/users/me", &fx.member_key).await, StatusCode::OK).await;
     assert_eq!(me["encryptedPrivateKeyEccB64"], b64(3, 93));
     // Peers see the public keys only.
@@ -53,6 +61,25 @@ async fn storing_keys_then_resealing_with_the_same_public_keys() {
         expect_json(app.get(&format!("/users/org/{}", fx.member_id), &fx.admin_key).await, StatusCode::OK).await;
     assert_eq!(profile["publicKeyEccB64"], b64(1, 32));
     assert!(profile.get("encryptedPrivateKeyEccB64").is_none());
+}
+
+#[tokio::test]
+async fn an_api_key_alone_cannot_replace_sealed_keys() {
+    let app = spawn_app().await;
+    let fx = app.org_with_users("acme").await;
+    expect_json(app.post("/users/me/keys", &fx.member_key, keys(1, 2)).await, StatusCode::OK).await;
+    let before = app.event_count().await;
+    let msg = expect_error(app.post("/users/me/keys", &fx.member_key, keys(1, 3)).await, StatusCode::BAD_REQUEST).await;
+    assert!(msg.contains("currentSealProofB64"), "{msg}");
+    let msg =
+        expect_error(app.post("/users/me/keys", &fx.member_key, reseal(1, 3, 9)).await, StatusCode::FORBIDDEN).await;
+    assert!(msg.contains("does not prove the current user secret"), "{msg}");
+    // The proof of a seal that has been replaced proves nothing any more.
+    expect_json(app.post("/users/me/keys", &fx.member_key, reseal(1, 3, 2)).await, StatusCode::OK).await;
+    expect_error(app.post("/users/me/keys", &fx.member_key, reseal(1, 4, 2)).await, StatusCode::FORBIDDEN).await;
+    assert_eq!(app.event_count().await, before + 1, "only the proven re-seal was written");
+    let me = expect_json(app.get("/users/me", &fx.member_key).await, StatusCode::OK).await;
+    assert_eq!(me["encryptedPrivateKeyEccB64"], b64(3, 93));
 }
 
 #[tokio::test]
@@ -79,6 +106,9 @@ async fn key_material_must_be_valid_base64_of_the_right_size() {
         ("encryptedPrivateKeyEccB64", json!(""), "encryptedPrivateKeyEccB64 must decode to between"),
         ("encryptedPrivateKeyKyberB64", json!("%%%"), "encryptedPrivateKeyKyberB64 is not valid base64"),
         ("encryptedPrivateKeyKyberB64", json!(b64(1, 16 * 1024 + 1)), "must decode to between 1 and 16384 bytes"),
+        ("sealProofB64", json!(b64(1, 31)), "sealProofB64 must be 32 bytes"),
+        ("sealProofB64", json!("?"), "sealProofB64 is not valid base64"),
+        ("currentSealProofB64", json!(b64(1, 33)), "currentSealProofB64 must be 32 bytes"),
     ] {
         let mut body = keys(1, 2);
         body[field] = bad;

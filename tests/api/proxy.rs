@@ -165,6 +165,10 @@ async fn rekey_replaces_the_secret_and_every_value_stays_readable() {
     expect_error(get(&app, &fx.member_key, SECRET, "/v1/kv/a").await, StatusCode::UNAUTHORIZED).await;
     assert_eq!(read_value(&app, &fx.member_key, new_secret, "a").await, b"alpha");
     assert_eq!(read_value(&app, &fx.member_key, new_secret, "b").await, b"beta");
+    // A second rekey proves the secret of the first one (from the unlock cache or a fresh unlock).
+    let third = "and a third secret after that";
+    expect_json(rekey_request(&app, &fx.member_key, new_secret, third).await, StatusCode::OK).await;
+    assert_eq!(read_value(&app, &fx.member_key, third, "b").await, b"beta");
 }
 
 #[tokio::test]
@@ -194,6 +198,27 @@ async fn rekey_under_concurrent_reads_never_serves_a_wrong_value() {
         }
     }
     assert_eq!(read_value(&app, &fx.member_key, new_secret, "a").await, b"alpha");
+}
+
+#[tokio::test]
+async fn of_two_racing_rekeys_exactly_one_wins() {
+    let app = spawn_app().await;
+    let fx = with_keys(&app).await;
+    put(&app, &fx.member_key, SECRET, "a", b"alpha").await;
+    let (first, second) = ("the first new secret", "the second new secret");
+    let (a, b) = tokio::join!(
+        rekey_request(&app, &fx.member_key, SECRET, first),
+        rekey_request(&app, &fx.member_key, SECRET, second)
+    );
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    // Both may also run one after the other: the second then fails to unlock with the old secret.
+    assert!(
+        statuses == [StatusCode::OK, StatusCode::CONFLICT] || statuses == [StatusCode::OK, StatusCode::UNAUTHORIZED],
+        "{statuses:?}"
+    );
+    let winner = if a.status() == StatusCode::OK { first } else { second };
+    assert_eq!(read_value(&app, &fx.member_key, winner, "a").await, b"alpha");
 }
 
 #[tokio::test]
@@ -469,6 +494,7 @@ async fn a_sealed_blob_cannot_make_an_unlock_arbitrarily_expensive() {
         "publicKeyKyberB64": STANDARD.encode(public.kyber_bytes()),
         "encryptedPrivateKeyEccB64": sealed_header(1024 * 1024, 16),
         "encryptedPrivateKeyKyberB64": sealed_header(1024 * 1024, 16),
+        "sealProofB64": STANDARD.encode([0; 32]),
     });
     expect_json(app.post("/users/me/keys", &fx.member_key, body).await, StatusCode::OK).await;
     let msg = expect_error(get(&app, &fx.member_key, SECRET, "/v1/kv/x").await, StatusCode::CONFLICT).await;
@@ -490,6 +516,7 @@ async fn a_tampered_directory_cannot_redirect_a_records_data_key() {
         "publicKeyKyberB64": STANDARD.encode(shown.kyber_bytes()),
         "encryptedPrivateKeyEccB64": STANDARD.encode(ecc),
         "encryptedPrivateKeyKyberB64": STANDARD.encode(kyber),
+        "sealProofB64": STANDARD.encode(harden_domain::crypto::seal_proof(&kek, fx.member_id).as_ref()),
     });
     expect_json(app.post("/users/me/keys", &fx.member_key, body).await, StatusCode::OK).await;
     let before = app.event_count().await;

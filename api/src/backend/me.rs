@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::Json;
 
 use harden_commands::access;
-use harden_domain::values::{PublicKeys, SealedPrivateKeys};
+use harden_commands::service::SealProofs;
+use harden_domain::values::{PublicKeys, SealProof, SealedPrivateKeys};
 use harden_domain::UserId;
 
 use crate::dto::{Consistency, MeResponse, PublicProfile, StoreKeysRequest};
@@ -28,7 +29,8 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me
 }
 
 /// Stores the caller's public keys and sealed private keys. Once a user has keys, only a re-seal is
-/// accepted (the same public keys with newly sealed private keys); different public keys are a 409,
+/// accepted (the same public keys with newly sealed private keys, and `currentSealProofB64` proving
+/// the current user secret: an API key alone cannot replace them); different public keys are a 409,
 /// so keys that protect data are never silently replaced.
 #[utoipa::path(post, path = "/users/me/keys", tag = "users", request_body = StoreKeysRequest, security(("apiKey" = [])),
     responses((status = 200, body = MeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -42,7 +44,16 @@ pub async fn store_keys(
         PublicKeys::parse(&req.public_key_ecc_b64, &req.public_key_kyber_b64).map_err(harden_commands::Error::from)?;
     let sealed = SealedPrivateKeys::parse(&req.encrypted_private_key_ecc_b64, &req.encrypted_private_key_kyber_b64)
         .map_err(harden_commands::Error::from)?;
-    let committed = state.harden.store_keys(&caller, public_keys, sealed, caller.meta()).await?;
+    let proofs = SealProofs {
+        new_seal: SealProof::parse("sealProofB64", &req.seal_proof_b64).map_err(harden_commands::Error::from)?,
+        current_seal: req
+            .current_seal_proof_b64
+            .as_deref()
+            .map(|b64| SealProof::parse("currentSealProofB64", b64))
+            .transpose()
+            .map_err(harden_commands::Error::from)?,
+    };
+    let committed = state.harden.store_keys(&caller, public_keys, sealed, proofs, caller.meta()).await?;
     let freshness = state.read_models.wait_for(committed.position).await;
     Ok((Consistency(freshness), Json(me_record(&state, caller.user_id).await?)))
 }

@@ -30,9 +30,11 @@ async fn seal_and_store(
     me: &Me,
     keys: &PrivateKeys,
     secret: &str,
+    current_seal_proof: Option<&[u8; 32]>,
 ) -> Result<KeysResponse, ApiError> {
     let kek = state.unlocker.derive(secret, random(), state.unlocker.params()).await?;
     let (ecc, kyber) = crypto::seal_private_keys(&kek, me.id, keys, [random(), random()]);
+    let proof = crypto::seal_proof(&kek, me.id);
     let public = keys.public_keys();
     let body = KeysResponse {
         public_key_ecc_b64: STANDARD.encode(public.ecc_bytes()),
@@ -43,8 +45,19 @@ async fn seal_and_store(
         "publicKeyKyberB64": body.public_key_kyber_b64,
         "encryptedPrivateKeyEccB64": STANDARD.encode(ecc),
         "encryptedPrivateKeyKyberB64": STANDARD.encode(kyber),
+        "sealProofB64": STANDARD.encode(proof.as_ref()),
+        "currentSealProofB64": current_seal_proof.map(|p| STANDARD.encode(p)),
     });
-    state.backend.call(Method::POST, &["users", "me", "keys"], None, api_key, Some(&request), &[]).await?.ok()?;
+    let answer = state.backend.call(Method::POST, &["users", "me", "keys"], None, api_key, Some(&request), &[]).await?;
+    if current_seal_proof.is_some() && answer.status == StatusCode::FORBIDDEN {
+        // The secret was right when this request unlocked the keys, so the seal changed since:
+        // another rekey won the race.
+        return Err(ApiError::status(
+            StatusCode::CONFLICT,
+            "the user secret was changed by another request meanwhile; nothing was changed here",
+        ));
+    }
+    answer.ok()?;
     Ok(body)
 }
 
@@ -67,7 +80,7 @@ pub async fn generate(
         ));
     }
     let keys = PrivateKeys::from_seeds(random(), random());
-    Ok((StatusCode::CREATED, Json(seal_and_store(&state, api_key, &me, &keys, secret).await?)))
+    Ok((StatusCode::CREATED, Json(seal_and_store(&state, api_key, &me, &keys, secret, None).await?)))
 }
 
 /// Re-seals the caller's private keys under `X-New-User-Secret`: afterwards only the new secret
@@ -81,8 +94,8 @@ pub async fn rekey(State(state): State<ProxyState>, headers: HeaderMap) -> Resul
     let old = state.secret(&headers, USER_SECRET_HEADER, "X-User-Secret", false)?;
     let new = state.secret(&headers, NEW_USER_SECRET_HEADER, "X-New-User-Secret", true)?;
     let me = state.backend.me(api_key).await?;
-    let keys = state.unlocker.unlock(&me, old).await?;
-    let stored = seal_and_store(&state, api_key, &me, &keys, new).await;
+    let unlocked = state.unlocker.unlock(&me, old).await?;
+    let stored = seal_and_store(&state, api_key, &me, &unlocked.keys, new, Some(&unlocked.seal_proof)).await;
     state.unlocker.forget(me.id);
     Ok(Json(stored?))
 }

@@ -18,13 +18,13 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use harden_domain::crypto::{self, DataKey, PrivateKeys, RecordContext};
+use harden_domain::crypto::{self, DataKey, RecordContext};
 use harden_domain::secret::KeyName;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AppJson, AppPath, AppQuery};
 use crate::proxy::client::Me;
-use crate::proxy::unlock::NO_KEYS;
+use crate::proxy::unlock::{UnlockedKeys, NO_KEYS};
 use crate::proxy::{forward, random, ProxyState, USER_SECRET_HEADER};
 
 #[derive(Deserialize, ToSchema)]
@@ -62,7 +62,7 @@ struct Caller<'h> {
     api_key: &'h str,
     me: Me,
     org: Uuid,
-    keys: std::sync::Arc<PrivateKeys>,
+    keys: std::sync::Arc<UnlockedKeys>,
 }
 
 /// The caller, their org and their unlocked keys.
@@ -82,7 +82,7 @@ fn decode(field: &str, b64: &str) -> Result<Vec<u8>, ApiError> {
 fn unwrap_key(caller: &Caller<'_>, context: &RecordContext<'_>, stored: &Stored) -> Result<DataKey, ApiError> {
     let ecc = decode("encryptedAesKeyEccB64", &stored.encrypted_aes_key_ecc_b64)?;
     let kyber = decode("encryptedAesKeyKyberB64", &stored.encrypted_aes_key_kyber_b64)?;
-    crypto::unwrap_data_key(&caller.keys, caller.me.id, context, &ecc, &kyber)
+    crypto::unwrap_data_key(&caller.keys.keys, caller.me.id, context, &ecc, &kyber)
         .map_err(|_| ApiError::status(StatusCode::CONFLICT, "the stored value cannot be opened with this user's keys"))
 }
 
@@ -109,7 +109,7 @@ pub async fn put_kv(
     };
     // Wrap to the public keys of the private keys just unlocked, never to whatever the Backend says:
     // a tampered directory must not be able to redirect a record's data key.
-    let public = caller.keys.public_keys();
+    let public = caller.keys.keys.public_keys();
     if decode("publicKeyEccB64", ecc)? != public.ecc_bytes()
         || decode("publicKeyKyberB64", kyber)? != public.kyber_bytes()
     {

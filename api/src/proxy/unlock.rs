@@ -31,11 +31,17 @@ pub const NO_KEYS: &str = "this user has no keys yet: call POST /v1/keys/generat
 const MAX_FAILURES: u32 = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
+/// A user's private keys, and the proof of the secret that unlocked them (which a re-seal presents).
+pub struct UnlockedKeys {
+    pub keys: PrivateKeys,
+    pub seal_proof: Zeroizing<[u8; 32]>,
+}
+
 /// One user's unlocked keys: valid for the secret and sealed keys `tag` stands for, until `expires`.
 struct Unlocked {
     tag: Zeroizing<[u8; 32]>,
     expires: Instant,
-    keys: Arc<PrivateKeys>,
+    keys: Arc<UnlockedKeys>,
 }
 
 pub struct Unlocker {
@@ -112,7 +118,7 @@ impl Unlocker {
     }
 
     /// The user's private keys, from the cache or by unlocking the sealed keys with `secret`.
-    pub async fn unlock(&self, me: &Me, secret: &str) -> Result<Arc<PrivateKeys>, ApiError> {
+    pub async fn unlock(&self, me: &Me, secret: &str) -> Result<Arc<UnlockedKeys>, ApiError> {
         let (Some(ecc), Some(kyber)) = (&me.encrypted_private_key_ecc_b64, &me.encrypted_private_key_kyber_b64) else {
             return Err(ApiError::status(StatusCode::CONFLICT, NO_KEYS));
         };
@@ -130,7 +136,7 @@ impl Unlocker {
         let kek = self.derive(secret, salt, params).await?;
         match crypto::open_private_keys(&kek, me.id, &ecc, &kyber) {
             Ok(keys) => {
-                let keys = Arc::new(keys);
+                let keys = Arc::new(UnlockedKeys { keys, seal_proof: crypto::seal_proof(&kek, me.id) });
                 self.failures.lock().expect("failures lock").remove(&me.id);
                 if !self.ttl.is_zero() {
                     let mut cache = self.cache.lock().expect("cache lock");
@@ -158,7 +164,7 @@ impl Unlocker {
         Zeroizing::new(mac.finalize().into_bytes().into())
     }
 
-    fn cached(&self, user: Uuid, tag: &[u8; 32]) -> Option<Arc<PrivateKeys>> {
+    fn cached(&self, user: Uuid, tag: &[u8; 32]) -> Option<Arc<UnlockedKeys>> {
         let cache = self.cache.lock().expect("cache lock");
         match cache.get(&user) {
             // The tag is an HMAC under a key nobody else holds: comparing it leaks nothing useful.
