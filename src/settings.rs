@@ -72,6 +72,32 @@ pub struct Settings {
     pub idle_in_transaction_timeout_ms: u64,
     /// The largest JSON body the API accepts.
     pub max_body_bytes: usize,
+    /// Load balancers and proxies (addresses or CIDR blocks, comma-separated) whose
+    /// `X-Forwarded-For` names the client; nobody else's is believed.
+    pub trusted_proxies: String,
+    /// SMTP for verification emails (`smtps://user:pass@host`, `smtp://host:587?tls=required`, ...).
+    /// Unset: no email is sent and registration answers the verification token itself.
+    pub smtp_url: Option<SecretString>,
+    /// The sender of harden's emails.
+    pub smtp_from: String,
+    /// The public base URL verification links point at. Empty: the Proxy's address.
+    pub public_url: String,
+    /// How long a verification token works.
+    pub verification_token_ttl_secs: u64,
+    /// Stripe secret key (`sk_live_…`/`sk_test_…`). Unset: paid plans answer 400.
+    pub stripe_secret_key: Option<SecretString>,
+    /// Where the Stripe API is (a stand-in in tests).
+    pub stripe_api_base: String,
+    pub stripe_timeout_ms: u64,
+    /// The endpoint secret (`whsec_…`) that signs Stripe's webhooks. Unset: `/webhooks/stripe` is 404.
+    pub stripe_webhook_secret: Option<SecretString>,
+    /// The Stripe price of each paid plan and billing cycle (all required once Stripe is configured).
+    pub stripe_price_starter_monthly: String,
+    pub stripe_price_starter_annual: String,
+    pub stripe_price_smb_monthly: String,
+    pub stripe_price_smb_annual: String,
+    pub stripe_price_business_monthly: String,
+    pub stripe_price_business_annual: String,
 }
 
 impl Default for Settings {
@@ -101,6 +127,21 @@ impl Default for Settings {
             follower_poll_ms: 500,
             idle_in_transaction_timeout_ms: 30_000,
             max_body_bytes: 64 * 1024,
+            trusted_proxies: String::new(),
+            smtp_url: None,
+            smtp_from: "harden <noreply@harden.localhost>".to_owned(),
+            public_url: String::new(),
+            verification_token_ttl_secs: 24 * 60 * 60,
+            stripe_secret_key: None,
+            stripe_api_base: "https://api.stripe.com".to_owned(),
+            stripe_timeout_ms: 20_000,
+            stripe_webhook_secret: None,
+            stripe_price_starter_monthly: String::new(),
+            stripe_price_starter_annual: String::new(),
+            stripe_price_smb_monthly: String::new(),
+            stripe_price_smb_annual: String::new(),
+            stripe_price_business_monthly: String::new(),
+            stripe_price_business_annual: String::new(),
         }
     }
 }
@@ -143,6 +184,35 @@ impl Settings {
 
     pub fn idle_in_transaction_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_in_transaction_timeout_ms)
+    }
+
+    /// The Stripe client's configuration, if a secret key is set.
+    pub fn stripe(&self) -> Option<harden_commands::billing::StripeConfig> {
+        use harden_domain::registration::BillingCycle::{Annual, Monthly};
+        use harden_domain::Plan::{Business, Smb, Starter};
+        let key = self.stripe_secret_key.as_ref()?;
+        let prices = [
+            ((Starter, Monthly), &self.stripe_price_starter_monthly),
+            ((Starter, Annual), &self.stripe_price_starter_annual),
+            ((Smb, Monthly), &self.stripe_price_smb_monthly),
+            ((Smb, Annual), &self.stripe_price_smb_annual),
+            ((Business, Monthly), &self.stripe_price_business_monthly),
+            ((Business, Annual), &self.stripe_price_business_annual),
+        ]
+        .into_iter()
+        .filter(|(_, price)| !price.is_empty())
+        .map(|(plan, price)| (plan, price.clone()))
+        .collect();
+        Some(harden_commands::billing::StripeConfig {
+            secret_key: secrecy::ExposeSecret::expose_secret(key).to_owned(),
+            api_base: self.stripe_api_base.clone(),
+            timeout: Duration::from_millis(self.stripe_timeout_ms),
+            prices,
+            webhook_secret: self
+                .stripe_webhook_secret
+                .as_ref()
+                .map(|s| secrecy::ExposeSecret::expose_secret(s).to_owned()),
+        })
     }
 }
 

@@ -12,10 +12,15 @@ use tokio::task::JoinHandle;
 
 use std::time::Duration;
 
+use harden_api::extract::TrustedProxies;
 use harden_api::proxy::{Backend, ProxyState, Unlocker};
 use harden_api::AppState;
+use harden_commands::billing::Stripe;
 use harden_commands::bootstrap;
 use harden_commands::db;
+use harden_commands::mail::Mailer;
+use harden_commands::onboarding::{Onboarding, OnboardingConfig};
+use harden_commands::passwords::Passwords;
 use harden_commands::Harden;
 use harden_domain::crypto::KdfParams;
 use harden_nats::relay::{Relay, RelayConfig};
@@ -86,7 +91,34 @@ impl Application {
                 read_models.wait_for(committed.position).await;
             }
 
+            harden_commands::install_crypto_provider();
+            let passwords = Passwords::new(
+                KdfParams { m_kib: settings.argon2_m_kib, t: settings.argon2_t, p: settings.argon2_p },
+                settings.argon2_memory_budget_mib,
+            )?;
+            let mailer = settings
+                .smtp_url
+                .as_ref()
+                .map(|url| Mailer::new(secrecy::ExposeSecret::expose_secret(url), &settings.smtp_from))
+                .transpose()?;
+            let stripe = settings.stripe().map(Stripe::new).transpose()?;
+            let public_url = if settings.public_url.is_empty() {
+                format!("http://{}", settings.proxy_addr)
+            } else {
+                settings.public_url.clone()
+            };
+            let onboarding = Onboarding::new(
+                harden.clone(),
+                passwords,
+                mailer,
+                stripe,
+                OnboardingConfig { token_ttl: Duration::from_secs(settings.verification_token_ttl_secs), public_url },
+            );
+            let trusted_proxies = TrustedProxies::parse(&settings.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!("HARDEN_TRUSTED_PROXIES: {e}"))?;
             let state = AppState {
+                onboarding: Arc::new(onboarding),
+                trusted_proxies: Arc::new(trusted_proxies),
                 harden,
                 directory: Directory::new(pool.clone()),
                 kv: Kv::new(pool.clone()),

@@ -80,6 +80,15 @@ impl IntoResponse for ApiError {
                 CommandError::Forbidden(msg) => body(StatusCode::FORBIDDEN, msg),
                 CommandError::NotFound(msg) => body(StatusCode::NOT_FOUND, msg),
                 CommandError::Conflict(msg) => body(StatusCode::CONFLICT, msg),
+                CommandError::Gone(msg) => body(StatusCode::GONE, msg),
+                CommandError::PaymentRefused(msg) => body(StatusCode::PAYMENT_REQUIRED, msg),
+                CommandError::Upstream(msg) => body(StatusCode::BAD_GATEWAY, msg),
+                CommandError::Throttled { retry_after_secs } => {
+                    let mut response =
+                        body(StatusCode::TOO_MANY_REQUESTS, CommandError::Throttled { retry_after_secs }.to_string());
+                    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after_secs));
+                    response
+                }
                 CommandError::VersionConflict { current } => {
                     let error = CommandError::VersionConflict { current }.to_string();
                     (StatusCode::CONFLICT, Json(ErrorBody { error, current_version: Some(current) })).into_response()

@@ -1,6 +1,7 @@
 //! Extractors whose failures are `{ "error": ... }` bodies with a 4xx status, never axum's plain
 //! text: JSON bodies, path parameters, and the calling principal.
 
+use std::net::IpAddr;
 use std::ops::Deref;
 
 use axum::extract::path::ErrorKind;
@@ -156,5 +157,135 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
         let request_id = parts.headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         Ok(Caller { principal, request_id })
+    }
+}
+
+/// Addresses (single or CIDR) of the load balancers and proxies in front of harden, whose
+/// `X-Forwarded-For` is believed. Nobody else's is: a client could write anything there.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// A comma-separated list such as `127.0.0.1, 10.0.0.0/8, fd00::/8`.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut nets = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (addr, bits) = match item.split_once('/') {
+                Some((addr, bits)) => (addr, Some(bits)),
+                None => (item, None),
+            };
+            let addr: IpAddr = addr.parse().map_err(|_| format!("'{item}' is not an IP address or CIDR block"))?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let bits = match bits {
+                None => max,
+                Some(b) => b
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|b| *b <= max)
+                    .ok_or_else(|| format!("'{item}' has an invalid prefix length"))?,
+            };
+            nets.push((addr, bits));
+        }
+        Ok(Self(nets))
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|(net, bits)| match (net, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*bits)).unwrap_or(0);
+                u32::from(*net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(*bits)).unwrap_or(0);
+                u128::from(*net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        })
+    }
+
+    /// The client's address: the peer, unless the peer is a trusted proxy; then the nearest address
+    /// in `X-Forwarded-For` that is not itself a trusted proxy.
+    pub fn client(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        let peer = peer.to_canonical();
+        if !self.contains(peer) {
+            return peer;
+        }
+        let hops: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
+            .collect();
+        hops.iter()
+            .rev()
+            .map(|ip| ip.to_canonical())
+            .find(|ip| !self.contains(*ip))
+            .or(hops.first().copied())
+            .unwrap_or(peer)
+    }
+}
+
+/// The address a request came from (see [`TrustedProxies`]), and its request id.
+pub struct Client {
+    pub addr: IpAddr,
+    pub request_id: Option<String>,
+}
+
+impl Client {
+    /// Metadata for the events an anonymous request appends.
+    pub fn meta(&self) -> Meta {
+        Meta { org_id: None, actor: None, request_id: self.request_id.clone() }
+    }
+}
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let request_id = parts.headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok(Client { addr: state.trusted_proxies.client(peer, &parts.headers), request_id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue};
+
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let trusted = TrustedProxies::parse("127.0.0.1, 10.0.0.0/8").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 203.0.113.9, 10.1.2.3"));
+        // From a trusted proxy: the nearest untrusted hop.
+        assert_eq!(trusted.client(ip("127.0.0.1"), &headers), ip("203.0.113.9"));
+        assert_eq!(trusted.client(ip("10.9.9.9"), &headers), ip("203.0.113.9"));
+        // From anyone else: the peer, whatever the header says.
+        assert_eq!(trusted.client(ip("198.51.100.7"), &headers), ip("198.51.100.7"));
+        assert_eq!(TrustedProxies::default().client(ip("127.0.0.1"), &headers), ip("127.0.0.1"));
+        // No header: the peer.
+        assert_eq!(trusted.client(ip("127.0.0.1"), &HeaderMap::new()), ip("127.0.0.1"));
+        // IPv4-mapped IPv6 peers are matched as IPv4.
+        assert_eq!(trusted.client(ip("::ffff:127.0.0.1"), &headers), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn proxy_lists_are_checked() {
+        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
+        assert!(TrustedProxies::parse("nonsense").is_err());
+        assert!(TrustedProxies::parse("fd00::/8, ").unwrap().contains(ip("fd12::1")));
+        assert!(!TrustedProxies::parse("10.0.0.0/8").unwrap().contains(ip("11.0.0.1")));
     }
 }

@@ -2,11 +2,14 @@
 
 use std::sync::Arc;
 
+use harden_commands::onboarding::Onboarding;
 use harden_commands::Harden;
 use harden_projections::audit::Audit;
 use harden_projections::directory::Directory;
 use harden_projections::kv::Kv;
 use harden_projections::ReadModels;
+
+use crate::extract::TrustedProxies;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,4 +18,6 @@ pub struct AppState {
     pub kv: Kv,
     pub audit: Audit,
     pub read_models: ReadModels,
+    pub onboarding: Arc<Onboarding>,
+    pub trusted_proxies: Arc<TrustedProxies>,
 }

@@ -2,7 +2,9 @@
 //! message of every kind but `Internal` is written for the caller. `Internal` carries the cause for
 //! the log and is never shown.
 
+use harden_domain::email_claim::EmailClaimError;
 use harden_domain::org::OrgError;
+use harden_domain::registration::RegistrationError;
 use harden_domain::secret::SecretError;
 use harden_domain::user::UserError;
 use harden_domain::values::InvalidValue;
@@ -27,6 +29,19 @@ pub enum Error {
     /// A check-and-set write found another version current.
     #[error("version conflict: the current version is {current}")]
     VersionConflict { current: u64 },
+    /// It existed once and is gone for good (an expired verification token).
+    #[error("{0}")]
+    Gone(String),
+    /// The payment provider refused (a declined card), with its reason.
+    #[error("{0}")]
+    PaymentRefused(String),
+    /// An outside service (Stripe, the mail server) failed or could not be reached; the caller may
+    /// retry.
+    #[error("{0}")]
+    Upstream(String),
+    /// Too many failures; try again after this many seconds.
+    #[error("too many failed attempts; try again later")]
+    Throttled { retry_after_secs: u64 },
     /// Concurrent writers kept winning; the caller may retry.
     #[error("too many concurrent changes to the same record, retry shortly")]
     Busy,
@@ -95,5 +110,24 @@ impl From<SecretError> for Error {
             SecretError::NotFound => Error::NotFound(e.to_string()),
             SecretError::VersionMismatch { current } => Error::VersionConflict { current },
         }
+    }
+}
+
+impl From<RegistrationError> for Error {
+    fn from(e: RegistrationError) -> Self {
+        let msg = e.to_string();
+        match e {
+            RegistrationError::NotFound => Error::Invalid(msg),
+            RegistrationError::Expired => Error::Gone(msg),
+            RegistrationError::AlreadyRequested
+            | RegistrationError::AlreadyCompleted
+            | RegistrationError::PaidDifferently => Error::Conflict(msg),
+        }
+    }
+}
+
+impl From<EmailClaimError> for Error {
+    fn from(e: EmailClaimError) -> Self {
+        Error::Conflict(e.to_string())
     }
 }

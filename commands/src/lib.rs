@@ -14,9 +14,12 @@
 //! - [`bootstrap`] — the server's master key and the global admin.
 //! - [`access`] — the tenant and role rules every route applies.
 //! - [`service`] — the operations the API calls (create an org, create a user, rotate a key, ...).
+//! - [`onboarding`] — self-service registration, verification (with [`billing`], Stripe, and
+//!   [`mail`], SMTP) and org-admin sign-in, with [`passwords`] and the sign-in [`throttle`].
 //! - [`error`] — what a command can answer besides success.
 
 pub mod access;
+pub mod billing;
 pub mod bootstrap;
 pub mod bus;
 pub mod credentials;
@@ -24,9 +27,20 @@ pub mod db;
 pub mod error;
 pub mod ids;
 pub mod keys;
+pub mod mail;
+pub mod onboarding;
+pub mod passwords;
 pub mod service;
+pub mod throttle;
 
 pub use bus::{Committed, Meta, Position};
 pub use credentials::Principal;
 pub use error::Error;
 pub use service::Harden;
+
+/// One rustls crypto provider for the process (ring). The Stripe client and lettre build TLS
+/// configurations from the process default; with two providers compiled in and none chosen, the
+/// first TLS connection would panic.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -95,6 +95,10 @@ impl Harden {
         &self.pool
     }
 
+    pub fn ids(&self) -> &IdHasher {
+        &self.ids
+    }
+
     pub async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, Error> {
         Ok(credentials::authenticate(&self.pool, presented).await?)
     }
@@ -110,7 +114,7 @@ impl Harden {
         let name = OrgName::parse(name)?;
         let plan = plan.map(parse_plan).transpose()?.unwrap_or(Plan::Free);
         let org_id = OrgId::from_uuid(Uuid::new_v4());
-        let command = OrgCommand::CreateOrg { org_id, name: name.clone(), plan };
+        let command = OrgCommand::CreateOrg { org_id, name: name.clone(), plan, subscription: None };
         let committed = self.orgs.execute(&org_id.to_string(), command, &meta.with_org(org_id)).await?;
         Ok(CreatedOrg { org_id, name, plan, committed })
     }

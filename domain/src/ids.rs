@@ -59,6 +59,14 @@ uuid_id!(
 /// Namespace for ids that harden derives rather than draws (UUID v5).
 const HARDEN_NAMESPACE: Uuid = Uuid::from_u128(0x6861_7264_656e_4000_8000_0000_0000_0000);
 
+impl OrgId {
+    /// The org a self-service registration becomes: derived from the registration, so a verification
+    /// that stopped half-way and is tried again finishes the same org instead of making a second.
+    pub fn of_registration(registration_id: &str) -> OrgId {
+        OrgId(Uuid::new_v5(&HARDEN_NAMESPACE, format!("registration-org:{registration_id}").as_bytes()))
+    }
+}
+
 impl UserId {
     /// The global admin has one fixed aggregate id, so two instances bootstrapping an empty database
     /// at once race on one aggregate and exactly one of them wins.

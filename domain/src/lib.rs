@@ -13,14 +13,19 @@
 //! - [`org`] — the Org aggregate.
 //! - [`user`] — the User aggregate (profile, role, API keys, key material).
 //! - [`secret`] — the Secret aggregate: one encrypted KV record.
+//! - [`registration`] — a self-service sign-up, from request to org; [`email_claim`] — who holds an
+//!   email address (one org admin per address) and its password hash.
 //! - [`crypto`] — the envelope crypto (values, the X-Wing hybrid wrap, sealed private keys), pure.
 //! - [`envelope`] — the value ciphertext format the Backend relies on (its overhead).
 
 pub mod crypto;
+pub mod email_claim;
 pub mod envelope;
 pub mod ids;
 pub mod org;
+pub mod password;
 pub mod plan;
+pub mod registration;
 pub mod role;
 pub mod secret;
 pub mod user;

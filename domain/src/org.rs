@@ -1,4 +1,5 @@
-//! The Org aggregate: a tenant, its name and its plan.
+//! The Org aggregate: a tenant, its name, its plan and (for a self-service paid plan) its Stripe
+//! subscription.
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
@@ -6,21 +7,51 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::ids::OrgId;
-use crate::plan::{Plan, PlanLimits};
+use crate::plan::{Plan, PlanLimits, Subscription};
 use crate::values::OrgName;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum OrgCommand {
-    CreateOrg { org_id: OrgId, name: OrgName, plan: Plan },
-    ChangePlan { plan: Plan },
+    CreateOrg {
+        org_id: OrgId,
+        name: OrgName,
+        plan: Plan,
+        subscription: Option<Subscription>,
+    },
+    ChangePlan {
+        plan: Plan,
+    },
+    /// Stripe says the subscription ended (deleted, or unpaid): the org falls back to the free
+    /// plan's limits. A subscription that is not the org's current one changes nothing.
+    EndSubscription {
+        subscription_id: String,
+        reason: String,
+    },
 }
 
 /// Both events carry the limits of the plan they put in force: the append-time limit check reads
 /// them (migration 0005), and the history shows what applied when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum OrgEvent {
-    OrgCreated { org_id: OrgId, name: OrgName, plan: Plan, limits: PlanLimits },
-    OrgPlanChanged { org_id: OrgId, from: Plan, to: Plan, limits: PlanLimits },
+    OrgCreated {
+        org_id: OrgId,
+        name: OrgName,
+        plan: Plan,
+        limits: PlanLimits,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subscription: Option<Subscription>,
+    },
+    OrgPlanChanged {
+        org_id: OrgId,
+        from: Plan,
+        to: Plan,
+        limits: PlanLimits,
+    },
+    OrgSubscriptionEnded {
+        org_id: OrgId,
+        subscription_id: String,
+        reason: String,
+    },
 }
 
 impl DomainEvent for OrgEvent {
@@ -28,6 +59,7 @@ impl DomainEvent for OrgEvent {
         match self {
             OrgEvent::OrgCreated { .. } => "OrgCreated",
             OrgEvent::OrgPlanChanged { .. } => "OrgPlanChanged",
+            OrgEvent::OrgSubscriptionEnded { .. } => "OrgSubscriptionEnded",
         }
         .to_owned()
     }
@@ -48,6 +80,8 @@ pub enum OrgError {
 pub struct Org {
     id: Option<OrgId>,
     plan: Option<Plan>,
+    /// The live subscription; gone once it ended.
+    subscription: Option<Subscription>,
 }
 
 impl Org {
@@ -68,11 +102,25 @@ impl Aggregate for Org {
 
     async fn handle(&mut self, command: OrgCommand, _services: &(), sink: &EventSink<Self>) -> Result<(), OrgError> {
         match command {
-            OrgCommand::CreateOrg { org_id, name, plan } => {
+            OrgCommand::CreateOrg { org_id, name, plan, subscription } => {
                 if self.exists() {
                     return Err(OrgError::AlreadyExists);
                 }
-                sink.write(OrgEvent::OrgCreated { org_id, name, plan, limits: plan.limits() }, self).await;
+                sink.write(OrgEvent::OrgCreated { org_id, name, plan, limits: plan.limits(), subscription }, self)
+                    .await;
+            }
+            OrgCommand::EndSubscription { subscription_id, reason } => {
+                let (Some(org_id), Some(from)) = (self.id, self.plan) else {
+                    return Err(OrgError::NotFound);
+                };
+                // A duplicate delivery finds the subscription already ended: nothing twice.
+                if self.subscription.as_ref().is_some_and(|s| s.subscription_id == subscription_id) {
+                    sink.write(OrgEvent::OrgSubscriptionEnded { org_id, subscription_id, reason }, self).await;
+                    if from != Plan::Free {
+                        let to = Plan::Free;
+                        sink.write(OrgEvent::OrgPlanChanged { org_id, from, to, limits: to.limits() }, self).await;
+                    }
+                }
             }
             OrgCommand::ChangePlan { plan } => {
                 let (Some(org_id), Some(from)) = (self.id, self.plan) else {
@@ -90,11 +138,13 @@ impl Aggregate for Org {
 
     fn apply(&mut self, event: OrgEvent) {
         match event {
-            OrgEvent::OrgCreated { org_id, plan, .. } => {
+            OrgEvent::OrgCreated { org_id, plan, subscription, .. } => {
                 self.id = Some(org_id);
                 self.plan = Some(plan);
+                self.subscription = subscription;
             }
             OrgEvent::OrgPlanChanged { to, .. } => self.plan = Some(to),
+            OrgEvent::OrgSubscriptionEnded { .. } => self.subscription = None,
         }
     }
 }
@@ -116,14 +166,67 @@ mod tests {
             name: OrgName::parse("acme").unwrap(),
             plan: Plan::Free,
             limits: Plan::Free.limits(),
+            subscription: None,
         }
+    }
+
+    fn subscription() -> Subscription {
+        Subscription { customer_id: "cus_1".to_owned(), subscription_id: "sub_1".to_owned() }
+    }
+
+    fn created_paid() -> OrgEvent {
+        OrgEvent::OrgCreated {
+            org_id: org_id(),
+            name: OrgName::parse("acme").unwrap(),
+            plan: Plan::Smb,
+            limits: Plan::Smb.limits(),
+            subscription: Some(subscription()),
+        }
+    }
+
+    fn end(subscription_id: &str) -> OrgCommand {
+        OrgCommand::EndSubscription { subscription_id: subscription_id.to_owned(), reason: "deleted".to_owned() }
+    }
+
+    #[test]
+    fn an_ended_subscription_moves_the_org_to_the_free_plan_once() {
+        let ended = OrgEvent::OrgSubscriptionEnded {
+            org_id: org_id(),
+            subscription_id: "sub_1".to_owned(),
+            reason: "deleted".to_owned(),
+        };
+        let downgraded =
+            OrgEvent::OrgPlanChanged { org_id: org_id(), from: Plan::Smb, to: Plan::Free, limits: Plan::Free.limits() };
+        TestFramework::<Org>::with(())
+            .given(vec![created_paid()])
+            .when(end("sub_1"))
+            .then_expect_events(vec![ended.clone(), downgraded.clone()]);
+        TestFramework::<Org>::with(())
+            .given(vec![created_paid(), ended, downgraded])
+            .when(end("sub_1"))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn another_subscription_ending_changes_nothing() {
+        TestFramework::<Org>::with(()).given(vec![created_paid()]).when(end("sub_other")).then_expect_events(vec![]);
+        TestFramework::<Org>::with(()).given(vec![created()]).when(end("sub_1")).then_expect_events(vec![]);
+        TestFramework::<Org>::with(())
+            .given_no_previous_events()
+            .when(end("sub_1"))
+            .then_expect_error(OrgError::NotFound);
     }
 
     #[test]
     fn create_org_records_name_and_plan() {
         TestFramework::<Org>::with(())
             .given_no_previous_events()
-            .when(OrgCommand::CreateOrg { org_id: org_id(), name: OrgName::parse("acme").unwrap(), plan: Plan::Free })
+            .when(OrgCommand::CreateOrg {
+                org_id: org_id(),
+                name: OrgName::parse("acme").unwrap(),
+                plan: Plan::Free,
+                subscription: None,
+            })
             .then_expect_events(vec![created()]);
     }
 
@@ -131,7 +234,12 @@ mod tests {
     fn create_org_refuses_an_existing_org() {
         TestFramework::<Org>::with(())
             .given(vec![created()])
-            .when(OrgCommand::CreateOrg { org_id: org_id(), name: OrgName::parse("other").unwrap(), plan: Plan::Smb })
+            .when(OrgCommand::CreateOrg {
+                org_id: org_id(),
+                name: OrgName::parse("other").unwrap(),
+                plan: Plan::Smb,
+                subscription: None,
+            })
             .then_expect_error(OrgError::AlreadyExists);
     }
 

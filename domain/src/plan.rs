@@ -26,6 +26,13 @@ pub struct PlanPricing {
     pub monthly_usd: f64,
 }
 
+/// A paid plan's Stripe subscription.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub customer_id: String,
+    pub subscription_id: String,
+}
+
 const MIB: u64 = 1024 * 1024;
 
 /// The enterprise plan is not self-service: this is where people are sent instead.

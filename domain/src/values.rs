@@ -142,6 +142,53 @@ impl SealedPrivateKeys {
     }
 }
 
+/// An email address: trimmed, lower-cased (it identifies an account, so `Jane@Example.com` and
+/// `jane@example.com` are one), and of the usual syntax: a dot-atom local part of at most 64
+/// characters, `@`, a domain of at least two DNS labels with an alphabetic top-level label; 254
+/// characters at most. Quoted local parts and address literals are refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let bad = || invalid("email is not a valid email address");
+        let email = raw.trim().to_lowercase();
+        if email.len() > 254 {
+            return Err(bad());
+        }
+        let (local, domain) = email.rsplit_once('@').ok_or_else(bad)?;
+        let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+        if local.is_empty()
+            || local.len() > 64
+            || local.split('.').any(|part| part.is_empty() || !part.chars().all(atext))
+        {
+            return Err(bad());
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        let label_ok = |l: &&str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        let tld = labels.last().copied().unwrap_or_default();
+        if labels.len() < 2
+            || !labels.iter().all(label_ok)
+            || tld.len() < 2
+            || !tld.chars().all(|c| c.is_ascii_alphabetic())
+        {
+            return Err(bad());
+        }
+        Ok(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Proof that the caller holds the user secret that sealed a user's private keys: 32 bytes the Proxy
 /// derives from the key-encryption key ([`crate::crypto::seal_proof`]). It travels only when keys are
 /// stored; the Backend keeps nothing but its [`SealVerifier`], so whoever holds just the API key cannot
@@ -205,6 +252,38 @@ impl ApiKeyHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emails_are_normalized_and_checked() {
+        assert_eq!(Email::parse("  Jane.Doe+vault@Example.COM ").unwrap().as_str(), "jane.doe+vault@example.com");
+        for good in ["a@b.co", "o'brien@mail.example.org", "x_y-z@sub-domain.example.io"] {
+            assert!(Email::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "jane@",
+            "jane@localhost",
+            "jane@example.c",
+            "jane@example.123",
+            "jane..doe@example.com",
+            ".jane@example.com",
+            "jane.@example.com",
+            "jane doe@example.com",
+            "jane@exa mple.com",
+            "jane@-example.com",
+            "jane@example-.com",
+            "jane@@example.com",
+            "\"jane\"@example.com",
+            "jane@[127.0.0.1]",
+            "jané@example.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
+        assert!(Email::parse(&format!("a@{}.com", "b".repeat(64))).is_err());
+    }
 
     #[test]
     fn names_are_trimmed_and_bounded() {

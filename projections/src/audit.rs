@@ -98,6 +98,10 @@ pub fn entry_for(event: &StoredEvent) -> anyhow::Result<Option<Draft>> {
                 details: Some(json!({ "from": from.key(), "to": to.key() })),
                 ..draft(SCOPE_ADMIN, "org.plan_change")
             },
+            OrgEvent::OrgSubscriptionEnded { subscription_id, reason, .. } => Draft {
+                details: Some(json!({ "subscriptionId": subscription_id, "reason": reason })),
+                ..draft(SCOPE_ADMIN, "org.subscription_end")
+            },
         },
         "User" => {
             let (action, subject, details) =

@@ -2,6 +2,7 @@
 //! needs it, a private throwaway PostgreSQL cluster. This file only declares the modules.
 
 mod helpers;
+mod stand_ins;
 
 mod audit;
 mod bad_input;
@@ -17,5 +18,6 @@ mod openapi;
 mod orgs;
 mod plans;
 mod proxy;
+mod registration;
 mod replay;
 mod users;

@@ -12,6 +12,7 @@ use crate::layers;
 use crate::state::AppState;
 
 pub mod audit;
+pub mod auth;
 pub mod health;
 pub mod kv;
 pub mod me;
@@ -45,6 +46,10 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(BackendDoc::openapi())
         .routes(routes!(health::health))
         .routes(routes!(plans::list_plans))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::verify))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::stripe_webhook))
         .routes(routes!(orgs::create_org, orgs::list_orgs))
         .routes(routes!(orgs::change_plan))
         .routes(routes!(users::create_user, users::list_users))
