@@ -127,7 +127,8 @@ impl Default for Settings {
             follower_poll_ms: 500,
             idle_in_transaction_timeout_ms: 30_000,
             max_body_bytes: 64 * 1024,
-            trusted_proxies: String::new(),
+            // The Proxy, which by default runs on this host in front of the Backend.
+            trusted_proxies: "127.0.0.1, ::1".to_owned(),
             smtp_url: None,
             smtp_from: "harden <noreply@harden.localhost>".to_owned(),
             public_url: String::new(),

@@ -114,6 +114,8 @@ impl Application {
                 stripe,
                 OnboardingConfig { token_ttl: Duration::from_secs(settings.verification_token_ttl_secs), public_url },
             );
+            // The dummy password hash is made now, so no sign-in pays for it.
+            onboarding.warm_up().await?;
             let trusted_proxies = TrustedProxies::parse(&settings.trusted_proxies)
                 .map_err(|e| anyhow::anyhow!("HARDEN_TRUSTED_PROXIES: {e}"))?;
             let state = AppState {

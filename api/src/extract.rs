@@ -211,19 +211,24 @@ impl TrustedProxies {
         if !self.contains(peer) {
             return peer;
         }
-        let hops: Vec<IpAddr> = headers
+        // Walk from the nearest hop outwards: each trusted hop vouches for the one before it. A hop
+        // that is not an address (garbage, or `ip:port`) ends the walk at the last vouched address.
+        let hops: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
+            .map(str::trim)
             .collect();
-        hops.iter()
-            .rev()
-            .map(|ip| ip.to_canonical())
-            .find(|ip| !self.contains(*ip))
-            .or(hops.first().copied())
-            .unwrap_or(peer)
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if self.contains(ip) => client = ip.to_canonical(),
+                Ok(ip) => return ip.to_canonical(),
+                Err(_) => return client,
+            }
+        }
+        client
     }
 }
 
@@ -279,6 +284,12 @@ mod tests {
         assert_eq!(trusted.client(ip("127.0.0.1"), &HeaderMap::new()), ip("127.0.0.1"));
         // IPv4-mapped IPv6 peers are matched as IPv4.
         assert_eq!(trusted.client(ip("::ffff:127.0.0.1"), &headers), ip("203.0.113.9"));
+        // A hop that is not an address ends the walk: the client cannot pick a bucket with garbage.
+        let mut garbage = HeaderMap::new();
+        garbage.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, junk, 10.1.2.3"));
+        assert_eq!(trusted.client(ip("127.0.0.1"), &garbage), ip("10.1.2.3"));
+        garbage.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.1:4444"));
+        assert_eq!(trusted.client(ip("127.0.0.1"), &garbage), ip("127.0.0.1"));
     }
 
     #[test]

@@ -86,8 +86,9 @@ pub enum WebhookEvent {
 fn classify(e: StripeError) -> BillingError {
     match e {
         // The applicant's problem (a declined card, an unknown payment method). A 401/403 is this
-        // server's key, 409/429 a request in flight or a rate limit: those are not refusals.
-        StripeError::Stripe(api, 400 | 402 | 404) => {
+        // server's key, 409/429 a request in flight or a rate limit, an idempotency error a retry
+        // whose parameters changed (a price setting edited meanwhile): those are not refusals.
+        StripeError::Stripe(api, 400 | 402 | 404) if api.type_.as_str() != "idempotency_error" => {
             let mut reason = api.message.clone().unwrap_or_else(|| api.type_.as_str().to_owned());
             if let Some(code) = api.decline_code.as_deref().or(api.code.as_ref().map(|c| c.as_str())) {
                 reason = format!("{reason} ({code})");
@@ -226,7 +227,7 @@ pub fn verify_signature(secret: &str, header: &str, body: &[u8], now: i64) -> Re
         }
     }
     let timestamp = timestamp.ok_or(INVALID)?;
-    if (now - timestamp).abs() > SIGNATURE_TOLERANCE_SECS {
+    if now.abs_diff(timestamp) > SIGNATURE_TOLERANCE_SECS as u64 {
         return Err("Stripe-Signature timestamp is outside the tolerance");
     }
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
@@ -284,6 +285,7 @@ mod tests {
         assert!(verify_signature("whsec_a", &header, body.as_bytes(), 1000 + SIGNATURE_TOLERANCE_SECS + 1).is_err());
         assert!(verify_signature("whsec_a", "", body.as_bytes(), 1000).is_err());
         assert!(verify_signature("whsec_a", "t=1000,v1=zz", body.as_bytes(), 1000).is_err());
+        assert!(verify_signature("whsec_a", "t=-9223372036854775808,v1=00", body.as_bytes(), 1000).is_err());
         // A rolled secret: one of several v1 values matching is enough.
         let rolled = format!("{},v1={}", sign("whsec_old", 1000, body), &sign("whsec_a", 1000, body)[10..]);
         assert!(verify_signature("whsec_a", &rolled, body.as_bytes(), 1000).is_ok());

@@ -20,7 +20,9 @@ use secrecy::{ExposeSecret, SecretString};
 use harden_domain::email_claim::{EmailClaim, EmailClaimCommand};
 use harden_domain::org::OrgCommand;
 use harden_domain::plan::{Plan, Subscription};
-use harden_domain::registration::{Application, BillingCycle, Registration, RegistrationCommand, COUNTRIES};
+use harden_domain::registration::{
+    Application, BillingCycle, Registration, RegistrationCommand, RegistrationError, COUNTRIES,
+};
 use harden_domain::user::UserCommand;
 use harden_domain::values::{Email, OrgName, UserName};
 use harden_domain::{OrgId, Role, UserId};
@@ -138,6 +140,11 @@ impl Onboarding {
         Self { harden, registrations, claims, passwords, throttle: LoginThrottle::default(), mailer, stripe, config }
     }
 
+    /// Prepares what the first sign-in would otherwise pay for (the dummy hash).
+    pub async fn warm_up(&self) -> anyhow::Result<()> {
+        self.passwords.warm_up().await
+    }
+
     pub fn stripe(&self) -> Option<&Stripe> {
         self.stripe.as_ref()
     }
@@ -152,8 +159,17 @@ impl Onboarding {
 
     /// Records a pending registration and sends the verification email (or, to an address that
     /// already has an account, an email saying so: the answer is the same either way).
-    pub async fn register(&self, req: RegistrationRequest<'_>, meta: Meta) -> Result<Registered, Error> {
+    pub async fn register(
+        &self,
+        req: RegistrationRequest<'_>,
+        client: IpAddr,
+        meta: Meta,
+    ) -> Result<Registered, Error> {
         let mut application = validate(&req, self.stripe.is_some())?;
+        // Each registration costs an Argon2id hash and sends an email: bounded per client address.
+        self.throttle
+            .register(client)
+            .map_err(|retry_after| Error::Throttled { retry_after_secs: retry_after.as_secs() })?;
         application.password_hash = self.passwords.hash(req.password).await?;
         let mut bytes = [0u8; TOKEN_BYTES];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -207,13 +223,19 @@ impl Onboarding {
         }
         let registration_id = self.registration_id(token);
         let registration = self.registrations.load(&registration_id).await?;
-        registration.check_open(Utc::now())?;
         let application = registration.application().ok_or_else(invalid)?.clone();
         let claim_id = self.claim_id(&application.email);
-        if let Some(holder) = self.claims.load(&claim_id).await?.holder() {
-            if holder.registration_id != registration_id {
-                return Err(Error::Conflict(harden_domain::email_claim::EmailClaimError::Taken.to_string()));
-            }
+        let holder = self.claims.load(&claim_id).await?.holder().map(|h| h.registration_id.clone());
+        match registration.check_open(Utc::now()) {
+            // Expired, but this registration already holds the email (it stopped after claiming
+            // it): finish it rather than strand the address.
+            Err(RegistrationError::Expired) if holder.as_deref() == Some(registration_id.as_str()) => {}
+            other => other?,
+        }
+        if holder.as_ref().is_some_and(|h| *h != registration_id) {
+            // Another registration of this address won; if this one had paid, undo the payment.
+            self.cancel_payment(&registration_id, registration.subscription()).await;
+            return Err(Error::Conflict(harden_domain::email_claim::EmailClaimError::Taken.to_string()));
         }
         let org_id = OrgId::of_registration(&registration_id);
         let user_id = UserId::first_admin_of(org_id);
@@ -231,10 +253,8 @@ impl Onboarding {
         if let Err(e) = self.claims.execute(&claim_id, claim, &meta).await {
             // Another registration of this address won the race after this one paid: undo the
             // payment rather than leave a subscription without an org.
-            if let (Error::Conflict(_), Some(paid), Some(stripe)) = (&e, &subscription, &self.stripe) {
-                if let Err(cancel) = stripe.cancel(&paid.subscription_id, &registration_id).await {
-                    tracing::error!(error = %cancel, subscription = %paid.subscription_id, "cancelling the subscription of a registration that lost its email claim failed");
-                }
+            if matches!(e, Error::Conflict(_)) {
+                self.cancel_payment(&registration_id, subscription.as_ref()).await;
             }
             return Err(e);
         }
@@ -274,7 +294,7 @@ impl Onboarding {
                 other?;
             }
         }
-        let complete = RegistrationCommand::Complete { org_id, user_id, now: Utc::now() };
+        let complete = RegistrationCommand::Complete { org_id, user_id };
         let committed = self.registrations.execute(&registration_id, complete, &org_meta).await?;
         Ok((key.plaintext, committed))
     }
@@ -303,6 +323,7 @@ impl Onboarding {
             plan: application.plan,
             billing_cycle: application.billing_cycle,
         };
+        self.registrations.execute(registration_id, RegistrationCommand::RecordPaymentStarted, meta).await?;
         match stripe.subscribe(&checkout).await {
             Ok(subscription) => {
                 let record = RegistrationCommand::RecordPaid { subscription: subscription.clone() };
@@ -318,6 +339,16 @@ impl Onboarding {
             Err(BillingError::Unavailable(reason)) => {
                 tracing::warn!(reason = %reason, "Stripe unavailable during verification");
                 Err(Error::Upstream(format!("Stripe could not be reached ({reason}); try the same link again later")))
+            }
+        }
+    }
+
+    /// Cancels the subscription of a registration that cannot become an org (best effort: logged
+    /// when it fails, for an operator to finish in Stripe).
+    async fn cancel_payment(&self, registration_id: &str, subscription: Option<&Subscription>) {
+        if let (Some(paid), Some(stripe)) = (subscription, &self.stripe) {
+            if let Err(e) = stripe.cancel(&paid.subscription_id, registration_id).await {
+                tracing::error!(error = %e, subscription = %paid.subscription_id, "cancelling the subscription of a registration that lost its email failed; cancel it in Stripe");
             }
         }
     }
@@ -368,6 +399,16 @@ impl Onboarding {
         reason: &str,
         meta: Meta,
     ) -> Result<(), Error> {
+        // An unpaid subscription would bill again once its invoice is paid, while the org is already
+        // on the free plan: end it in Stripe too.
+        if reason == "unpaid" {
+            if let Some(stripe) = &self.stripe {
+                if let Err(e) = stripe.cancel(subscription_id, &format!("unpaid-{org_id}")).await {
+                    tracing::warn!(error = %e, "cancelling an unpaid subscription failed; Stripe will deliver again");
+                    return Err(Error::Upstream(format!("cancelling the unpaid subscription failed: {e}")));
+                }
+            }
+        }
         let command =
             OrgCommand::EndSubscription { subscription_id: subscription_id.to_owned(), reason: reason.to_owned() };
         match self.harden.orgs.execute(&org_id.to_string(), command, &meta.with_org(org_id)).await {

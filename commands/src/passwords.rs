@@ -46,17 +46,26 @@ impl Passwords {
             .ok_or_else(|| anyhow::anyhow!("password hashing failed"))
     }
 
-    /// Whether `password` matches `phc`; with no hash (an unknown account) it checks against a
-    /// dummy hash of this server's parameters and answers false, in the same time.
-    pub async fn verify(&self, phc: Option<&str>, password: &str) -> anyhow::Result<bool> {
-        let dummy = self
-            .dummy
+    async fn dummy(&self) -> anyhow::Result<&String> {
+        self.dummy
             .get_or_try_init(|| async {
                 let mut random = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut random);
                 self.hash(&hex::encode(random)).await
             })
-            .await?;
+            .await
+    }
+
+    /// Makes the dummy hash now (at start-up), so that the first unknown-email sign-in does not
+    /// take longer than a known one.
+    pub async fn warm_up(&self) -> anyhow::Result<()> {
+        self.dummy().await.map(|_| ())
+    }
+
+    /// Whether `password` matches `phc`; with no hash (an unknown account) it checks against a
+    /// dummy hash of this server's parameters and answers false, in the same time.
+    pub async fn verify(&self, phc: Option<&str>, password: &str) -> anyhow::Result<bool> {
+        let dummy = self.dummy().await?;
         let known = phc.is_some();
         let phc = phc.unwrap_or(dummy).to_owned();
         let m_kib = password::params_of(&phc).map_or(self.params.m_kib, |p| p.m_kib);

@@ -15,31 +15,57 @@ pub const MAX_PER_ADDRESS: u32 = 50;
 /// From this many failures of one email from one address on, each answer waits a little longer.
 const SLOW_FROM: u32 = 2;
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// From this many failures from one address on, every answer to it waits a little.
+const SLOW_ADDRESS_FROM: u32 = 10;
+/// Registrations from one address per window (each costs an Argon2id hash and an email).
+pub const MAX_REGISTRATIONS_PER_ADDRESS: u32 = 20;
+pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(60 * 60);
 /// Entries kept before expired ones are swept.
 const SWEEP_ABOVE: usize = 10_000;
+
+/// The unit an address is counted in: IPv4 addresses one by one, IPv6 by /64 (one subscriber
+/// usually holds a whole /64, and could otherwise rotate through it for fresh counters).
+fn bucket(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
+}
 
 struct Counter<K> {
     counts: Mutex<HashMap<K, (u32, Instant)>>,
     max: u32,
+    window: Duration,
+    next_sweep: Mutex<Instant>,
 }
 
 impl<K: Eq + Hash + Clone> Counter<K> {
     fn new(max: u32) -> Self {
-        Self { counts: Mutex::new(HashMap::new()), max }
+        Self::with_window(max, WINDOW)
+    }
+
+    fn with_window(max: u32, window: Duration) -> Self {
+        Self { counts: Mutex::new(HashMap::new()), max, window, next_sweep: Mutex::new(Instant::now()) }
     }
 
     /// Counts one attempt; `Err(retry_after)` past the limit (the attempt is then not counted).
     fn count(&self, key: &K, now: Instant) -> Result<u32, Duration> {
+        let window = self.window;
         let mut counts = self.counts.lock().expect("throttle lock");
+        // Sweep a large map at most once a minute, not on every attempt.
         if counts.len() > SWEEP_ABOVE {
-            counts.retain(|_, (_, start)| now.duration_since(*start) < WINDOW);
+            let mut next = self.next_sweep.lock().expect("throttle lock");
+            if now >= *next {
+                counts.retain(|_, (_, start)| now.duration_since(*start) < window);
+                *next = now + Duration::from_secs(60);
+            }
         }
         let entry = counts.entry(key.clone()).or_insert((0, now));
-        if now.duration_since(entry.1) >= WINDOW {
+        if now.duration_since(entry.1) >= window {
             *entry = (0, now);
         }
         if entry.0 >= self.max {
-            return Err(WINDOW.saturating_sub(now.duration_since(entry.1)).max(Duration::from_secs(1)));
+            return Err(window.saturating_sub(now.duration_since(entry.1)).max(Duration::from_secs(1)));
         }
         entry.0 += 1;
         Ok(entry.0)
@@ -59,11 +85,16 @@ impl<K: Eq + Hash + Clone> Counter<K> {
 pub struct LoginThrottle {
     per_account: Counter<(IpAddr, String)>,
     per_address: Counter<IpAddr>,
+    registrations: Counter<IpAddr>,
 }
 
 impl Default for LoginThrottle {
     fn default() -> Self {
-        Self { per_account: Counter::new(MAX_PER_ACCOUNT), per_address: Counter::new(MAX_PER_ADDRESS) }
+        Self {
+            per_account: Counter::new(MAX_PER_ACCOUNT),
+            per_address: Counter::new(MAX_PER_ADDRESS),
+            registrations: Counter::with_window(MAX_REGISTRATIONS_PER_ADDRESS, REGISTRATION_WINDOW),
+        }
     }
 }
 
@@ -79,20 +110,31 @@ impl LoginThrottle {
     /// the limit; a success clears the account's count ([`Self::succeeded`]).
     pub fn attempt(&self, address: IpAddr, account: &str) -> Verdict {
         let now = Instant::now();
-        if let Err(retry_after) = self.per_address.count(&address, now) {
-            return Verdict::Refuse { retry_after };
-        }
+        let address = bucket(address);
+        let from_address = match self.per_address.count(&address, now) {
+            Err(retry_after) => return Verdict::Refuse { retry_after },
+            Ok(n) if n > SLOW_ADDRESS_FROM => Duration::from_millis(250),
+            Ok(_) => Duration::ZERO,
+        };
         match self.per_account.count(&(address, account.to_owned()), now) {
             Err(retry_after) => Verdict::Refuse { retry_after },
-            Ok(n) if n > SLOW_FROM => Verdict::Proceed { delay: Duration::from_millis(250 << (n - SLOW_FROM - 1)) },
-            Ok(_) => Verdict::Proceed { delay: Duration::ZERO },
+            Ok(n) if n > SLOW_FROM => {
+                Verdict::Proceed { delay: from_address.max(Duration::from_millis(250 << (n - SLOW_FROM - 1))) }
+            }
+            Ok(_) => Verdict::Proceed { delay: from_address },
         }
     }
 
     /// A success: the account's failures are forgotten, and this attempt was no failure of the address.
     pub fn succeeded(&self, address: IpAddr, account: &str) {
+        let address = bucket(address);
         self.per_account.clear(&(address, account.to_owned()));
         self.per_address.uncount(&address);
+    }
+
+    /// Counts a registration from `address`; past the limit, refuses with 429.
+    pub fn register(&self, address: IpAddr) -> Result<(), Duration> {
+        self.registrations.count(&bucket(address), Instant::now()).map(|_| ())
     }
 }
 
@@ -126,6 +168,27 @@ mod tests {
         }
         assert!(matches!(throttle.attempt(ip(3), "fresh"), Verdict::Refuse { .. }));
         assert!(matches!(throttle.attempt(ip(4), "fresh"), Verdict::Proceed { .. }));
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_slash_64() {
+        let throttle = LoginThrottle::default();
+        for n in 0..MAX_PER_ACCOUNT {
+            let addr: IpAddr = format!("2001:db8:1:2::{n:x}").parse().unwrap();
+            assert!(matches!(throttle.attempt(addr, "a"), Verdict::Proceed { .. }));
+        }
+        assert!(matches!(throttle.attempt("2001:db8:1:2:ffff::1".parse().unwrap(), "a"), Verdict::Refuse { .. }));
+        assert!(matches!(throttle.attempt("2001:db8:1:3::1".parse().unwrap(), "a"), Verdict::Proceed { .. }));
+    }
+
+    #[test]
+    fn registrations_are_limited_per_address() {
+        let throttle = LoginThrottle::default();
+        for _ in 0..MAX_REGISTRATIONS_PER_ADDRESS {
+            assert!(throttle.register(ip(7)).is_ok());
+        }
+        assert!(throttle.register(ip(7)).is_err());
+        assert!(throttle.register(ip(8)).is_ok());
     }
 
     #[test]

@@ -59,10 +59,26 @@ pub struct Application {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegistrationCommand {
-    Request { registration_id: String, application: Application, expires_at: DateTime<Utc> },
-    RecordPaymentRefused { reason: String },
-    RecordPaid { subscription: Subscription },
-    Complete { org_id: OrgId, user_id: UserId, now: DateTime<Utc> },
+    Request {
+        registration_id: String,
+        application: Application,
+        expires_at: DateTime<Utc>,
+    },
+    /// About to call Stripe for the current attempt: from now on the registration may hold a
+    /// subscription, so it can be finished even after its token expired.
+    RecordPaymentStarted,
+    RecordPaymentRefused {
+        reason: String,
+    },
+    RecordPaid {
+        subscription: Subscription,
+    },
+    /// The org and its admin exist: the token is used. (Expiry is checked before the work starts,
+    /// not here: a verification that got as far as creating the org must be able to finish.)
+    Complete {
+        org_id: OrgId,
+        user_id: UserId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +87,10 @@ pub enum RegistrationEvent {
         registration_id: String,
         application: Application,
         expires_at: DateTime<Utc>,
+    },
+    RegistrationPaymentStarted {
+        registration_id: String,
+        attempt: u32,
     },
     /// Stripe refused (a declined card, a missing payment method): attempt `attempt` is over.
     RegistrationPaymentRefused {
@@ -93,6 +113,7 @@ impl DomainEvent for RegistrationEvent {
     fn event_type(&self) -> String {
         match self {
             Self::RegistrationRequested { .. } => "RegistrationRequested",
+            Self::RegistrationPaymentStarted { .. } => "RegistrationPaymentStarted",
             Self::RegistrationPaymentRefused { .. } => "RegistrationPaymentRefused",
             Self::RegistrationPaid { .. } => "RegistrationPaid",
             Self::RegistrationCompleted { .. } => "RegistrationCompleted",
@@ -124,6 +145,7 @@ pub struct Registration {
     application: Option<Application>,
     expires_at: Option<DateTime<Utc>>,
     refused_attempts: u32,
+    payment_started: bool,
     subscription: Option<Subscription>,
     completed: bool,
 }
@@ -142,13 +164,13 @@ impl Registration {
     pub fn is_completed(&self) -> bool {
         self.completed
     }
-    /// Whether the token can still finish this registration at `now`. A registration that was
-    /// paid can always be finished: the applicant must not pay for an org they never get.
+    /// Whether the token can still finish this registration at `now`. One that reached Stripe can
+    /// always be finished: the applicant must not pay for an org they never get.
     pub fn check_open(&self, now: DateTime<Utc>) -> Result<(), RegistrationError> {
         match (&self.id, self.expires_at) {
             (None, _) | (_, None) => Err(RegistrationError::NotFound),
             _ if self.completed => Err(RegistrationError::AlreadyCompleted),
-            (_, Some(expires)) if now >= expires && self.subscription.is_none() => Err(RegistrationError::Expired),
+            (_, Some(expires)) if now >= expires && !self.payment_started => Err(RegistrationError::Expired),
             _ => Ok(()),
         }
     }
@@ -182,6 +204,11 @@ impl Aggregate for Registration {
                 sink.write(RegistrationEvent::RegistrationRequested { registration_id, application, expires_at }, self)
                     .await;
             }
+            RegistrationCommand::RecordPaymentStarted => {
+                let registration_id = self.live_id()?;
+                let attempt = self.refused_attempts;
+                sink.write(RegistrationEvent::RegistrationPaymentStarted { registration_id, attempt }, self).await;
+            }
             RegistrationCommand::RecordPaymentRefused { reason } => {
                 let registration_id = self.live_id()?;
                 let attempt = self.refused_attempts;
@@ -199,8 +226,7 @@ impl Aggregate for Registration {
                     }
                 }
             }
-            RegistrationCommand::Complete { org_id, user_id, now } => {
-                self.check_open(now)?;
+            RegistrationCommand::Complete { org_id, user_id } => {
                 let registration_id = self.live_id()?;
                 sink.write(RegistrationEvent::RegistrationCompleted { registration_id, org_id, user_id }, self).await;
             }
@@ -215,6 +241,7 @@ impl Aggregate for Registration {
                 self.application = Some(application);
                 self.expires_at = Some(expires_at);
             }
+            RegistrationEvent::RegistrationPaymentStarted { .. } => self.payment_started = true,
             RegistrationEvent::RegistrationPaymentRefused { .. } => self.refused_attempts += 1,
             RegistrationEvent::RegistrationPaid { subscription, .. } => self.subscription = Some(subscription),
             RegistrationEvent::RegistrationCompleted { .. } => self.completed = true,
@@ -255,12 +282,18 @@ mod tests {
     fn subscription(n: u8) -> Subscription {
         Subscription { customer_id: format!("cus_{n}"), subscription_id: format!("sub_{n}") }
     }
-    fn complete(now: DateTime<Utc>) -> RegistrationCommand {
+    fn complete() -> RegistrationCommand {
         RegistrationCommand::Complete {
             org_id: OrgId::from_uuid(Uuid::from_u128(1)),
             user_id: UserId::from_uuid(Uuid::from_u128(2)),
-            now,
         }
+    }
+    fn registration(events: Vec<RegistrationEvent>) -> Registration {
+        let mut registration = Registration::default();
+        for event in events {
+            registration.apply(event);
+        }
+        registration
     }
     fn completed() -> RegistrationEvent {
         RegistrationEvent::RegistrationCompleted {
@@ -331,17 +364,26 @@ mod tests {
     }
 
     #[test]
-    fn completion_is_single_use_and_only_before_expiry() {
-        framework().given(vec![requested()]).when(complete(at(11))).then_expect_events(vec![completed()]);
+    fn completion_is_single_use() {
+        framework().given(vec![requested()]).when(complete()).then_expect_events(vec![completed()]);
         framework()
             .given(vec![requested(), completed()])
-            .when(complete(at(11)))
+            .when(complete())
             .then_expect_error(RegistrationError::AlreadyCompleted);
-        framework().given(vec![requested()]).when(complete(at(12))).then_expect_error(RegistrationError::Expired);
-        // Paid before it expired: it can still be finished.
-        let paid =
-            RegistrationEvent::RegistrationPaid { registration_id: "r1".to_owned(), subscription: subscription(1) };
-        framework().given(vec![requested(), paid]).when(complete(at(13))).then_expect_events(vec![completed()]);
-        framework().given_no_previous_events().when(complete(at(1))).then_expect_error(RegistrationError::NotFound);
+        framework().given_no_previous_events().when(complete()).then_expect_error(RegistrationError::NotFound);
+    }
+
+    #[test]
+    fn a_token_is_open_until_expiry_unless_the_payment_started() {
+        assert_eq!(registration(vec![requested()]).check_open(at(11)), Ok(()));
+        assert_eq!(registration(vec![requested()]).check_open(at(12)), Err(RegistrationError::Expired));
+        assert_eq!(
+            registration(vec![requested(), completed()]).check_open(at(11)),
+            Err(RegistrationError::AlreadyCompleted)
+        );
+        assert_eq!(Registration::default().check_open(at(1)), Err(RegistrationError::NotFound));
+        // Stripe was called before expiry: the registration can still be finished.
+        let started = RegistrationEvent::RegistrationPaymentStarted { registration_id: "r1".to_owned(), attempt: 0 };
+        assert_eq!(registration(vec![requested(), started]).check_open(at(13)), Ok(()));
     }
 }

@@ -404,7 +404,7 @@ async fn repeated_failures_are_refused_with_429_per_client_address() {
     assert_eq!(login_from("198.51.100.2", PASSWORD).await.status(), StatusCode::OK);
 
     // Without trusting the peer, X-Forwarded-For is ignored: all of these come from 127.0.0.1.
-    let untrusting = spawn_app().await;
+    let untrusting = spawn_app_with(|s| s.trusted_proxies = String::new()).await;
     let token = untrusting.registered_token(registration("target@example.com", "free")).await;
     expect_json(untrusting.verify(&token).await, StatusCode::OK).await;
     for n in 0..5 {
@@ -419,6 +419,43 @@ async fn repeated_failures_are_refused_with_429_per_client_address() {
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
     expect_error(untrusting.login("target@example.com", PASSWORD).await, StatusCode::TOO_MANY_REQUESTS).await;
+}
+
+#[tokio::test]
+async fn through_the_proxy_with_default_settings_an_attacker_cannot_lock_the_admin_out() {
+    // The Proxy appends the address it sees to X-Forwarded-For, and the Backend trusts the Proxy on
+    // this host by default: each client of the edge is counted on its own.
+    let app = spawn_app().await;
+    let token = app.registered_token(registration("edge-admin@example.com", "free")).await;
+    expect_json(app.verify(&token).await, StatusCode::OK).await;
+    let via_proxy = |client: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            app.proxy(
+                Method::POST,
+                "/auth/orgadmin/login",
+                &[("X-Forwarded-For", client)],
+                Some(json!({ "email": "edge-admin@example.com", "password": password })),
+            )
+            .await
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(via_proxy("203.0.113.66", "guessing wrong").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(via_proxy("203.0.113.66", "guessing wrong").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    expect_json(via_proxy("198.51.100.5", PASSWORD).await, StatusCode::OK).await;
+}
+
+#[tokio::test]
+async fn registrations_from_one_address_are_limited() {
+    let app = spawn_app().await;
+    for n in 0..harden_commands::throttle::MAX_REGISTRATIONS_PER_ADDRESS {
+        expect_json(app.register(registration(&format!("r{n}@example.com"), "free")).await, StatusCode::ACCEPTED).await;
+    }
+    let res = app.register(registration("one-more@example.com", "free")).await;
+    assert!(res.headers().get("retry-after").is_some());
+    expect_error(res, StatusCode::TOO_MANY_REQUESTS).await;
 }
 
 #[tokio::test]
@@ -478,7 +515,17 @@ async fn a_deleted_subscription_moves_the_org_to_the_free_plan_once() {
     assert_eq!(app.orgs().await[0]["plan"], "business");
 
     let signature = stripe_signature(WEBHOOK_SECRET, now, &body);
-    let received = expect_json(webhook(&app, &body, &signature).await, StatusCode::OK).await;
+    // Delivered to the public edge, the Proxy, which passes it on.
+    let res = app
+        .client
+        .post(format!("{}/webhooks/stripe", app.proxy))
+        .header("Stripe-Signature", &signature)
+        .header("Content-Type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    let received = expect_json(res, StatusCode::OK).await;
     assert_eq!(received["received"], true);
     let plan_changes = || async {
         sqlx::query_scalar::<_, i64>(

@@ -69,7 +69,7 @@ pub async fn register(
         billing_cycle: req.billing_cycle.as_deref(),
         payment_method: req.stripe_payment_method_id.as_deref(),
     };
-    let registered = state.onboarding.register(request, client.meta()).await?;
+    let registered = state.onboarding.register(request, client.addr, client.meta()).await?;
     let token = registered.verification_token.map(|t| t.expose_secret().to_owned());
     Ok((
         StatusCode::ACCEPTED,
@@ -98,7 +98,12 @@ pub async fn verify(
     client: Client,
     AppQuery(query): AppQuery<VerifyQuery>,
 ) -> Result<(Consistency, Json<ApiKeyResponse>), ApiError> {
-    let (key, committed) = state.onboarding.verify(&query.token, client.meta()).await?;
+    // Run to the end even if the client goes away: a verification cut off between Stripe and
+    // recording its answer would have to be resumed.
+    let onboarding = state.onboarding.clone();
+    let (key, committed) = tokio::spawn(async move { onboarding.verify(&query.token, client.meta()).await })
+        .await
+        .map_err(|e| anyhow::anyhow!("the verification task failed: {e}"))??;
     let freshness = state.read_models.wait_for(committed.position).await;
     Ok((Consistency(freshness), Json(ApiKeyResponse { api_key: key.expose_secret().to_owned() })))
 }

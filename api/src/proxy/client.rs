@@ -93,7 +93,8 @@ impl Backend {
             request = request.body(body);
         }
         let response = request.send().await.map_err(|e| {
-            tracing::warn!(error = %e, "the Backend is unreachable");
+            // Without the URL: its query may hold a verification token.
+            tracing::warn!(error = %e.without_url(), "the Backend is unreachable");
             ApiError::status(StatusCode::BAD_GATEWAY, "the Backend is unreachable")
         })?;
         let status = response.status();

@@ -112,6 +112,8 @@ pub fn router(state: ProxyState) -> Router {
     let router = router
         .route("/openapi.json", get(move || async move { Json(doc) }))
         .route("/admin/{*rest}", any(forward::pass_through))
-        .route("/auth/{*rest}", any(forward::pass_through));
+        .route("/auth/{*rest}", any(forward::pass_through))
+        // Stripe's webhook, so the Proxy can be the only public host (the Backend checks the signature).
+        .route("/webhooks/stripe", axum::routing::post(forward::pass_through));
     layers::apply(router.with_state(state), max_body)
 }
