@@ -28,6 +28,7 @@ use harden_projections::audit::Audit;
 use harden_projections::directory::Directory;
 use harden_projections::kv::Kv;
 use harden_projections::replay;
+use harden_projections::shares::Shares;
 use harden_projections::{wake, Follower, FollowerConfig, ReadModels};
 
 use crate::settings::Settings;
@@ -124,6 +125,7 @@ impl Application {
                 harden,
                 directory: Directory::new(pool.clone()),
                 kv: Kv::new(pool.clone()),
+                shares: Shares::new(pool.clone()),
                 audit: Audit::new(pool),
                 read_models,
             };

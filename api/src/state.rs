@@ -7,6 +7,7 @@ use harden_commands::Harden;
 use harden_projections::audit::Audit;
 use harden_projections::directory::Directory;
 use harden_projections::kv::Kv;
+use harden_projections::shares::Shares;
 use harden_projections::ReadModels;
 
 use crate::extract::TrustedProxies;
@@ -16,6 +17,7 @@ pub struct AppState {
     pub harden: Arc<Harden>,
     pub directory: Directory,
     pub kv: Kv,
+    pub shares: Shares,
     pub audit: Audit,
     pub read_models: ReadModels,
     pub onboarding: Arc<Onboarding>,

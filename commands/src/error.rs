@@ -6,6 +6,7 @@ use harden_domain::email_claim::EmailClaimError;
 use harden_domain::org::OrgError;
 use harden_domain::registration::RegistrationError;
 use harden_domain::secret::SecretError;
+use harden_domain::share::ShareError;
 use harden_domain::user::UserError;
 use harden_domain::values::InvalidValue;
 
@@ -109,6 +110,7 @@ impl From<SecretError> for Error {
         match e {
             SecretError::NotFound => Error::NotFound(e.to_string()),
             SecretError::VersionMismatch { current } => Error::VersionConflict { current },
+            SecretError::KeyChanged => Error::Conflict(e.to_string()),
         }
     }
 }
@@ -129,5 +131,16 @@ impl From<RegistrationError> for Error {
 impl From<EmailClaimError> for Error {
     fn from(e: EmailClaimError) -> Self {
         Error::Conflict(e.to_string())
+    }
+}
+
+impl From<ShareError> for Error {
+    fn from(e: ShareError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ShareError::NotFound => Error::NotFound(msg),
+            ShareError::AlreadyExists => Error::Conflict(msg),
+            ShareError::ExpiryInThePast => Error::Invalid(msg),
+        }
     }
 }

@@ -31,6 +31,7 @@ pub mod mail;
 pub mod onboarding;
 pub mod passwords;
 pub mod service;
+pub mod sharing;
 pub mod throttle;
 
 pub use bus::{Committed, Meta, Position};

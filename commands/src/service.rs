@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use harden_domain::org::{Org, OrgCommand};
 use harden_domain::plan::ENTERPRISE_CONTACT;
-use harden_domain::secret::{KeyName, Secret, SecretCommand, SecretEnvelope, SecretEvent};
+use harden_domain::secret::{KeyName, KeyUse, Secret, SecretCommand, SecretEnvelope, SecretEvent};
+use harden_domain::share::Share;
 use harden_domain::user::{User, UserCommand};
 use harden_domain::values::{OrgName, PublicKeys, SealProof, SealedPrivateKeys, UserName};
 use harden_domain::{OrgId, Plan, Role, UserId};
@@ -29,6 +30,7 @@ pub struct Harden {
     pub orgs: Commands<Org>,
     pub users: Commands<User>,
     pub secrets: Commands<Secret>,
+    pub shares: Commands<Share>,
 }
 
 /// The outcome of a KV write.
@@ -86,7 +88,8 @@ impl Harden {
             ids: IdHasher::from_master(master_key),
             orgs: Commands::new(pool.clone(), wakeup.clone()),
             users: Commands::new(pool.clone(), wakeup.clone()),
-            secrets: Commands::new(pool.clone(), wakeup).loading_last_event_only(),
+            secrets: Commands::new(pool.clone(), wakeup.clone()).loading_last_event_only(),
+            shares: Commands::new(pool.clone(), wakeup),
             pool,
         }
     }
@@ -244,6 +247,7 @@ impl Harden {
         key_name: &KeyName,
         envelope: SecretEnvelope,
         expected_version: Option<u64>,
+        key: KeyUse,
         meta: Meta,
     ) -> Result<WrittenSecret, Error> {
         let org = kv_org(caller)?;
@@ -253,6 +257,7 @@ impl Harden {
             key_name: key_name.clone(),
             envelope,
             expected_version,
+            key,
         };
         let id = self.ids.secret_id(caller.user_id, key_name);
         let (committed, events) = self.secrets.run(&id, command, &meta.with_org(org)).await?;

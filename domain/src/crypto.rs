@@ -304,6 +304,40 @@ impl KdfParams {
     }
 }
 
+/// A small message (a share's alias) encrypted to one user: a fresh data key wrapped to them,
+/// followed by the message under that key: `wrap_ecc ‖ wrap_kyber ‖ value`.
+pub fn seal_to(
+    recipient: &PublicKeys,
+    recipient_id: Uuid,
+    context: &RecordContext<'_>,
+    message: &[u8],
+    randomness: (&[u8; 32], &[u8; 64], [u8; NONCE_LEN], [u8; NONCE_LEN]),
+) -> Vec<u8> {
+    let (key_bytes, eseed, wrap_nonce, value_nonce) = randomness;
+    let key = DataKey::from_bytes(*key_bytes);
+    let (ecc, kyber) = wrap_data_key(recipient, recipient_id, context, &key, eseed, wrap_nonce);
+    let mut blob = ecc;
+    blob.extend_from_slice(&kyber);
+    blob.extend_from_slice(&encrypt_value(&key, value_nonce, context, message));
+    blob
+}
+
+/// Opens what [`seal_to`] made for `me`.
+pub fn open_sealed(
+    sk: &PrivateKeys,
+    me: Uuid,
+    context: &RecordContext<'_>,
+    blob: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if blob.len() < WRAP_ECC_LEN + WRAP_KYBER_LEN {
+        return Err(CryptoError::Malformed("sealed message"));
+    }
+    let (ecc, rest) = blob.split_at(WRAP_ECC_LEN);
+    let (kyber, value) = rest.split_at(WRAP_KYBER_LEN);
+    let key = unwrap_data_key(sk, me, context, ecc, kyber)?;
+    decrypt_value(&key, context, value)
+}
+
 /// The key-encryption key derived from a user secret.
 pub struct Kek {
     key: Zeroizing<[u8; 32]>,

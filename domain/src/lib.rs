@@ -13,6 +13,7 @@
 //! - [`org`] — the Org aggregate.
 //! - [`user`] — the User aggregate (profile, role, API keys, key material).
 //! - [`secret`] — the Secret aggregate: one encrypted KV record.
+//! - [`share`] — the Share aggregate: a recipient's read access to one KV record.
 //! - [`registration`] — a self-service sign-up, from request to org; [`email_claim`] — who holds an
 //!   email address (one org admin per address) and its password hash.
 //! - [`crypto`] — the envelope crypto (values, the X-Wing hybrid wrap, sealed private keys), pure.
@@ -28,6 +29,7 @@ pub mod plan;
 pub mod registration;
 pub mod role;
 pub mod secret;
+pub mod share;
 pub mod user;
 pub mod values;
 

@@ -69,6 +69,28 @@ impl SecretEnvelope {
     }
 }
 
+/// Which data key a write's ciphertext is under, as far as the writer says. Shares wrap the
+/// record's data key once per key epoch, so a write must not silently change the key under them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    /// Not said (a plain Backend client): an update keeps the epoch, a new record starts one.
+    Unspecified,
+    /// The key of this epoch, read from the record: refused if the record's key changed since.
+    Same(u64),
+    /// A new key for a record that does not exist: refused if it was created meanwhile.
+    Fresh,
+    /// A new key for the live record (a share was revoked): a new epoch.
+    Rotate,
+}
+
+/// Which life of the record (the version it began at) and which data key (the version that key
+/// began at) a version belongs to. Absent (zero) in events written before shares existed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEpoch {
+    pub life: u64,
+    pub epoch: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum SecretCommand {
     /// Create or update. With `expected_version`, a check-and-set: it applies only if the record's
@@ -79,6 +101,7 @@ pub enum SecretCommand {
         key_name: KeyName,
         envelope: SecretEnvelope,
         expected_version: Option<u64>,
+        key: KeyUse,
     },
     DeleteSecret,
 }
@@ -94,6 +117,8 @@ pub enum SecretEvent {
         envelope: SecretEnvelope,
         /// Key bytes + plaintext value bytes, checked against the plan at append time.
         kv_bytes: u64,
+        #[serde(default)]
+        key: KeyEpoch,
     },
     SecretUpdated {
         owner: UserId,
@@ -102,6 +127,8 @@ pub enum SecretEvent {
         version: u64,
         envelope: SecretEnvelope,
         kv_bytes: u64,
+        #[serde(default)]
+        key: KeyEpoch,
     },
     /// Soft delete of the live record; `version` is the version that was current.
     SecretDeleted { owner: UserId, org_id: OrgId, key_name: KeyName, version: u64 },
@@ -127,6 +154,10 @@ pub enum SecretError {
     NotFound,
     #[error("version conflict: the current version is {current}")]
     VersionMismatch { current: u64 },
+    #[error(
+        "the record's data key changed meanwhile (it was created, rotated or re-created); read it again and retry"
+    )]
+    KeyChanged,
 }
 
 /// A Secret's whole state follows from its last event alone (every event carries the identity and
@@ -138,9 +169,19 @@ pub struct Secret {
     /// The highest version ever written, across lives.
     last_version: u64,
     live: bool,
+    key: KeyEpoch,
 }
 
 impl Secret {
+    /// The life and key epoch of the live record.
+    pub fn key_epoch(&self) -> Option<KeyEpoch> {
+        self.live.then_some(self.key)
+    }
+
+    pub fn identity(&self) -> Option<&(UserId, OrgId, KeyName)> {
+        self.identity.as_ref()
+    }
+
     /// The current version of the live record, 0 if there is none.
     pub fn current_version(&self) -> u64 {
         if self.live {
@@ -160,7 +201,7 @@ impl Aggregate for Secret {
 
     async fn handle(&mut self, command: SecretCommand, _: &(), sink: &EventSink<Self>) -> Result<(), SecretError> {
         match command {
-            SecretCommand::WriteSecret { owner, org_id, key_name, envelope, expected_version } => {
+            SecretCommand::WriteSecret { owner, org_id, key_name, envelope, expected_version, key } => {
                 if let Some(expected) = expected_version {
                     if expected != self.current_version() {
                         return Err(SecretError::VersionMismatch { current: self.current_version() });
@@ -168,10 +209,18 @@ impl Aggregate for Secret {
                 }
                 let version = self.last_version + 1;
                 let kv_bytes = key_name.as_str().len() as u64 + envelope.value_bytes;
+                let key = match (self.live, key) {
+                    (false, KeyUse::Rotate) => return Err(SecretError::NotFound),
+                    (false, KeyUse::Same(_)) | (true, KeyUse::Fresh) => return Err(SecretError::KeyChanged),
+                    (true, KeyUse::Same(epoch)) if epoch != self.key.epoch => return Err(SecretError::KeyChanged),
+                    (false, _) => KeyEpoch { life: version, epoch: version },
+                    (true, KeyUse::Rotate) => KeyEpoch { life: self.key.life, epoch: version },
+                    (true, _) => self.key,
+                };
                 let event = if self.live {
-                    SecretEvent::SecretUpdated { owner, org_id, key_name, version, envelope, kv_bytes }
+                    SecretEvent::SecretUpdated { owner, org_id, key_name, version, envelope, kv_bytes, key }
                 } else {
-                    SecretEvent::SecretCreated { owner, org_id, key_name, version, envelope, kv_bytes }
+                    SecretEvent::SecretCreated { owner, org_id, key_name, version, envelope, kv_bytes, key }
                 };
                 sink.write(event, self).await;
             }
@@ -188,16 +237,18 @@ impl Aggregate for Secret {
 
     fn apply(&mut self, event: SecretEvent) {
         match event {
-            SecretEvent::SecretCreated { owner, org_id, key_name, version, .. }
-            | SecretEvent::SecretUpdated { owner, org_id, key_name, version, .. } => {
+            SecretEvent::SecretCreated { owner, org_id, key_name, version, key, .. }
+            | SecretEvent::SecretUpdated { owner, org_id, key_name, version, key, .. } => {
                 self.identity = Some((owner, org_id, key_name));
                 self.last_version = version;
                 self.live = true;
+                self.key = key;
             }
             SecretEvent::SecretDeleted { owner, org_id, key_name, version } => {
                 self.identity = Some((owner, org_id, key_name));
                 self.last_version = version;
                 self.live = false;
+                self.key = KeyEpoch::default();
             }
         }
     }
@@ -232,6 +283,7 @@ mod tests {
             key_name: name(),
             envelope: envelope(10),
             expected_version,
+            key: KeyUse::Unspecified,
         }
     }
     fn created(version: u64) -> SecretEvent {
@@ -242,6 +294,7 @@ mod tests {
             version,
             envelope: envelope(10),
             kv_bytes: 6 + 10,
+            key: KeyEpoch { life: version, epoch: version },
         }
     }
     fn updated(version: u64) -> SecretEvent {
@@ -252,6 +305,7 @@ mod tests {
             version,
             envelope: envelope(10),
             kv_bytes: 16,
+            key: KeyEpoch { life: 1, epoch: 1 },
         }
     }
     fn deleted(version: u64) -> SecretEvent {
@@ -342,6 +396,64 @@ mod tests {
             tail.apply(history.last().unwrap().clone());
             assert_eq!(serde_json::to_value(&full).unwrap(), serde_json::to_value(&tail).unwrap(), "{history:?}");
         }
+    }
+
+    fn write_with(key: KeyUse) -> SecretCommand {
+        let SecretCommand::WriteSecret { owner, org_id, key_name, envelope, expected_version, .. } = write(None) else {
+            unreachable!()
+        };
+        SecretCommand::WriteSecret { owner, org_id, key_name, envelope, expected_version, key }
+    }
+
+    #[test]
+    fn writes_keep_or_rotate_the_key_epoch_and_refuse_a_key_that_changed_under_them() {
+        let with_key = |event: SecretEvent, life: u64, epoch: u64| match event {
+            SecretEvent::SecretUpdated { owner, org_id, key_name, version, envelope, kv_bytes, .. } => {
+                SecretEvent::SecretUpdated {
+                    owner,
+                    org_id,
+                    key_name,
+                    version,
+                    envelope,
+                    kv_bytes,
+                    key: KeyEpoch { life, epoch },
+                }
+            }
+            other => other,
+        };
+        // The same key: the epoch stays.
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1)])
+            .when(write_with(KeyUse::Same(1)))
+            .then_expect_events(vec![updated(2)]);
+        // A rotation starts an epoch at its version, in the same life.
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), updated(2)])
+            .when(write_with(KeyUse::Rotate))
+            .then_expect_events(vec![with_key(updated(3), 1, 3)]);
+        // A writer that read epoch 1 after a rotation to epoch 3: refused.
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), with_key(updated(3), 1, 3)])
+            .when(write_with(KeyUse::Same(1)))
+            .then_expect_error(SecretError::KeyChanged);
+        // A fresh key for a record someone created meanwhile: refused.
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1)])
+            .when(write_with(KeyUse::Fresh))
+            .then_expect_error(SecretError::KeyChanged);
+        // A new life is a new epoch, whatever the writer read before the deletion.
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), deleted(1)])
+            .when(write_with(KeyUse::Same(1)))
+            .then_expect_error(SecretError::KeyChanged);
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), deleted(1)])
+            .when(write_with(KeyUse::Fresh))
+            .then_expect_events(vec![created(2)]);
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), deleted(1)])
+            .when(write_with(KeyUse::Rotate))
+            .then_expect_error(SecretError::NotFound);
     }
 
     #[test]

@@ -152,6 +152,13 @@ impl User {
     pub fn role(&self) -> Option<Role> {
         self.role
     }
+    /// Whether the user has public keys and sealed private keys (anything can be wrapped to them).
+    pub fn has_keys(&self) -> bool {
+        self.public_keys.is_some() && self.has_sealed_keys
+    }
+    pub fn public_keys(&self) -> Option<&PublicKeys> {
+        self.public_keys.as_ref()
+    }
     pub fn is_active(&self) -> bool {
         self.active
     }

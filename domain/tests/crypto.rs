@@ -198,3 +198,24 @@ fn wrong_public_key_bytes_are_refused() {
     let pk = user(3).public_keys();
     assert!(PublicKeys::from_bytes(&pk.ecc_bytes(), &pk.kyber_bytes()).is_ok());
 }
+
+#[test]
+fn a_message_sealed_to_a_user_opens_only_for_them_and_in_its_context() {
+    use harden_domain::crypto::{open_sealed, seal_to};
+    let alice = PrivateKeys::from_seeds([1; 32], [2; 64]);
+    let bob = PrivateKeys::from_seeds([3; 32], [4; 64]);
+    let (alice_id, bob_id) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+    let context = RecordContext { kind: "share-alias", org: uuid::Uuid::from_u128(9), owner: alice_id, name: b"db" };
+    let blob =
+        seal_to(&bob.public_keys(), bob_id, &context, b"primary database", (&[5; 32], &[6; 64], [7; 12], [8; 12]));
+    assert_eq!(open_sealed(&bob, bob_id, &context, &blob).unwrap().as_slice(), b"primary database");
+    assert!(open_sealed(&alice, alice_id, &context, &blob).is_err());
+    let elsewhere = RecordContext { name: b"other", ..context };
+    assert!(open_sealed(&bob, bob_id, &elsewhere, &blob).is_err());
+    for i in 0..blob.len() {
+        let mut tampered = blob.clone();
+        tampered[i] ^= 1;
+        assert!(open_sealed(&bob, bob_id, &context, &tampered).is_err(), "byte {i}");
+    }
+    assert!(open_sealed(&bob, bob_id, &context, &blob[..10]).is_err());
+}

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use harden_domain::org::OrgEvent;
 use harden_domain::secret::SecretEvent;
+use harden_domain::share::ShareEvent;
 use harden_domain::user::UserEvent;
 
 use crate::follower::{Projector, StoredEvent, EVENT_COLUMNS};
@@ -121,6 +122,26 @@ pub fn entry_for(event: &StoredEvent) -> anyhow::Result<Option<Draft>> {
                     UserEvent::UserKeysResealed { user_id, .. } => ("user.keys_reseal", user_id, None),
                 };
             Draft { subject_id: Some(subject.to_string()), details, ..draft(SCOPE_ADMIN, action) }
+        }
+        "Share" => {
+            let (action, share_id, key_name, subject, details) =
+                match serde_json::from_value(event.payload.clone()).with_context(|| decode("Share"))? {
+                    ShareEvent::ShareGranted { share_id, grant } => (
+                        "share.grant",
+                        share_id,
+                        Some(grant.key_name.as_str().to_owned()),
+                        Some(grant.recipient.to_string()),
+                        json!({ "permission": "read", "expiresUtc": grant.expires_at }),
+                    ),
+                    ShareEvent::ShareRewrapped { share_id, epoch, .. } => {
+                        ("share.rewrap", share_id, None, None, json!({ "keyEpoch": epoch }))
+                    }
+                    ShareEvent::ShareRevoked { share_id } => ("share.revoke", share_id, None, None, json!({})),
+                    ShareEvent::ShareRemoved { share_id } => ("share.remove", share_id, None, None, json!({})),
+                };
+            let mut details = details;
+            details["shareId"] = json!(share_id);
+            Draft { key_name, subject_id: subject, details: Some(details), ..draft(SCOPE_ADMIN, action) }
         }
         _ => return Ok(None),
     }))

@@ -30,15 +30,15 @@ impl Projector for KvProjector {
         let at = event.recorded_at;
         let writer = event.actor();
         match secret {
-            SecretEvent::SecretCreated { owner, org_id, key_name, version, envelope, .. }
-            | SecretEvent::SecretUpdated { owner, org_id, key_name, version, envelope, .. } => {
+            SecretEvent::SecretCreated { owner, org_id, key_name, version, envelope, key, .. }
+            | SecretEvent::SecretUpdated { owner, org_id, key_name, version, envelope, key, .. } => {
                 // A create starts a (new) life of the record: its created_at is this write's time.
                 let new_life = event.event_type == "SecretCreated";
                 sqlx::query(
-                    "INSERT INTO kv_records (owner_id, key_name, org_id, version, live, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, true, $5, $5)
+                    "INSERT INTO kv_records (owner_id, key_name, org_id, version, live, created_at, updated_at, life, key_epoch)
+                     VALUES ($1, $2, $3, $4, true, $5, $5, $7, $8)
                      ON CONFLICT (owner_id, key_name) DO UPDATE
-                     SET version = $4, live = true, updated_at = $5,
+                     SET version = $4, live = true, updated_at = $5, life = $7, key_epoch = $8,
                          created_at = CASE WHEN $6 THEN $5 ELSE kv_records.created_at END",
                 )
                 .bind(owner.as_uuid())
@@ -47,13 +47,15 @@ impl Projector for KvProjector {
                 .bind(version as i64)
                 .bind(at)
                 .bind(new_life)
+                .bind(key.life as i64)
+                .bind(key.epoch as i64)
                 .execute(&mut *conn)
                 .await?;
                 insert_version(
                     conn,
                     owner,
                     key_name.as_str(),
-                    version,
+                    (version, key.epoch),
                     &envelope,
                     writer.or(Some(*owner.as_uuid())),
                     at,
@@ -87,14 +89,14 @@ async fn insert_version(
     conn: &mut PgConnection,
     owner: UserId,
     key_name: &str,
-    version: u64,
+    (version, key_epoch): (u64, u64),
     envelope: &harden_domain::secret::SecretEnvelope,
     writer: Option<Uuid>,
     at: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "INSERT INTO kv_versions (owner_id, key_name, version, ciphertext, wrap_ecc, wrap_kyber, writer_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO kv_versions (owner_id, key_name, version, ciphertext, wrap_ecc, wrap_kyber, writer_id, created_at, key_epoch)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(owner.as_uuid())
     .bind(key_name)
@@ -104,6 +106,7 @@ async fn insert_version(
     .bind(envelope.wrap_kyber.as_str())
     .bind(writer)
     .bind(at)
+    .bind(key_epoch as i64)
     .execute(conn)
     .await?;
     Ok(())
@@ -118,6 +121,7 @@ pub struct KvValue {
     pub wrap_ecc: String,
     pub wrap_kyber: String,
     pub created_at: DateTime<Utc>,
+    pub key_epoch: i64,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -149,7 +153,7 @@ impl Kv {
     /// The current version of a live record.
     pub async fn current(&self, owner: UserId, key_name: &str) -> Result<Option<KvValue>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT v.key_name, v.version, v.ciphertext, v.wrap_ecc, v.wrap_kyber, v.created_at
+            "SELECT v.key_name, v.version, v.ciphertext, v.wrap_ecc, v.wrap_kyber, v.created_at, v.key_epoch
              FROM kv_records r JOIN kv_versions v USING (owner_id, key_name)
              WHERE r.owner_id = $1 AND r.key_name = $2 AND r.live AND v.version = r.version",
         )
@@ -162,7 +166,7 @@ impl Kv {
     /// A version of the record's current life (versions of deleted lives are history only).
     pub async fn version(&self, owner: UserId, key_name: &str, version: i64) -> Result<Option<KvValue>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT key_name, version, ciphertext, wrap_ecc, wrap_kyber, created_at FROM kv_versions
+            "SELECT key_name, version, ciphertext, wrap_ecc, wrap_kyber, created_at, key_epoch FROM kv_versions
              WHERE owner_id = $1 AND key_name = $2 AND version = $3 AND deleted_at IS NULL",
         )
         .bind(owner.as_uuid())

@@ -20,6 +20,7 @@ pub mod follower;
 pub mod kv;
 pub mod read_models;
 pub mod replay;
+pub mod shares;
 pub mod wake;
 
 pub use follower::{Follower, FollowerConfig, Projector, StoredEvent};

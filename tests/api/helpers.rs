@@ -296,3 +296,37 @@ pub async fn expected_msg_ids(pool: &PgPool) -> Vec<String> {
     .await
     .unwrap()
 }
+
+/// The forms a plaintext marker could leak in: as is, base64, hex.
+fn marker_forms(marker: &str) -> [String; 3] {
+    use base64::Engine;
+    [marker.to_owned(), base64::engine::general_purpose::STANDARD.encode(marker)[..20].to_owned(), hex::encode(marker)]
+}
+
+/// Every row of every table, as text, holds neither `marker` (in any form) nor any of `also`.
+pub async fn assert_nowhere_in_the_database(app: &TestApp, marker: &str, also: &[&str]) {
+    let tables: Vec<String> = sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    for table in tables {
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT t::text FROM \"{table}\" t")).fetch_all(&app.pool).await.unwrap();
+        for form in marker_forms(marker).iter().map(String::as_str).chain(also.iter().copied()) {
+            assert!(!rows.iter().any(|r| r.contains(form)), "{form} found in {table}");
+        }
+    }
+}
+
+/// Once at least `events` messages are on the test's stream, none holds `marker` in any form.
+pub async fn assert_nowhere_on_the_stream(app: &TestApp, marker: &str, events: usize) {
+    eventually("events on the stream", || async {
+        stream_messages(&app.settings.nats_url, &app.settings.nats_stream).await.len() >= events
+    })
+    .await;
+    let stream =
+        serde_json::to_string(&stream_messages(&app.settings.nats_url, &app.settings.nats_stream).await).unwrap();
+    for form in marker_forms(marker) {
+        assert!(!stream.contains(form.as_str()), "{form} found on NATS");
+    }
+}

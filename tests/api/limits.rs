@@ -145,7 +145,16 @@ async fn a_write_in_flight_when_its_user_is_offboarded_does_not_commit() {
     .unwrap();
     let meta =
         harden_commands::Meta { org_id: authenticated.org_id, actor: Some(authenticated.user_id), request_id: None };
-    let outcome = harden.write_secret(&authenticated, &KeyName::parse("late").unwrap(), envelope, None, meta).await;
+    let outcome = harden
+        .write_secret(
+            &authenticated,
+            &KeyName::parse("late").unwrap(),
+            envelope,
+            None,
+            harden_domain::secret::KeyUse::Unspecified,
+            meta,
+        )
+        .await;
     assert!(matches!(outcome, Err(harden_commands::Error::Unauthorized(_))), "{:?}", outcome.err());
     let written: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Secret'")
         .fetch_one(&app.pool)

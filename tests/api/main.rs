@@ -20,4 +20,5 @@ mod plans;
 mod proxy;
 mod registration;
 mod replay;
+mod shares;
 mod users;

@@ -25,7 +25,12 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
             "/auth/plans",
             "/health",
             "/kv",
+            "/kv/shared",
+            "/kv/shared/{shareId}",
             "/kv/{key}",
+            "/kv/{key}/rotate",
+            "/kv/{key}/shares",
+            "/kv/{key}/shares/{shareId}",
             "/kv/{key}/versions",
             "/users/me",
             "/users/me/keys",
@@ -41,7 +46,8 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
         let concrete = path
             .replace("{orgId}", &uuid::Uuid::new_v4().to_string())
             .replace("{userId}", &uuid::Uuid::new_v4().to_string())
-            .replace("{key}", "some-key");
+            .replace("{key}", "some-key")
+            .replace("{shareId}", &uuid::Uuid::new_v4().to_string());
         for method in doc["paths"][path].as_object().unwrap().keys() {
             let res = app
                 .client

@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::helpers::{expect_json, spawn_app, TestApp};
 
-const TABLES: [&str; 5] = ["directory_orgs", "directory_users", "kv_records", "kv_versions", "audit_entries"];
+const TABLES: [&str; 6] =
+    ["directory_orgs", "directory_users", "kv_records", "kv_versions", "kv_shares", "audit_entries"];
 
 async fn snapshot(app: &TestApp) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
@@ -47,6 +48,20 @@ async fn replaying_every_projection_rebuilds_the_same_rows_while_serving() {
     app.put_kv("k2", &a.member_key, 1).await;
     app.put(&format!("/admin/orgs/{}/plan", b.org), &app.global_admin_key, json!({ "plan": "starter" })).await;
     app.delete(&format!("/admin/orgs/{}/users/{}", b.org, b.member_id), &b.admin_key).await;
+    // A share of k1 with the org's admin (the Backend stores wraps as given; their bytes do not matter here).
+    use base64::Engine;
+    let b64 = |fill: u8, n: usize| base64::engine::general_purpose::STANDARD.encode(vec![fill; n]);
+    let keys = json!({
+        "publicKeyEccB64": b64(1, 32), "publicKeyKyberB64": b64(1, 1184), "encryptedPrivateKeyEccB64": b64(2, 93),
+        "encryptedPrivateKeyKyberB64": b64(2, 2461), "sealProofB64": b64(3, 32)
+    });
+    expect_json(app.post("/users/me/keys", &a.admin_key, keys).await, StatusCode::OK).await;
+    let k1 = expect_json(app.get("/kv/k1", &a.member_key).await, StatusCode::OK).await;
+    let share = json!({
+        "recipientUserId": a.admin_id, "permission": "read", "encryptedAliasB64": b64(4, 40),
+        "encryptedAesKeyEccB64": b64(5, 33), "encryptedAesKeyKyberB64": b64(6, 1149), "keyEpoch": k1["keyEpoch"]
+    });
+    expect_json(app.post("/kv/k1/shares", &a.member_key, share).await, StatusCode::CREATED).await;
     let before = snapshot(&app).await;
     assert!(before.iter().all(|(_, rows)| !rows.is_empty()));
 
@@ -104,7 +119,7 @@ async fn replaying_every_projection_rebuilds_the_same_rows_while_serving() {
     let out = replay(&app, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = String::from_utf8_lossy(&out.stdout);
-    for name in ["directory", "kv", "audit"] {
+    for name in ["directory", "kv", "shares", "audit"] {
         assert!(report.contains(&format!("replayed {name}")), "{report}");
     }
     assert_eq!(snapshot(&app).await, before, "the rebuilt rows are the same rows");
@@ -120,5 +135,5 @@ async fn replaying_every_projection_rebuilds_the_same_rows_while_serving() {
     assert!(!String::from_utf8_lossy(&one.stdout).contains("replayed audit"));
     let unknown = replay(&app, &["--projection", "nope"]);
     assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("directory, kv, audit"));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("directory, kv, shares, audit"));
 }

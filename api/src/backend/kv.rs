@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use harden_commands::Error as CommandError;
-use harden_domain::secret::{KeyName, SecretEnvelope};
+use harden_domain::secret::{KeyName, KeyUse, SecretEnvelope};
 use harden_projections::kv::KvValue;
 
 use crate::dto::{page, Consistency};
@@ -27,6 +27,26 @@ pub struct KvWriteRequest {
     pub ciphertext_b64: String,
     pub encrypted_aes_key_ecc_b64: String,
     pub encrypted_aes_key_kyber_b64: String,
+    /// The key epoch (from `GET /kv/{key}`) whose data key this ciphertext is under; the write is
+    /// refused (409) if the record's key changed since. Shares rely on it.
+    #[serde(default)]
+    pub key_epoch: Option<u64>,
+    /// The ciphertext is under a new data key for a record that does not exist yet (409 if it does).
+    #[serde(default)]
+    pub fresh_key: bool,
+}
+
+impl KvWriteRequest {
+    pub fn key_use(&self) -> Result<KeyUse, ApiError> {
+        match (self.key_epoch, self.fresh_key) {
+            (Some(_), true) => {
+                Err(ApiError::status(StatusCode::BAD_REQUEST, "keyEpoch and freshKey exclude each other"))
+            }
+            (Some(epoch), false) => Ok(KeyUse::Same(epoch)),
+            (None, true) => Ok(KeyUse::Fresh),
+            (None, false) => Ok(KeyUse::Unspecified),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -47,6 +67,11 @@ pub struct KvRecordResponse {
     pub encrypted_aes_key_kyber_b64: String,
     /// When this version was written.
     pub created_utc: DateTime<Utc>,
+    /// The version its data key began at (updates keep the key; a rotation or a new life starts one).
+    pub key_epoch: i64,
+    /// A share of this record ended while its current key was wrapped for it: the owner's next
+    /// write should rotate the key (the Proxy does).
+    pub rotation_pending: bool,
 }
 
 impl From<KvValue> for KvRecordResponse {
@@ -58,6 +83,8 @@ impl From<KvValue> for KvRecordResponse {
             encrypted_aes_key_ecc_b64: v.wrap_ecc,
             encrypted_aes_key_kyber_b64: v.wrap_kyber,
             created_utc: v.created_at,
+            key_epoch: v.key_epoch,
+            rotation_pending: false,
         }
     }
 }
@@ -123,7 +150,7 @@ pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
-fn key_name(raw: &str) -> Result<KeyName, ApiError> {
+pub(crate) fn key_name(raw: &str) -> Result<KeyName, ApiError> {
     Ok(KeyName::parse(raw).map_err(CommandError::from)?)
 }
 
@@ -165,7 +192,7 @@ pub async fn put_kv(
     let envelope =
         SecretEnvelope::parse(&req.ciphertext_b64, &req.encrypted_aes_key_ecc_b64, &req.encrypted_aes_key_kyber_b64)
             .map_err(CommandError::from)?;
-    let written = state.harden.write_secret(&caller, &name, envelope, expected, caller.meta()).await?;
+    let written = state.harden.write_secret(&caller, &name, envelope, expected, req.key_use()?, caller.meta()).await?;
     let freshness = state.read_models.wait_for(written.committed.position).await;
     let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
     let body = KvWriteResponse {
@@ -191,7 +218,9 @@ pub async fn get_kv(
         None => state.kv.current(caller.user_id, name.as_str()).await?,
     }
     .ok_or_else(|| ApiError::not_found("key not found"))?;
-    Ok((etag(value.version as u64), Json(value.into())))
+    let mut response = KvRecordResponse::from(value);
+    response.rotation_pending = state.shares.rotation_pending(caller.user_id, name.as_str()).await?;
+    Ok((etag(response.version as u64), Json(response)))
 }
 
 /// The record's version history, across lives: version, when, who, and whether it was deleted.

@@ -18,6 +18,7 @@ pub mod kv;
 pub mod me;
 pub mod orgs;
 pub mod plans;
+pub mod shares;
 pub mod users;
 
 #[derive(OpenApi)]
@@ -27,7 +28,8 @@ pub mod users;
     tags(
         (name = "health"), (name = "auth", description = "Anonymous account lifecycle"),
         (name = "admin", description = "Global admin and org admin routes"), (name = "users", description = "The caller and their org"),
-        (name = "kv", description = "Encrypted KV records (ciphertext only)"), (name = "audit", description = "The org's hash-chained audit history")
+        (name = "kv", description = "Encrypted KV records (ciphertext only)"),
+        (name = "shares", description = "Shares of KV records (wrapped keys and encrypted aliases only)"), (name = "audit", description = "The org's hash-chained audit history")
     )
 )]
 struct BackendDoc;
@@ -62,6 +64,11 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(kv::list_kv))
         .routes(routes!(kv::put_kv, kv::get_kv, kv::delete_kv))
         .routes(routes!(kv::kv_versions))
+        .routes(routes!(shares::create_share, shares::list_shares))
+        .routes(routes!(shares::revoke_share))
+        .routes(routes!(shares::rotate))
+        .routes(routes!(shares::inbox))
+        .routes(routes!(shares::read_shared, shares::remove_shared))
         .routes(routes!(audit::audit))
 }
 

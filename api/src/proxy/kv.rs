@@ -51,22 +51,47 @@ pub struct VersionQuery {
 /// The stored record as the Backend returns it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Stored {
-    version: i64,
-    ciphertext_b64: String,
-    encrypted_aes_key_ecc_b64: String,
-    encrypted_aes_key_kyber_b64: String,
+pub(crate) struct Stored {
+    pub version: i64,
+    pub ciphertext_b64: String,
+    pub encrypted_aes_key_ecc_b64: String,
+    pub encrypted_aes_key_kyber_b64: String,
+    #[serde(default)]
+    pub key_epoch: u64,
+    #[serde(default)]
+    pub rotation_pending: bool,
 }
 
-struct Caller<'h> {
-    api_key: &'h str,
-    me: Me,
-    org: Uuid,
-    keys: std::sync::Arc<UnlockedKeys>,
+pub(crate) struct Caller<'h> {
+    pub api_key: &'h str,
+    pub me: Me,
+    pub org: Uuid,
+    pub keys: std::sync::Arc<UnlockedKeys>,
+}
+
+impl Caller<'_> {
+    /// The caller's public keys, from the private keys just unlocked, after checking that the
+    /// Backend shows the same: a tampered directory must not be able to redirect a data key.
+    pub fn own_public_keys(&self) -> Result<crypto::PublicKeys, ApiError> {
+        let (Some(ecc), Some(kyber)) = (&self.me.public_key_ecc_b64, &self.me.public_key_kyber_b64) else {
+            return Err(ApiError::status(StatusCode::CONFLICT, NO_KEYS));
+        };
+        let public = self.keys.keys.public_keys();
+        if decode("publicKeyEccB64", ecc)? != public.ecc_bytes()
+            || decode("publicKeyKyberB64", kyber)? != public.kyber_bytes()
+        {
+            return Err(anyhow::anyhow!("the Backend's public keys do not match the user's private keys").into());
+        }
+        Ok(public)
+    }
+
+    pub fn context<'n>(&self, name: &'n KeyName) -> RecordContext<'n> {
+        RecordContext { kind: "kv", org: self.org, owner: self.me.id, name: name.as_str().as_bytes() }
+    }
 }
 
 /// The caller, their org and their unlocked keys.
-async fn unlocked<'h>(state: &ProxyState, headers: &'h HeaderMap) -> Result<Caller<'h>, ApiError> {
+pub(crate) async fn unlocked<'h>(state: &ProxyState, headers: &'h HeaderMap) -> Result<Caller<'h>, ApiError> {
     let api_key = ProxyState::api_key(headers)?;
     let secret = state.secret(headers, USER_SECRET_HEADER, "X-User-Secret", false)?;
     let me = state.backend.me(api_key).await?;
@@ -75,11 +100,15 @@ async fn unlocked<'h>(state: &ProxyState, headers: &'h HeaderMap) -> Result<Call
     Ok(Caller { api_key, me, org, keys })
 }
 
-fn decode(field: &str, b64: &str) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn decode(field: &str, b64: &str) -> Result<Vec<u8>, ApiError> {
     STANDARD.decode(b64).map_err(|_| anyhow::anyhow!("the Backend returned invalid base64 in {field}").into())
 }
 
-fn unwrap_key(caller: &Caller<'_>, context: &RecordContext<'_>, stored: &Stored) -> Result<DataKey, ApiError> {
+pub(crate) fn unwrap_key(
+    caller: &Caller<'_>,
+    context: &RecordContext<'_>,
+    stored: &Stored,
+) -> Result<DataKey, ApiError> {
     let ecc = decode("encryptedAesKeyEccB64", &stored.encrypted_aes_key_ecc_b64)?;
     let kyber = decode("encryptedAesKeyKyberB64", &stored.encrypted_aes_key_kyber_b64)?;
     crypto::unwrap_data_key(&caller.keys.keys, caller.me.id, context, &ecc, &kyber)
@@ -104,31 +133,37 @@ pub async fn put_kv(
             .map_err(|_| ApiError::status(StatusCode::BAD_REQUEST, "valueB64 is not valid base64"))?,
     );
     let caller = unlocked(&state, &headers).await?;
-    let (Some(ecc), Some(kyber)) = (&caller.me.public_key_ecc_b64, &caller.me.public_key_kyber_b64) else {
-        return Err(ApiError::status(StatusCode::CONFLICT, NO_KEYS));
-    };
-    // Wrap to the public keys of the private keys just unlocked, never to whatever the Backend says:
-    // a tampered directory must not be able to redirect a record's data key.
-    let public = caller.keys.keys.public_keys();
-    if decode("publicKeyEccB64", ecc)? != public.ecc_bytes()
-        || decode("publicKeyKyberB64", kyber)? != public.kyber_bytes()
-    {
-        return Err(anyhow::anyhow!("the Backend's public keys do not match the user's private keys").into());
-    }
-    let context = RecordContext { kind: "kv", org: caller.org, owner: caller.me.id, name: name.as_str().as_bytes() };
+    let public = caller.own_public_keys()?;
+    let context = caller.context(&name);
 
     let current = state.backend.call(Method::GET, &["kv", name.as_str()], None, caller.api_key, None, &[]).await?;
-    let data_key = match current.status {
-        StatusCode::NOT_FOUND => DataKey::from_bytes(random()),
-        _ => unwrap_key(&caller, &context, &current.ok()?.json()?)?,
+    let stored: Option<Stored> = match current.status {
+        StatusCode::NOT_FOUND => None,
+        _ => Some(current.ok()?.json()?),
+    };
+    // A former recipient may still hold the record's key: this write rotates it.
+    if let Some(stored) = stored.as_ref().filter(|s| s.rotation_pending) {
+        let expected = match headers.get(header::IF_MATCH) {
+            Some(v) => v.to_str().ok().and_then(|v| v.trim().trim_matches('"').parse().ok()).ok_or_else(|| {
+                ApiError::status(StatusCode::BAD_REQUEST, "If-Match must be a record version (a non-negative integer)")
+            })?,
+            None => stored.version as u64,
+        };
+        let answer = crate::proxy::shares::rotate(&state, &caller, &name, expected, &value).await?;
+        return Ok((answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response());
+    }
+    let (data_key, key_field) = match &stored {
+        None => (DataKey::from_bytes(random()), json!({ "freshKey": true })),
+        Some(stored) => (unwrap_key(&caller, &context, stored)?, json!({ "keyEpoch": stored.key_epoch })),
     };
     let ciphertext = crypto::encrypt_value(&data_key, random(), &context, &value);
     let (wrap_ecc, wrap_kyber) = crypto::wrap_data_key(&public, caller.me.id, &context, &data_key, &random(), random());
-    let request = json!({
+    let mut request = json!({
         "ciphertextB64": STANDARD.encode(ciphertext),
         "encryptedAesKeyEccB64": STANDARD.encode(wrap_ecc),
         "encryptedAesKeyKyberB64": STANDARD.encode(wrap_kyber),
     });
+    request.as_object_mut().expect("an object").extend(key_field.as_object().expect("an object").clone());
     let if_match: Vec<(HeaderName, _)> =
         headers.get(header::IF_MATCH).map(|v| (header::IF_MATCH, v.clone())).into_iter().collect();
     let answer = state

@@ -22,6 +22,7 @@ pub mod client;
 pub mod forward;
 pub mod keys;
 pub mod kv;
+pub mod shares;
 pub mod unlock;
 
 pub use client::Backend;
@@ -78,7 +79,7 @@ impl ProxyState {
 #[openapi(
     info(title = "harden Proxy API", description = "The crypto edge: encrypts and decrypts with the user's keys. /admin/* and /auth/* are passed through to the Backend unchanged."),
     modifiers(&ProxyAuth),
-    tags((name = "health"), (name = "keys", description = "The user's key pairs"), (name = "kv", description = "Encrypted KV values"), (name = "users", description = "The caller's org"))
+    tags((name = "health"), (name = "keys", description = "The user's key pairs"), (name = "kv", description = "Encrypted KV values"), (name = "shares", description = "Sharing values with users of the org"), (name = "users", description = "The caller's org"))
 )]
 struct ProxyDoc;
 
@@ -102,6 +103,10 @@ pub fn openapi_router() -> OpenApiRouter<ProxyState> {
         .routes(routes!(keys::rekey))
         .routes(routes!(kv::list_kv))
         .routes(routes!(kv::put_kv, kv::get_kv, kv::delete_kv))
+        .routes(routes!(shares::create_share, shares::list_shares))
+        .routes(routes!(shares::revoke_share))
+        .routes(routes!(shares::inbox))
+        .routes(routes!(shares::read_shared, shares::remove_shared))
         .routes(routes!(forward::org_directory))
         .routes(routes!(forward::org_profile))
 }

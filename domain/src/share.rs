@@ -1,0 +1,284 @@
+//! The Share aggregate: one user's read access to another user's KV record.
+//!
+//! A share holds the record's data key wrapped to the recipient, once per key epoch of the record
+//! (see [`crate::secret::KeyEpoch`]): updates keep the key, so the share follows them with no
+//! re-wrapping; a rotation (after a revocation) first adds the wrap of the new epoch to every
+//! remaining share, then writes the record under the new key. The share is bound to the life of the
+//! record it was granted on: when the owner deletes the record, it ends, and a record re-created
+//! under the same name is not shared. The alias is encrypted to the recipient by the Proxy.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ids::{OrgId, UserId};
+use crate::secret::KeyName;
+use crate::values::KeyBlob;
+
+/// The data key wrapped to the recipient: `encryptedAesKeyEccB64` and `encryptedAesKeyKyberB64`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wrap {
+    pub ecc: KeyBlob,
+    pub kyber: KeyBlob,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub org_id: OrgId,
+    pub owner: UserId,
+    pub recipient: UserId,
+    pub key_name: KeyName,
+    /// The life of the record shared (the version it began at).
+    pub life: u64,
+    pub epoch: u64,
+    pub wrap: Wrap,
+    pub encrypted_alias: KeyBlob,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShareCommand {
+    Grant {
+        share_id: String,
+        grant: Grant,
+        now: DateTime<Utc>,
+    },
+    /// The wrap for a new key epoch, ahead of the rotation that writes the record under it.
+    Rewrap {
+        epoch: u64,
+        wrap: Wrap,
+    },
+    /// The owner ends the share.
+    Revoke {
+        by: UserId,
+    },
+    /// The recipient gives up their access.
+    Remove {
+        by: UserId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ShareEvent {
+    ShareGranted { share_id: String, grant: Grant },
+    ShareRewrapped { share_id: String, epoch: u64, wrap: Wrap },
+    ShareRevoked { share_id: String },
+    ShareRemoved { share_id: String },
+}
+
+impl DomainEvent for ShareEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::ShareGranted { .. } => "ShareGranted",
+            Self::ShareRewrapped { .. } => "ShareRewrapped",
+            Self::ShareRevoked { .. } => "ShareRevoked",
+            Self::ShareRemoved { .. } => "ShareRemoved",
+        }
+        .to_owned()
+    }
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ShareError {
+    #[error("share not found")]
+    NotFound,
+    #[error("this share already exists")]
+    AlreadyExists,
+    #[error("expiresUtc must be in the future")]
+    ExpiryInThePast,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Share {
+    id: Option<String>,
+    grant: Option<Grant>,
+    wraps: BTreeMap<u64, Wrap>,
+    ended: bool,
+}
+
+impl Share {
+    /// The grant, while the share has not been revoked or removed (expiry is the reader's check).
+    pub fn active(&self) -> Option<&Grant> {
+        self.grant.as_ref().filter(|_| !self.ended)
+    }
+
+    /// Whether the share gives access at `now`.
+    pub fn open_at(&self, now: DateTime<Utc>) -> Option<&Grant> {
+        self.active().filter(|g| g.expires_at.is_none_or(|e| e > now))
+    }
+
+    pub fn wrap_for(&self, epoch: u64) -> Option<&Wrap> {
+        self.wraps.get(&epoch)
+    }
+
+    fn live_id(&self) -> Result<String, ShareError> {
+        match (&self.id, self.ended) {
+            (Some(id), false) => Ok(id.clone()),
+            _ => Err(ShareError::NotFound),
+        }
+    }
+}
+
+impl Aggregate for Share {
+    const TYPE: &'static str = "Share";
+    type Command = ShareCommand;
+    type Event = ShareEvent;
+    type Error = ShareError;
+    type Services = ();
+
+    async fn handle(&mut self, command: ShareCommand, _: &(), sink: &EventSink<Self>) -> Result<(), ShareError> {
+        match command {
+            ShareCommand::Grant { share_id, grant, now } => {
+                if self.id.is_some() {
+                    return Err(ShareError::AlreadyExists);
+                }
+                if grant.expires_at.is_some_and(|e| e <= now) {
+                    return Err(ShareError::ExpiryInThePast);
+                }
+                sink.write(ShareEvent::ShareGranted { share_id, grant }, self).await;
+            }
+            ShareCommand::Rewrap { epoch, wrap } => {
+                let share_id = self.live_id()?;
+                if self.wraps.get(&epoch) != Some(&wrap) {
+                    sink.write(ShareEvent::ShareRewrapped { share_id, epoch, wrap }, self).await;
+                }
+            }
+            ShareCommand::Revoke { by } => {
+                let share_id = self.live_id()?;
+                if self.grant.as_ref().map(|g| g.owner) != Some(by) {
+                    return Err(ShareError::NotFound);
+                }
+                sink.write(ShareEvent::ShareRevoked { share_id }, self).await;
+            }
+            ShareCommand::Remove { by } => {
+                let share_id = self.live_id()?;
+                if self.grant.as_ref().map(|g| g.recipient) != Some(by) {
+                    return Err(ShareError::NotFound);
+                }
+                sink.write(ShareEvent::ShareRemoved { share_id }, self).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: ShareEvent) {
+        match event {
+            ShareEvent::ShareGranted { share_id, grant } => {
+                self.id = Some(share_id);
+                self.wraps.insert(grant.epoch, grant.wrap.clone());
+                self.grant = Some(grant);
+            }
+            ShareEvent::ShareRewrapped { epoch, wrap, .. } => {
+                // Only the newest epochs matter; older wraps open keys no version uses any more.
+                self.wraps.insert(epoch, wrap);
+                while self.wraps.len() > 2 {
+                    self.wraps.pop_first();
+                }
+            }
+            ShareEvent::ShareRevoked { .. } | ShareEvent::ShareRemoved { .. } => self.ended = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use chrono::TimeZone;
+    use cqrs_es::test::TestFramework;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, hour, 0, 0).unwrap()
+    }
+    fn user(n: u128) -> UserId {
+        UserId::from_uuid(Uuid::from_u128(n))
+    }
+    fn wrap(fill: u8) -> Wrap {
+        let blob = |n| KeyBlob::parse("w", &STANDARD.encode(vec![fill; n]), 1..=4096).unwrap();
+        Wrap { ecc: blob(33), kyber: blob(1149) }
+    }
+    fn grant(expires_at: Option<DateTime<Utc>>) -> Grant {
+        Grant {
+            org_id: OrgId::from_uuid(Uuid::from_u128(9)),
+            owner: user(1),
+            recipient: user(2),
+            key_name: KeyName::parse("db").unwrap(),
+            life: 1,
+            epoch: 1,
+            wrap: wrap(1),
+            encrypted_alias: KeyBlob::parse("a", &STANDARD.encode([7u8; 40]), 1..=4096).unwrap(),
+            expires_at,
+        }
+    }
+    fn granted() -> ShareEvent {
+        ShareEvent::ShareGranted { share_id: "s1".into(), grant: grant(Some(at(12))) }
+    }
+
+    #[test]
+    fn a_grant_needs_a_future_expiry() {
+        TestFramework::<Share>::with(())
+            .given_no_previous_events()
+            .when(ShareCommand::Grant { share_id: "s1".into(), grant: grant(Some(at(12))), now: at(11) })
+            .then_expect_events(vec![granted()]);
+        TestFramework::<Share>::with(())
+            .given_no_previous_events()
+            .when(ShareCommand::Grant { share_id: "s1".into(), grant: grant(Some(at(11))), now: at(11) })
+            .then_expect_error(ShareError::ExpiryInThePast);
+        TestFramework::<Share>::with(())
+            .given(vec![granted()])
+            .when(ShareCommand::Grant { share_id: "s1".into(), grant: grant(None), now: at(1) })
+            .then_expect_error(ShareError::AlreadyExists);
+    }
+
+    #[test]
+    fn only_the_owner_revokes_and_only_the_recipient_removes() {
+        TestFramework::<Share>::with(())
+            .given(vec![granted()])
+            .when(ShareCommand::Revoke { by: user(1) })
+            .then_expect_events(vec![ShareEvent::ShareRevoked { share_id: "s1".into() }]);
+        TestFramework::<Share>::with(())
+            .given(vec![granted()])
+            .when(ShareCommand::Revoke { by: user(2) })
+            .then_expect_error(ShareError::NotFound);
+        TestFramework::<Share>::with(())
+            .given(vec![granted()])
+            .when(ShareCommand::Remove { by: user(2) })
+            .then_expect_events(vec![ShareEvent::ShareRemoved { share_id: "s1".into() }]);
+        TestFramework::<Share>::with(())
+            .given(vec![granted(), ShareEvent::ShareRemoved { share_id: "s1".into() }])
+            .when(ShareCommand::Revoke { by: user(1) })
+            .then_expect_error(ShareError::NotFound);
+    }
+
+    #[test]
+    fn rewrapping_adds_the_new_epoch_once() {
+        let rewrapped = ShareEvent::ShareRewrapped { share_id: "s1".into(), epoch: 5, wrap: wrap(5) };
+        TestFramework::<Share>::with(())
+            .given(vec![granted()])
+            .when(ShareCommand::Rewrap { epoch: 5, wrap: wrap(5) })
+            .then_expect_events(vec![rewrapped.clone()]);
+        TestFramework::<Share>::with(())
+            .given(vec![granted(), rewrapped])
+            .when(ShareCommand::Rewrap { epoch: 5, wrap: wrap(5) })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_expired_share_gives_no_access() {
+        let mut share = Share::default();
+        share.apply(granted());
+        assert!(share.open_at(at(11)).is_some());
+        assert!(share.open_at(at(12)).is_none());
+        assert_eq!(share.wrap_for(1), Some(&wrap(1)));
+    }
+}
