@@ -35,7 +35,7 @@ enum Command {
     Migrate,
     /// Rebuild read models from the event store (all, or one) while a live server keeps answering.
     Replay {
-        /// directory, kv, shares or audit.
+        /// directory, kv, shares, recovery or audit.
         #[arg(long)]
         projection: Option<String>,
     },

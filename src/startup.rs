@@ -27,6 +27,7 @@ use harden_nats::relay::{Relay, RelayConfig};
 use harden_projections::audit::Audit;
 use harden_projections::directory::Directory;
 use harden_projections::kv::Kv;
+use harden_projections::recovery::RecoveryShares;
 use harden_projections::replay;
 use harden_projections::shares::Shares;
 use harden_projections::{wake, Follower, FollowerConfig, ReadModels};
@@ -126,6 +127,7 @@ impl Application {
                 directory: Directory::new(pool.clone()),
                 kv: Kv::new(pool.clone()),
                 shares: Shares::new(pool.clone()),
+                recovery: RecoveryShares::new(pool.clone()),
                 audit: Audit::new(pool),
                 read_models,
             };

@@ -192,6 +192,9 @@ pub struct MeResponse {
     pub user: UserRecord,
     pub encrypted_private_key_ecc_b64: Option<String>,
     pub encrypted_private_key_kyber_b64: Option<String>,
+    /// A trustee restored this user's keys: complete recovery with `POST /v1/recovery/complete`
+    /// (temporary secret, answer, new secret). The current secret keeps working until then.
+    pub requires_rekey: bool,
 }
 
 impl From<&UserRow> for MeResponse {
@@ -200,6 +203,7 @@ impl From<&UserRow> for MeResponse {
             user: row.into(),
             encrypted_private_key_ecc_b64: row.sealed_key_ecc.clone(),
             encrypted_private_key_kyber_b64: row.sealed_key_kyber.clone(),
+            requires_rekey: false,
         }
     }
 }

@@ -7,6 +7,7 @@ use harden_commands::Harden;
 use harden_projections::audit::Audit;
 use harden_projections::directory::Directory;
 use harden_projections::kv::Kv;
+use harden_projections::recovery::RecoveryShares;
 use harden_projections::shares::Shares;
 use harden_projections::ReadModels;
 
@@ -18,6 +19,7 @@ pub struct AppState {
     pub directory: Directory,
     pub kv: Kv,
     pub shares: Shares,
+    pub recovery: RecoveryShares,
     pub audit: Audit,
     pub read_models: ReadModels,
     pub onboarding: Arc<Onboarding>,

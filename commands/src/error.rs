@@ -4,6 +4,7 @@
 
 use harden_domain::email_claim::EmailClaimError;
 use harden_domain::org::OrgError;
+use harden_domain::recovery::RecoveryError;
 use harden_domain::registration::RegistrationError;
 use harden_domain::secret::SecretError;
 use harden_domain::share::ShareError;
@@ -141,6 +142,16 @@ impl From<ShareError> for Error {
             ShareError::NotFound => Error::NotFound(msg),
             ShareError::AlreadyExists => Error::Conflict(msg),
             ShareError::ExpiryInThePast => Error::Invalid(msg),
+        }
+    }
+}
+
+impl From<RecoveryError> for Error {
+    fn from(e: RecoveryError) -> Self {
+        let msg = e.to_string();
+        match e {
+            RecoveryError::NotFound | RecoveryError::NothingPending => Error::NotFound(msg),
+            RecoveryError::SelfTrustee => Error::Invalid(msg),
         }
     }
 }

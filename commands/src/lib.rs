@@ -30,6 +30,7 @@ pub mod keys;
 pub mod mail;
 pub mod onboarding;
 pub mod passwords;
+pub mod recovery;
 pub mod service;
 pub mod sharing;
 pub mod throttle;

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use harden_domain::org::{Org, OrgCommand};
 use harden_domain::plan::ENTERPRISE_CONTACT;
+use harden_domain::recovery::Recovery;
 use harden_domain::secret::{KeyName, KeyUse, Secret, SecretCommand, SecretEnvelope, SecretEvent};
 use harden_domain::share::Share;
 use harden_domain::user::{User, UserCommand};
@@ -31,6 +32,7 @@ pub struct Harden {
     pub users: Commands<User>,
     pub secrets: Commands<Secret>,
     pub shares: Commands<Share>,
+    pub recoveries: Commands<Recovery>,
 }
 
 /// The outcome of a KV write.
@@ -89,7 +91,8 @@ impl Harden {
             orgs: Commands::new(pool.clone(), wakeup.clone()),
             users: Commands::new(pool.clone(), wakeup.clone()),
             secrets: Commands::new(pool.clone(), wakeup.clone()).loading_last_event_only(),
-            shares: Commands::new(pool.clone(), wakeup),
+            shares: Commands::new(pool.clone(), wakeup.clone()),
+            recoveries: Commands::new(pool.clone(), wakeup),
             pool,
         }
     }

@@ -182,6 +182,11 @@ impl PrivateKeys {
     pub fn public_keys(&self) -> PublicKeys {
         PublicKeys { x25519: X25519Public::from(&self.x25519), mlkem: self.mlkem.encapsulation_key().clone() }
     }
+
+    /// The seeds both key pairs come from (for recovery shares, which carry the keys themselves).
+    pub fn seeds(&self) -> (Zeroizing<[u8; X25519_LEN]>, Zeroizing<[u8; MLKEM_SEED_LEN]>) {
+        (Zeroizing::new(self.x25519.to_bytes()), self.mlkem_seed.clone())
+    }
 }
 
 /// X-Wing's combiner.
@@ -304,6 +309,10 @@ impl KdfParams {
     }
 }
 
+/// The randomness of [`seal_to`]: the message key, the encapsulation seed, the wrap's and the
+/// value's nonces.
+pub type SealRandomness<'a> = (&'a [u8; 32], &'a [u8; 64], [u8; NONCE_LEN], [u8; NONCE_LEN]);
+
 /// A small message (a share's alias) encrypted to one user: a fresh data key wrapped to them,
 /// followed by the message under that key: `wrap_ecc ‖ wrap_kyber ‖ value`.
 pub fn seal_to(
@@ -311,7 +320,7 @@ pub fn seal_to(
     recipient_id: Uuid,
     context: &RecordContext<'_>,
     message: &[u8],
-    randomness: (&[u8; 32], &[u8; 64], [u8; NONCE_LEN], [u8; NONCE_LEN]),
+    randomness: SealRandomness<'_>,
 ) -> Vec<u8> {
     let (key_bytes, eseed, wrap_nonce, value_nonce) = randomness;
     let key = DataKey::from_bytes(*key_bytes);
@@ -343,6 +352,13 @@ pub struct Kek {
     key: Zeroizing<[u8; 32]>,
     params: KdfParams,
     salt: [u8; SALT_LEN],
+}
+
+impl Kek {
+    /// The derived key itself, for keys derived from it (a recovery mask).
+    pub fn key_bytes(&self) -> &[u8; 32] {
+        &self.key
+    }
 }
 
 /// One Argon2id run: the cost of unlocking.

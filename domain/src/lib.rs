@@ -14,6 +14,8 @@
 //! - [`user`] — the User aggregate (profile, role, API keys, key material).
 //! - [`secret`] — the Secret aggregate: one encrypted KV record.
 //! - [`share`] — the Share aggregate: a recipient's read access to one KV record.
+//! - [`recovery`] — the Recovery aggregate: trustees' recovery shares and a pending restore;
+//!   [`recovery_crypto`] its envelope formats.
 //! - [`registration`] — a self-service sign-up, from request to org; [`email_claim`] — who holds an
 //!   email address (one org admin per address) and its password hash.
 //! - [`crypto`] — the envelope crypto (values, the X-Wing hybrid wrap, sealed private keys), pure.
@@ -26,6 +28,8 @@ pub mod ids;
 pub mod org;
 pub mod password;
 pub mod plan;
+pub mod recovery;
+pub mod recovery_crypto;
 pub mod registration;
 pub mod role;
 pub mod secret;

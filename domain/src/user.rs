@@ -47,6 +47,13 @@ pub enum UserCommand {
         verifier: SealVerifier,
         current_proof: Option<SealProof>,
     },
+    /// A completed trusted-user recovery: the same key pairs sealed under a new secret, without a
+    /// proof of the old one (which the owner lost). The command side issues it only while a
+    /// trustee's restore is pending, and only with keys that match the user's public keys.
+    RecoverKeys {
+        sealed: SealedPrivateKeys,
+        verifier: SealVerifier,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,6 +249,13 @@ impl Aggregate for User {
                     }
                     _ => sink.write(UserEvent::UserKeysStored { user_id, public_keys, sealed, verifier }, self).await,
                 }
+            }
+            UserCommand::RecoverKeys { sealed, verifier } => {
+                let user_id = self.live_id()?;
+                if !self.has_keys() {
+                    return Err(UserError::NotFound);
+                }
+                sink.write(UserEvent::UserKeysResealed { user_id, sealed, verifier: Some(verifier) }, self).await
             }
         }
         Ok(())

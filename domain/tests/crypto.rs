@@ -219,3 +219,44 @@ fn a_message_sealed_to_a_user_opens_only_for_them_and_in_its_context() {
     }
     assert!(open_sealed(&bob, bob_id, &context, &blob[..10]).is_err());
 }
+
+#[test]
+fn recovery_round_trip_needs_the_trustee_the_temporary_secret_and_the_answer() {
+    use harden_domain::recovery_crypto::*;
+    let (org, owner, trustee_id) = (Uuid::from_u128(9), Uuid::from_u128(1), Uuid::from_u128(2));
+    let owner_keys = PrivateKeys::from_seeds([1; 32], [2; 64]);
+    let trustee = PrivateKeys::from_seeds([3; 32], [4; 64]);
+    let header = MaskHeader { masked: true, params: KdfParams::MINIMUM, salt: [5; 16] };
+    let mask = mask_key("Rex", &header).unwrap();
+    let masked = apply_mask(&owner_keys, &mask);
+    let r = [(&[6; 32], &[7; 64], [8; 12], [9; 12]), (&[10; 32], &[11; 64], [12; 12], [13; 12])];
+    let (ecc, kyber) = make_share(&trustee.public_keys(), trustee_id, org, owner, &masked, &header, r);
+
+    // The trustee opens the share, but holds masked keys only.
+    let (opened, seen) = open_share(&trustee, trustee_id, org, owner, &ecc, &kyber).unwrap();
+    assert_eq!(seen, header);
+    assert_ne!(opened.public_keys().ecc_bytes(), owner_keys.public_keys().ecc_bytes());
+    assert!(open_share(&owner_keys, owner, org, owner, &ecc, &kyber).is_err(), "only the trustee opens it");
+
+    let temporary = derive_kek(b"temporary secret", [14; 16], KdfParams::MINIMUM).unwrap();
+    let (r_ecc, r_kyber) = seal_restore(&temporary, owner, &opened, &seen, [[15; 12], [16; 12]]);
+    let (h, params, salt) = restore_headers(&r_ecc).unwrap();
+    assert_eq!((h, params, salt), (header, KdfParams::MINIMUM, [14; 16]));
+    let expected = owner_keys.public_keys();
+    // The answer (case and spaces do not matter) unmasks; a wrong one or none does not.
+    let unmask = mask_key("  rex ", &header).unwrap();
+    let restored = open_restore(&temporary, owner, &r_ecc, &r_kyber, Some(&unmask), &expected).unwrap();
+    assert_eq!(restored.public_keys().kyber_bytes(), expected.kyber_bytes());
+    let wrong = mask_key("Max", &header).unwrap();
+    assert!(open_restore(&temporary, owner, &r_ecc, &r_kyber, Some(&wrong), &expected).is_err());
+    assert!(open_restore(&temporary, owner, &r_ecc, &r_kyber, None, &expected).is_err());
+    let other_temp = derive_kek(b"another secret", [14; 16], KdfParams::MINIMUM).unwrap();
+    assert!(open_restore(&other_temp, owner, &r_ecc, &r_kyber, Some(&unmask), &expected).is_err());
+
+    // Without an answer the seeds travel unmasked, still only to the trustee.
+    let (ecc, kyber) = make_share(&trustee.public_keys(), trustee_id, org, owner, &owner_keys, &MaskHeader::NONE, r);
+    let (plain, seen) = open_share(&trustee, trustee_id, org, owner, &ecc, &kyber).unwrap();
+    assert!(!seen.masked);
+    let (r_ecc, r_kyber) = seal_restore(&temporary, owner, &plain, &seen, [[15; 12], [16; 12]]);
+    assert!(open_restore(&temporary, owner, &r_ecc, &r_kyber, None, &expected).is_ok());
+}

@@ -14,6 +14,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use harden_domain::org::OrgEvent;
+use harden_domain::recovery::RecoveryEvent;
 use harden_domain::secret::SecretEvent;
 use harden_domain::share::ShareEvent;
 use harden_domain::user::UserEvent;
@@ -142,6 +143,23 @@ pub fn entry_for(event: &StoredEvent) -> anyhow::Result<Option<Draft>> {
             let mut details = details;
             details["shareId"] = json!(share_id);
             Draft { key_name, subject_id: subject, details: Some(details), ..draft(SCOPE_ADMIN, action) }
+        }
+        "Recovery" => {
+            let (action, owner, trustee) = match serde_json::from_value(event.payload.clone())
+                .with_context(|| decode("Recovery"))?
+            {
+                RecoveryEvent::RecoveryTrusteeSet { owner, trustee, .. } => ("recovery.trustee_set", owner, trustee),
+                RecoveryEvent::RecoveryTrusteeRemoved { owner, trustee } => ("recovery.trustee_remove", owner, trustee),
+                RecoveryEvent::RecoveryRestoreSubmitted { owner, trustee, .. } => {
+                    ("recovery.restore_submit", owner, trustee)
+                }
+                RecoveryEvent::RecoveryCompleted { owner, trustee } => ("recovery.complete", owner, trustee),
+            };
+            Draft {
+                subject_id: Some(owner.to_string()),
+                details: Some(json!({ "trusteeUserId": trustee })),
+                ..draft(SCOPE_ADMIN, action)
+            }
         }
         _ => return Ok(None),
     }))

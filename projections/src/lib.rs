@@ -19,6 +19,7 @@ pub mod directory;
 pub mod follower;
 pub mod kv;
 pub mod read_models;
+pub mod recovery;
 pub mod replay;
 pub mod shares;
 pub mod wake;

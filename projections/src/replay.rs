@@ -24,6 +24,7 @@ use crate::audit::AuditProjector;
 use crate::directory::DirectoryProjector;
 use crate::follower::{lock_follower, read_batch, register_checkpoint, save_checkpoint, Projector, StoredEvent};
 use crate::kv::KvProjector;
+use crate::recovery::RecoveryProjector;
 use crate::shares::SharesProjector;
 
 /// A projection: its follower and the tables it owns.
@@ -55,6 +56,7 @@ pub fn catalog() -> Vec<Projection> {
         Projection { projector: Arc::new(DirectoryProjector), tables: &["directory_orgs", "directory_users"] },
         Projection { projector: Arc::new(KvProjector), tables: &["kv_records", "kv_versions"] },
         Projection { projector: Arc::new(SharesProjector), tables: &["kv_shares"] },
+        Projection { projector: Arc::new(RecoveryProjector), tables: &["recovery_trustees"] },
         Projection { projector: Arc::new(AuditProjector), tables: &["audit_entries"] },
     ]
 }

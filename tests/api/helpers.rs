@@ -318,8 +318,9 @@ pub async fn assert_nowhere_in_the_database(app: &TestApp, marker: &str, also: &
     }
 }
 
-/// Once at least `events` messages are on the test's stream, none holds `marker` in any form.
-pub async fn assert_nowhere_on_the_stream(app: &TestApp, marker: &str, events: usize) {
+/// Once every event committed so far is on the test's stream, none of them holds `marker` in any form.
+pub async fn assert_nowhere_on_the_stream(app: &TestApp, marker: &str) {
+    let events = app.event_count().await as usize;
     eventually("events on the stream", || async {
         stream_messages(&app.settings.nats_url, &app.settings.nats_stream).await.len() >= events
     })

@@ -18,6 +18,7 @@ mod openapi;
 mod orgs;
 mod plans;
 mod proxy;
+mod recovery;
 mod registration;
 mod replay;
 mod shares;

@@ -34,6 +34,13 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
             "/kv/{key}/versions",
             "/users/me",
             "/users/me/keys",
+            "/users/me/recovery/complete",
+            "/users/me/recovery/pending",
+            "/users/me/recovery/restore/{ownerUserId}",
+            "/users/me/recovery/shares",
+            "/users/me/recovery/shares/{ownerUserId}",
+            "/users/me/recovery/trustees",
+            "/users/me/recovery/trustees/{trusteeUserId}",
             "/users/org",
             "/users/org/{userId}",
             "/webhooks/stripe",
@@ -47,7 +54,9 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
             .replace("{orgId}", &uuid::Uuid::new_v4().to_string())
             .replace("{userId}", &uuid::Uuid::new_v4().to_string())
             .replace("{key}", "some-key")
-            .replace("{shareId}", &uuid::Uuid::new_v4().to_string());
+            .replace("{shareId}", &uuid::Uuid::new_v4().to_string())
+            .replace("{ownerUserId}", &uuid::Uuid::new_v4().to_string())
+            .replace("{trusteeUserId}", &uuid::Uuid::new_v4().to_string());
         for method in doc["paths"][path].as_object().unwrap().keys() {
             let res = app
                 .client

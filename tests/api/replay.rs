@@ -8,8 +8,15 @@ use serde_json::json;
 
 use crate::helpers::{expect_json, spawn_app, TestApp};
 
-const TABLES: [&str; 6] =
-    ["directory_orgs", "directory_users", "kv_records", "kv_versions", "kv_shares", "audit_entries"];
+const TABLES: [&str; 7] = [
+    "directory_orgs",
+    "directory_users",
+    "kv_records",
+    "kv_versions",
+    "kv_shares",
+    "recovery_trustees",
+    "audit_entries",
+];
 
 async fn snapshot(app: &TestApp) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
@@ -62,6 +69,12 @@ async fn replaying_every_projection_rebuilds_the_same_rows_while_serving() {
         "encryptedAesKeyEccB64": b64(5, 33), "encryptedAesKeyKyberB64": b64(6, 1149), "keyEpoch": k1["keyEpoch"]
     });
     expect_json(app.post("/kv/k1/shares", &a.member_key, share).await, StatusCode::CREATED).await;
+    let trustee = json!({
+        "encryptedPrivateKeyEccShareB64": b64(7, 100), "encryptedPrivateKeyKyberShareB64": b64(8, 200),
+        "xorApplied": true, "xorSaltHint": "dog-name"
+    });
+    let path = format!("/users/me/recovery/trustees/{}", a.admin_id);
+    expect_json(app.put(&path, &a.member_key, trustee).await, StatusCode::OK).await;
     let before = snapshot(&app).await;
     assert!(before.iter().all(|(_, rows)| !rows.is_empty()));
 
@@ -119,7 +132,7 @@ async fn replaying_every_projection_rebuilds_the_same_rows_while_serving() {
     let out = replay(&app, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = String::from_utf8_lossy(&out.stdout);
-    for name in ["directory", "kv", "shares", "audit"] {
+    for name in ["directory", "kv", "shares", "recovery", "audit"] {
         assert!(report.contains(&format!("replayed {name}")), "{report}");
     }
     assert_eq!(snapshot(&app).await, before, "the rebuilt rows are the same rows");
@@ -135,5 +148,5 @@ async fn replaying_every_projection_rebuilds_the_same_rows_while_serving() {
     assert!(!String::from_utf8_lossy(&one.stdout).contains("replayed audit"));
     let unknown = replay(&app, &["--projection", "nope"]);
     assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("directory, kv, shares, audit"));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("directory, kv, shares, recovery, audit"));
 }

@@ -17,7 +17,9 @@ const USER_NOT_FOUND: &str = "user not found";
 
 async fn me_record(state: &AppState, user: UserId) -> Result<MeResponse, ApiError> {
     let row = state.directory.user(user).await?.ok_or_else(|| ApiError::not_found(USER_NOT_FOUND))?;
-    Ok(MeResponse::from(&row))
+    let mut me = MeResponse::from(&row);
+    me.requires_rekey = state.harden.recoveries.load(&user.to_string()).await?.pending().is_some();
+    Ok(me)
 }
 
 /// The authenticated user's record, with the API key hash blanked and the sealed private keys the

@@ -18,6 +18,7 @@ pub mod kv;
 pub mod me;
 pub mod orgs;
 pub mod plans;
+pub mod recovery;
 pub mod shares;
 pub mod users;
 
@@ -29,6 +30,7 @@ pub mod users;
         (name = "health"), (name = "auth", description = "Anonymous account lifecycle"),
         (name = "admin", description = "Global admin and org admin routes"), (name = "users", description = "The caller and their org"),
         (name = "kv", description = "Encrypted KV records (ciphertext only)"),
+        (name = "recovery", description = "Trusted-user recovery (ciphertext only)"),
         (name = "shares", description = "Shares of KV records (wrapped keys and encrypted aliases only)"), (name = "audit", description = "The org's hash-chained audit history")
     )
 )]
@@ -61,6 +63,13 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(me::store_keys))
         .routes(routes!(me::org_directory))
         .routes(routes!(me::org_profile))
+        .routes(routes!(recovery::list_trustees))
+        .routes(routes!(recovery::set_trustee, recovery::get_trustee, recovery::remove_trustee))
+        .routes(routes!(recovery::list_owners))
+        .routes(routes!(recovery::owner_share))
+        .routes(routes!(recovery::restore))
+        .routes(routes!(recovery::pending))
+        .routes(routes!(recovery::complete))
         .routes(routes!(kv::list_kv))
         .routes(routes!(kv::put_kv, kv::get_kv, kv::delete_kv))
         .routes(routes!(kv::kv_versions))

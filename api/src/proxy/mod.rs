@@ -22,6 +22,7 @@ pub mod client;
 pub mod forward;
 pub mod keys;
 pub mod kv;
+pub mod recovery;
 pub mod shares;
 pub mod unlock;
 
@@ -30,6 +31,8 @@ pub use unlock::Unlocker;
 
 pub const USER_SECRET_HEADER: &str = "x-user-secret";
 pub const NEW_USER_SECRET_HEADER: &str = "x-new-user-secret";
+/// The temporary secret a trustee seals restored keys under, and the owner completes recovery with.
+pub const RECOVERY_SECRET_HEADER: &str = "x-recovery-secret";
 
 /// `N` bytes from the operating system's generator: keys, seeds, salts, nonces.
 pub(crate) fn random<const N: usize>() -> [u8; N] {
@@ -79,7 +82,7 @@ impl ProxyState {
 #[openapi(
     info(title = "harden Proxy API", description = "The crypto edge: encrypts and decrypts with the user's keys. /admin/* and /auth/* are passed through to the Backend unchanged."),
     modifiers(&ProxyAuth),
-    tags((name = "health"), (name = "keys", description = "The user's key pairs"), (name = "kv", description = "Encrypted KV values"), (name = "shares", description = "Sharing values with users of the org"), (name = "users", description = "The caller's org"))
+    tags((name = "health"), (name = "keys", description = "The user's key pairs"), (name = "kv", description = "Encrypted KV values"), (name = "shares", description = "Sharing values with users of the org"), (name = "recovery", description = "Trusted-user recovery"), (name = "users", description = "The caller's org"))
 )]
 struct ProxyDoc;
 
@@ -103,6 +106,9 @@ pub fn openapi_router() -> OpenApiRouter<ProxyState> {
         .routes(routes!(keys::rekey))
         .routes(routes!(kv::list_kv))
         .routes(routes!(kv::put_kv, kv::get_kv, kv::delete_kv))
+        .routes(routes!(recovery::set_trustee))
+        .routes(routes!(recovery::restore))
+        .routes(routes!(recovery::complete))
         .routes(routes!(shares::create_share, shares::list_shares))
         .routes(routes!(shares::revoke_share))
         .routes(routes!(shares::inbox))

@@ -151,6 +151,16 @@ impl Unlocker {
         }
     }
 
+    /// Counts an attempt to open something with a secret of `user` (a recovery), under the same
+    /// per-user limit as unlocks; [`Self::succeeded`] clears it.
+    pub fn attempt(&self, user: Uuid) -> Result<(), ApiError> {
+        self.count_attempt(user)
+    }
+
+    pub fn succeeded(&self, user: Uuid) {
+        self.failures.lock().expect("failures lock").remove(&user);
+    }
+
     /// Drops the user's unlocked keys (rekey, API key rotation).
     pub fn forget(&self, user: Uuid) {
         self.cache.lock().expect("cache lock").remove(&user);

@@ -1,0 +1,133 @@
+//! Trusted-user recovery on the command side: naming trustees, a trustee submitting a restore,
+//! and the owner completing it. The material is ciphertext made by the Proxy; the Backend checks
+//! who may do what (same org, configured trustee, a pending restore) and never opens it.
+
+use harden_domain::recovery::{PendingRestore, Recovery, RecoveryCommand, RecoveryMaterial};
+use harden_domain::user::UserCommand;
+use harden_domain::values::{KeyBlob, SealProof, SealedPrivateKeys};
+use harden_domain::UserId;
+
+use crate::access;
+use crate::bus::{Committed, Meta};
+use crate::credentials::Principal;
+use crate::error::Error;
+use crate::service::Harden;
+
+pub const MAX_MATERIAL_BYTES: usize = 16 * 1024;
+pub const MAX_HINT_CHARS: usize = 100;
+
+/// Recovery material as the caller sent it.
+pub struct Material<'a> {
+    pub ecc_b64: &'a str,
+    pub kyber_b64: &'a str,
+    pub ecc_field: &'static str,
+    pub kyber_field: &'static str,
+    pub xor_applied: bool,
+    pub xor_salt_hint: Option<&'a str>,
+}
+
+impl Material<'_> {
+    fn parse(&self) -> Result<RecoveryMaterial, Error> {
+        let hint = match self.xor_salt_hint.map(str::trim).filter(|h| !h.is_empty()) {
+            Some(h) if h.chars().count() > MAX_HINT_CHARS || h.chars().any(char::is_control) => {
+                return Err(Error::invalid(format!(
+                    "xorSaltHint must be at most {MAX_HINT_CHARS} characters without control characters"
+                )))
+            }
+            other => other.map(str::to_owned),
+        };
+        Ok(RecoveryMaterial {
+            ecc: KeyBlob::parse(self.ecc_field, self.ecc_b64, 1..=MAX_MATERIAL_BYTES)?,
+            kyber: KeyBlob::parse(self.kyber_field, self.kyber_b64, 1..=MAX_MATERIAL_BYTES)?,
+            xor_applied: self.xor_applied,
+            xor_salt_hint: hint,
+        })
+    }
+}
+
+const TRUSTEE_NOT_FOUND: &str = "trustee not found in your org";
+const SHARE_NOT_FOUND: &str = "recovery share not found";
+
+impl Harden {
+    async fn recovery_of(&self, owner: UserId) -> Result<Recovery, Error> {
+        self.recoveries.load(&owner.to_string()).await
+    }
+
+    /// The caller's recovery state (their trustees and any pending restore).
+    pub async fn own_recovery(&self, caller: &Principal) -> Result<Recovery, Error> {
+        self.recovery_of(caller.user_id).await
+    }
+
+    pub async fn set_trustee(
+        &self,
+        caller: &Principal,
+        trustee: UserId,
+        material: Material<'_>,
+        meta: Meta,
+    ) -> Result<Committed, Error> {
+        let org = access::own_org(caller).map_err(|_| Error::forbidden("the global admin has no recovery"))?;
+        let share = material.parse()?;
+        if trustee == caller.user_id {
+            return Err(Error::invalid("you cannot be your own trustee"));
+        }
+        let user = self.users.load(&trustee.to_string()).await?;
+        if user.org_id() != Some(org) || !user.is_active() {
+            return Err(Error::not_found(TRUSTEE_NOT_FOUND));
+        }
+        let command = RecoveryCommand::SetTrustee { org_id: org, owner: caller.user_id, trustee, share };
+        self.recoveries.execute(&caller.user_id.to_string(), command, &meta.with_org(org)).await
+    }
+
+    pub async fn remove_trustee(&self, caller: &Principal, trustee: UserId, meta: Meta) -> Result<Committed, Error> {
+        let org = access::own_org(caller).map_err(|_| Error::forbidden("the global admin has no recovery"))?;
+        let command = RecoveryCommand::RemoveTrustee { trustee };
+        self.recoveries.execute(&caller.user_id.to_string(), command, &meta.with_org(org)).await
+    }
+
+    /// The share `owner` made for the caller, if the caller is their trustee.
+    pub async fn share_for_trustee(&self, caller: &Principal, owner: UserId) -> Result<RecoveryMaterial, Error> {
+        let recovery = self.recovery_of(owner).await?;
+        recovery.share_for(caller.user_id).cloned().ok_or_else(|| Error::not_found(SHARE_NOT_FOUND))
+    }
+
+    /// A trustee submits the owner's restored keys; they wait for the owner to complete recovery.
+    pub async fn submit_restore(
+        &self,
+        caller: &Principal,
+        owner: UserId,
+        material: Material<'_>,
+        meta: Meta,
+    ) -> Result<Committed, Error> {
+        let restore = material.parse()?;
+        let recovery = self.recovery_of(owner).await?;
+        let org = recovery.org_id().filter(|_| recovery.share_for(caller.user_id).is_some());
+        let org = org.ok_or_else(|| Error::not_found(SHARE_NOT_FOUND))?;
+        let command = RecoveryCommand::SubmitRestore { trustee: caller.user_id, restore };
+        self.recoveries.execute(&owner.to_string(), command, &meta.with_org(org)).await
+    }
+
+    pub async fn pending_restore(&self, caller: &Principal) -> Result<PendingRestore, Error> {
+        self.recovery_of(caller.user_id)
+            .await?
+            .pending()
+            .cloned()
+            .ok_or_else(|| Error::not_found("no restore is pending for you"))
+    }
+
+    /// The owner completes recovery: their keys, sealed under a new secret by their Proxy, replace
+    /// the sealed keys, and the pending restore is done.
+    pub async fn complete_recovery(
+        &self,
+        caller: &Principal,
+        sealed: SealedPrivateKeys,
+        proof: SealProof,
+        meta: Meta,
+    ) -> Result<Committed, Error> {
+        let org = access::own_org(caller).map_err(|_| Error::forbidden("the global admin has no recovery"))?;
+        self.pending_restore(caller).await?;
+        let meta = meta.with_org(org);
+        let command = UserCommand::RecoverKeys { sealed, verifier: proof.verifier() };
+        self.users.execute(&caller.user_id.to_string(), command, &meta).await?;
+        self.recoveries.execute(&caller.user_id.to_string(), RecoveryCommand::Complete, &meta).await
+    }
+}
