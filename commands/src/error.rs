@@ -124,7 +124,8 @@ impl From<RegistrationError> for Error {
             RegistrationError::Expired => Error::Gone(msg),
             RegistrationError::AlreadyRequested
             | RegistrationError::AlreadyCompleted
-            | RegistrationError::PaidDifferently => Error::Conflict(msg),
+            | RegistrationError::PaidDifferently
+            | RegistrationError::PaymentInFlight => Error::Conflict(msg),
         }
     }
 }

@@ -77,6 +77,14 @@ pub struct Onboarding {
     config: OnboardingConfig,
 }
 
+fn parse_payment_method(pm: &str) -> Result<String, Error> {
+    let valid = pm.starts_with("pm_") && pm.len() <= 255 && pm.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(Error::invalid("stripePaymentMethodId is not a Stripe payment method id (pm_…)"));
+    }
+    Ok(pm.to_owned())
+}
+
 fn validate(req: &RegistrationRequest<'_>, stripe: bool) -> Result<Application, Error> {
     let org_name = OrgName::parse(req.org_name).map_err(|e| Error::invalid(e.0.replace("name", "orgName")))?;
     let admin_name = UserName::parse(req.admin_name).map_err(|e| Error::invalid(e.0.replace("name", "adminName")))?;
@@ -216,13 +224,29 @@ impl Onboarding {
 
     /// Finishes the registration `token` names: pays (paid plans), claims the email, creates the
     /// org and its first admin, and answers the admin's API key.
-    pub async fn verify(&self, token: &str, meta: Meta) -> Result<(SecretString, Committed), Error> {
+    pub async fn verify(
+        &self,
+        token: &str,
+        payment_method: Option<&str>,
+        meta: Meta,
+    ) -> Result<(SecretString, Committed), Error> {
         let invalid = || Error::invalid("the verification token is invalid");
         if token.len() != 43 || URL_SAFE_NO_PAD.decode(token).is_err() {
             return Err(invalid());
         }
         let registration_id = self.registration_id(token);
-        let registration = self.registrations.load(&registration_id).await?;
+        let mut registration = self.registrations.load(&registration_id).await?;
+        // Another card after a refusal: recorded first, then used by this attempt.
+        if let Some(pm) = payment_method {
+            registration.check_open(Utc::now())?;
+            if !registration.application().is_some_and(|a| a.plan.is_paid()) {
+                return Err(Error::invalid("stripePaymentMethodId is only for paid plans"));
+            }
+            let pm = parse_payment_method(pm)?;
+            let change = RegistrationCommand::ChangePaymentMethod { payment_method: pm };
+            self.registrations.execute(&registration_id, change, &meta).await?;
+            registration = self.registrations.load(&registration_id).await?;
+        }
         let application = registration.application().ok_or_else(invalid)?.clone();
         let claim_id = self.claim_id(&application.email);
         let holder = self.claims.load(&claim_id).await?.holder().map(|h| h.registration_id.clone());
@@ -285,17 +309,19 @@ impl Onboarding {
             public_keys: None,
             key: key.issued.clone(),
         };
-        match self.harden.users.execute(&user, create, &org_meta).await {
-            // Created by an earlier try that stopped before completing: a fresh key for it.
-            Err(Error::Conflict(_)) => {
-                self.harden.users.execute(&user, UserCommand::RotateApiKey { key: key.issued }, &org_meta).await?;
-            }
-            other => {
-                other?;
-            }
-        }
+        // Created by an earlier try that stopped before completing, or by a concurrent one: this
+        // request's key goes in only if it is the one that completes the registration, so of two
+        // verifications of one token the key answered is the key that works.
+        let existed = match self.harden.users.execute(&user, create, &org_meta).await {
+            Err(Error::Conflict(_)) => true,
+            other => other.map(|_| false)?,
+        };
         let complete = RegistrationCommand::Complete { org_id, user_id };
-        let committed = self.registrations.execute(&registration_id, complete, &org_meta).await?;
+        let mut committed = self.registrations.execute(&registration_id, complete, &org_meta).await?;
+        if existed {
+            let rotate = UserCommand::RotateApiKey { key: key.issued };
+            committed = self.harden.users.execute(&user, rotate, &org_meta).await?;
+        }
         Ok((key.plaintext, committed))
     }
 

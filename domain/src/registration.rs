@@ -70,6 +70,11 @@ pub enum RegistrationCommand {
     RecordPaymentRefused {
         reason: String,
     },
+    /// The applicant gives another payment method after a refusal (never while a payment may be
+    /// in flight, which could then be charged twice).
+    ChangePaymentMethod {
+        payment_method: String,
+    },
     RecordPaid {
         subscription: Subscription,
     },
@@ -98,6 +103,10 @@ pub enum RegistrationEvent {
         attempt: u32,
         reason: String,
     },
+    RegistrationPaymentMethodChanged {
+        registration_id: String,
+        payment_method: String,
+    },
     RegistrationPaid {
         registration_id: String,
         subscription: Subscription,
@@ -115,6 +124,7 @@ impl DomainEvent for RegistrationEvent {
             Self::RegistrationRequested { .. } => "RegistrationRequested",
             Self::RegistrationPaymentStarted { .. } => "RegistrationPaymentStarted",
             Self::RegistrationPaymentRefused { .. } => "RegistrationPaymentRefused",
+            Self::RegistrationPaymentMethodChanged { .. } => "RegistrationPaymentMethodChanged",
             Self::RegistrationPaid { .. } => "RegistrationPaid",
             Self::RegistrationCompleted { .. } => "RegistrationCompleted",
         }
@@ -137,6 +147,8 @@ pub enum RegistrationError {
     Expired,
     #[error("this registration was already paid with another subscription")]
     PaidDifferently,
+    #[error("the payment method can be changed only after Stripe refused the last one")]
+    PaymentInFlight,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -146,6 +158,8 @@ pub struct Registration {
     expires_at: Option<DateTime<Utc>>,
     refused_attempts: u32,
     payment_started: bool,
+    /// Stripe was called for the current attempt and has not refused it (it may have charged).
+    payment_in_flight: bool,
     subscription: Option<Subscription>,
     completed: bool,
 }
@@ -215,6 +229,20 @@ impl Aggregate for Registration {
                 sink.write(RegistrationEvent::RegistrationPaymentRefused { registration_id, attempt, reason }, self)
                     .await;
             }
+            RegistrationCommand::ChangePaymentMethod { payment_method } => {
+                let registration_id = self.live_id()?;
+                if self.payment_in_flight || self.subscription.is_some() {
+                    return Err(RegistrationError::PaymentInFlight);
+                }
+                if self.application.as_ref().and_then(|a| a.payment_method.as_deref()) != Some(payment_method.as_str())
+                {
+                    sink.write(
+                        RegistrationEvent::RegistrationPaymentMethodChanged { registration_id, payment_method },
+                        self,
+                    )
+                    .await;
+                }
+            }
             RegistrationCommand::RecordPaid { subscription } => {
                 let registration_id = self.live_id()?;
                 match &self.subscription {
@@ -241,8 +269,19 @@ impl Aggregate for Registration {
                 self.application = Some(application);
                 self.expires_at = Some(expires_at);
             }
-            RegistrationEvent::RegistrationPaymentStarted { .. } => self.payment_started = true,
-            RegistrationEvent::RegistrationPaymentRefused { .. } => self.refused_attempts += 1,
+            RegistrationEvent::RegistrationPaymentStarted { .. } => {
+                self.payment_started = true;
+                self.payment_in_flight = true;
+            }
+            RegistrationEvent::RegistrationPaymentRefused { .. } => {
+                self.refused_attempts += 1;
+                self.payment_in_flight = false;
+            }
+            RegistrationEvent::RegistrationPaymentMethodChanged { payment_method, .. } => {
+                if let Some(application) = self.application.as_mut() {
+                    application.payment_method = Some(payment_method);
+                }
+            }
             RegistrationEvent::RegistrationPaid { subscription, .. } => self.subscription = Some(subscription),
             RegistrationEvent::RegistrationCompleted { .. } => self.completed = true,
         }
@@ -371,6 +410,27 @@ mod tests {
             .when(complete())
             .then_expect_error(RegistrationError::AlreadyCompleted);
         framework().given_no_previous_events().when(complete()).then_expect_error(RegistrationError::NotFound);
+    }
+
+    #[test]
+    fn the_payment_method_changes_only_when_no_payment_is_in_flight() {
+        let started = RegistrationEvent::RegistrationPaymentStarted { registration_id: "r1".to_owned(), attempt: 0 };
+        let refused = RegistrationEvent::RegistrationPaymentRefused {
+            registration_id: "r1".to_owned(),
+            attempt: 0,
+            reason: "declined".to_owned(),
+        };
+        let change = || RegistrationCommand::ChangePaymentMethod { payment_method: "pm_card_mastercard".to_owned() };
+        let changed = RegistrationEvent::RegistrationPaymentMethodChanged {
+            registration_id: "r1".to_owned(),
+            payment_method: "pm_card_mastercard".to_owned(),
+        };
+        framework()
+            .given(vec![requested(), started.clone()])
+            .when(change())
+            .then_expect_error(RegistrationError::PaymentInFlight);
+        framework().given(vec![requested(), started, refused]).when(change()).then_expect_events(vec![changed.clone()]);
+        framework().given(vec![requested(), changed]).when(change()).then_expect_events(vec![]);
     }
 
     #[test]

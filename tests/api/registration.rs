@@ -311,6 +311,41 @@ async fn a_declined_card_leaves_nothing_behind_and_the_same_link_works_once_fixe
 }
 
 #[tokio::test]
+async fn after_a_decline_the_same_link_takes_another_card() {
+    let stripe = StripeStandIn::start().await;
+    let app = spawn_app_with(|s| with_stripe(s, &stripe)).await;
+    let mut body = registration("newcard@example.com", "starter");
+    body["stripePaymentMethodId"] = json!("pm_card_chargeDeclined");
+    let token = app.registered_token(body).await;
+    expect_error(app.verify(&token).await, StatusCode::PAYMENT_REQUIRED).await;
+    let with_card = |pm: &str| format!("/auth/orgadmin/verify?token={token}&stripePaymentMethodId={pm}");
+    expect_error(app.anonymous(Method::GET, &with_card("not-a-pm"), None).await, StatusCode::BAD_REQUEST).await;
+    expect_json(app.anonymous(Method::GET, &with_card("pm_card_visa"), None).await, StatusCode::OK).await;
+    let book = stripe.book();
+    assert_eq!(book.subscriptions.len(), 1);
+    assert_eq!(book.subscriptions[0]["default_payment_method"], "pm_card_visa");
+    assert_eq!(book.customers.len(), 1, "the same customer");
+}
+
+#[tokio::test]
+async fn two_verifications_of_one_token_answer_one_working_key() {
+    let app = spawn_app().await;
+    let token = app.registered_token(registration("twice@example.com", "free")).await;
+    let (a, b) = tokio::join!(app.verify(&token), app.verify(&token));
+    let mut keys = vec![];
+    for res in [a, b] {
+        match res.status() {
+            StatusCode::OK => keys.push(res.json::<Value>().await.unwrap()["apiKey"].as_str().unwrap().to_owned()),
+            StatusCode::CONFLICT => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(keys.len(), 1, "exactly one verification wins");
+    expect_json(app.get("/users/me", &keys[0]).await, StatusCode::OK).await;
+    assert_eq!(app.orgs().await.len(), 1);
+}
+
+#[tokio::test]
 async fn stripe_out_of_reach_is_a_502_and_the_link_works_when_it_is_back() {
     // A port nothing listens on, which the stand-in takes over later.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -85,6 +85,9 @@ pub async fn register(
 #[serde(deny_unknown_fields)]
 pub struct VerifyQuery {
     pub token: String,
+    /// Another payment method, after Stripe refused the one given at registration.
+    #[serde(rename = "stripePaymentMethodId")]
+    pub stripe_payment_method_id: Option<String>,
 }
 
 /// Finishes a registration: for a paid plan, the Stripe customer, payment method and subscription
@@ -101,9 +104,11 @@ pub async fn verify(
     // Run to the end even if the client goes away: a verification cut off between Stripe and
     // recording its answer would have to be resumed.
     let onboarding = state.onboarding.clone();
-    let (key, committed) = tokio::spawn(async move { onboarding.verify(&query.token, client.meta()).await })
-        .await
-        .map_err(|e| anyhow::anyhow!("the verification task failed: {e}"))??;
+    let (key, committed) = tokio::spawn(async move {
+        onboarding.verify(&query.token, query.stripe_payment_method_id.as_deref(), client.meta()).await
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("the verification task failed: {e}"))??;
     let freshness = state.read_models.wait_for(committed.position).await;
     Ok((Consistency(freshness), Json(ApiKeyResponse { api_key: key.expose_secret().to_owned() })))
 }
