@@ -107,6 +107,20 @@ impl Harden {
         if key.epoch != new.key_epoch {
             return Err(Error::Conflict(harden_domain::secret::SecretError::KeyChanged.to_string()));
         }
+        // One open share per recipient and record: a second would survive the revocation of the first.
+        let duplicate: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM kv_shares WHERE owner_id = $1 AND key_name = $2 AND recipient_id = $3
+                 AND life = $4 AND state = 'active' AND (expires_at IS NULL OR expires_at > now()))",
+        )
+        .bind(caller.user_id.as_uuid())
+        .bind(key_name.as_str())
+        .bind(new.recipient.as_uuid())
+        .bind(key.life as i64)
+        .fetch_one(self.pool())
+        .await?;
+        if duplicate {
+            return Err(Error::Conflict("this record is already shared with this user".into()));
+        }
         let id = Uuid::new_v4();
         let grant = Grant {
             org_id: org,
@@ -115,12 +129,21 @@ impl Harden {
             key_name: key_name.clone(),
             life: key.life,
             epoch: key.epoch,
+            rotation: key.rotation,
             wrap,
             encrypted_alias,
             expires_at: new.expires_at,
         };
+        let meta = meta.with_org(org);
         let command = ShareCommand::Grant { share_id: share_id(id), grant, now: Utc::now() };
-        let committed = self.shares.execute(&share_id(id), command, &meta.with_org(org)).await?;
+        let committed = self.shares.execute(&share_id(id), command, &meta).await?;
+        // A rotation that committed between the epoch check and the grant did not re-wrap this
+        // share: withdraw it rather than leave a share that cannot open.
+        let now = self.secrets.load(&self.ids().secret_id(caller.user_id, key_name)).await?.key_epoch();
+        if now != Some(key) {
+            self.shares.execute(&share_id(id), ShareCommand::Revoke { by: caller.user_id }, &meta).await?;
+            return Err(Error::Conflict(harden_domain::secret::SecretError::KeyChanged.to_string()));
+        }
         Ok((id, committed))
     }
 
@@ -168,7 +191,7 @@ impl Harden {
         else {
             return Err(Error::not_found(SHARE_NOT_FOUND));
         };
-        let wrap = share.wrap_for(key.epoch).cloned().ok_or_else(|| {
+        let wrap = share.wrap_for(key.epoch, key.rotation).cloned().ok_or_else(|| {
             Error::Conflict(
                 "the owner changed this record's key and this share was not re-wrapped; ask them to share it again"
                     .into(),
@@ -206,16 +229,32 @@ impl Harden {
             return Err(Error::VersionConflict { current: secret.current_version() });
         }
         let new_epoch = expected_version + 1;
+        let rotation = Uuid::new_v4();
+        // Every open share must get the new key, or its recipient would lose access.
+        let open: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT share_id FROM kv_shares WHERE owner_id = $1 AND key_name = $2 AND state = 'active'
+               AND (expires_at IS NULL OR expires_at > now())",
+        )
+        .bind(caller.user_id.as_uuid())
+        .bind(key_name.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        if let Some(missing) = open.iter().find(|id| !rewraps.iter().any(|(s, _, _)| s == *id)) {
+            return Err(Error::Conflict(format!(
+                "share {missing} was granted meanwhile and has no wrap of the new key; retry"
+            )));
+        }
         for (share, ecc, kyber) in rewraps {
             let wrap = parse_wrap(ecc, kyber)?;
             let state = self.shares.load(&share_id(share)).await?;
             match state.active() {
                 Some(g) if g.owner == caller.user_id && g.key_name == *key_name => {}
-                _ => return Err(Error::not_found(SHARE_NOT_FOUND)),
+                // Ended meanwhile: it needs no key.
+                _ => continue,
             }
-            let command = ShareCommand::Rewrap { epoch: new_epoch, wrap };
+            let command = ShareCommand::Rewrap { epoch: new_epoch, rotation, wrap };
             self.shares.execute(&share_id(share), command, &meta.clone().with_org(org)).await?;
         }
-        self.write_secret(caller, key_name, envelope, Some(expected_version), KeyUse::Rotate, meta).await
+        self.write_secret(caller, key_name, envelope, Some(expected_version), KeyUse::Rotate(rotation), meta).await
     }
 }

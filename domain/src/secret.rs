@@ -9,6 +9,8 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use uuid::Uuid;
+
 use crate::envelope;
 use crate::ids::{OrgId, UserId};
 use crate::values::{InvalidValue, KeyBlob};
@@ -79,8 +81,10 @@ pub enum KeyUse {
     Same(u64),
     /// A new key for a record that does not exist: refused if it was created meanwhile.
     Fresh,
-    /// A new key for the live record (a share was revoked): a new epoch.
-    Rotate,
+    /// A new key for the live record (a share was revoked): a new epoch, named by the rotation's
+    /// id, which the shares' wraps of the new key carry too (of two racing rotations, the shares
+    /// use the wraps of the one whose write won).
+    Rotate(Uuid),
 }
 
 /// Which life of the record (the version it began at) and which data key (the version that key
@@ -89,6 +93,8 @@ pub enum KeyUse {
 pub struct KeyEpoch {
     pub life: u64,
     pub epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -210,11 +216,13 @@ impl Aggregate for Secret {
                 let version = self.last_version + 1;
                 let kv_bytes = key_name.as_str().len() as u64 + envelope.value_bytes;
                 let key = match (self.live, key) {
-                    (false, KeyUse::Rotate) => return Err(SecretError::NotFound),
+                    (false, KeyUse::Rotate(_)) => return Err(SecretError::NotFound),
                     (false, KeyUse::Same(_)) | (true, KeyUse::Fresh) => return Err(SecretError::KeyChanged),
                     (true, KeyUse::Same(epoch)) if epoch != self.key.epoch => return Err(SecretError::KeyChanged),
-                    (false, _) => KeyEpoch { life: version, epoch: version },
-                    (true, KeyUse::Rotate) => KeyEpoch { life: self.key.life, epoch: version },
+                    (false, _) => KeyEpoch { life: version, epoch: version, rotation: None },
+                    (true, KeyUse::Rotate(rotation)) => {
+                        KeyEpoch { life: self.key.life, epoch: version, rotation: Some(rotation) }
+                    }
                     (true, _) => self.key,
                 };
                 let event = if self.live {
@@ -294,7 +302,7 @@ mod tests {
             version,
             envelope: envelope(10),
             kv_bytes: 6 + 10,
-            key: KeyEpoch { life: version, epoch: version },
+            key: KeyEpoch { life: version, epoch: version, rotation: None },
         }
     }
     fn updated(version: u64) -> SecretEvent {
@@ -305,7 +313,7 @@ mod tests {
             version,
             envelope: envelope(10),
             kv_bytes: 16,
-            key: KeyEpoch { life: 1, epoch: 1 },
+            key: KeyEpoch { life: 1, epoch: 1, rotation: None },
         }
     }
     fn deleted(version: u64) -> SecretEvent {
@@ -416,7 +424,7 @@ mod tests {
                     version,
                     envelope,
                     kv_bytes,
-                    key: KeyEpoch { life, epoch },
+                    key: KeyEpoch { life, epoch, rotation: Some(Uuid::from_u128(77)) },
                 }
             }
             other => other,
@@ -429,7 +437,7 @@ mod tests {
         // A rotation starts an epoch at its version, in the same life.
         TestFramework::<Secret>::with(())
             .given(vec![created(1), updated(2)])
-            .when(write_with(KeyUse::Rotate))
+            .when(write_with(KeyUse::Rotate(Uuid::from_u128(77))))
             .then_expect_events(vec![with_key(updated(3), 1, 3)]);
         // A writer that read epoch 1 after a rotation to epoch 3: refused.
         TestFramework::<Secret>::with(())
@@ -452,7 +460,7 @@ mod tests {
             .then_expect_events(vec![created(2)]);
         TestFramework::<Secret>::with(())
             .given(vec![created(1), deleted(1)])
-            .when(write_with(KeyUse::Rotate))
+            .when(write_with(KeyUse::Rotate(Uuid::from_u128(77))))
             .then_expect_error(SecretError::NotFound);
     }
 

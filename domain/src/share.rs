@@ -7,13 +7,12 @@
 //! record it was granted on: when the owner deletes the record, it ends, and a record re-created
 //! under the same name is not shared. The alias is encrypted to the recipient by the Proxy.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use uuid::Uuid;
 
 use crate::ids::{OrgId, UserId};
 use crate::secret::KeyName;
@@ -35,6 +34,9 @@ pub struct Grant {
     /// The life of the record shared (the version it began at).
     pub life: u64,
     pub epoch: u64,
+    /// The rotation that made the epoch's key, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Uuid>,
     pub wrap: Wrap,
     pub encrypted_alias: KeyBlob,
     pub expires_at: Option<DateTime<Utc>>,
@@ -50,6 +52,7 @@ pub enum ShareCommand {
     /// The wrap for a new key epoch, ahead of the rotation that writes the record under it.
     Rewrap {
         epoch: u64,
+        rotation: Uuid,
         wrap: Wrap,
     },
     /// The owner ends the share.
@@ -64,10 +67,23 @@ pub enum ShareCommand {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ShareEvent {
-    ShareGranted { share_id: String, grant: Grant },
-    ShareRewrapped { share_id: String, epoch: u64, wrap: Wrap },
-    ShareRevoked { share_id: String },
-    ShareRemoved { share_id: String },
+    ShareGranted {
+        share_id: String,
+        grant: Grant,
+    },
+    ShareRewrapped {
+        share_id: String,
+        epoch: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rotation: Option<Uuid>,
+        wrap: Wrap,
+    },
+    ShareRevoked {
+        share_id: String,
+    },
+    ShareRemoved {
+        share_id: String,
+    },
 }
 
 impl DomainEvent for ShareEvent {
@@ -95,11 +111,22 @@ pub enum ShareError {
     ExpiryInThePast,
 }
 
+/// The recipient's wrap of the key of one epoch (and rotation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct EpochWrap {
+    epoch: u64,
+    rotation: Option<Uuid>,
+    wrap: Wrap,
+}
+
+/// Wraps kept per share: the newest ones (an older epoch's key opens no version the record uses).
+const WRAPS_KEPT: usize = 8;
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Share {
     id: Option<String>,
     grant: Option<Grant>,
-    wraps: BTreeMap<u64, Wrap>,
+    wraps: Vec<EpochWrap>,
     ended: bool,
 }
 
@@ -114,8 +141,9 @@ impl Share {
         self.active().filter(|g| g.expires_at.is_none_or(|e| e > now))
     }
 
-    pub fn wrap_for(&self, epoch: u64) -> Option<&Wrap> {
-        self.wraps.get(&epoch)
+    /// The wrap of the key the record uses now: its epoch and the rotation that made it.
+    pub fn wrap_for(&self, epoch: u64, rotation: Option<Uuid>) -> Option<&Wrap> {
+        self.wraps.iter().rev().find(|w| w.epoch == epoch && w.rotation == rotation).map(|w| &w.wrap)
     }
 
     fn live_id(&self) -> Result<String, ShareError> {
@@ -144,10 +172,11 @@ impl Aggregate for Share {
                 }
                 sink.write(ShareEvent::ShareGranted { share_id, grant }, self).await;
             }
-            ShareCommand::Rewrap { epoch, wrap } => {
+            ShareCommand::Rewrap { epoch, rotation, wrap } => {
                 let share_id = self.live_id()?;
-                if self.wraps.get(&epoch) != Some(&wrap) {
-                    sink.write(ShareEvent::ShareRewrapped { share_id, epoch, wrap }, self).await;
+                if self.wrap_for(epoch, Some(rotation)) != Some(&wrap) {
+                    let rotation = Some(rotation);
+                    sink.write(ShareEvent::ShareRewrapped { share_id, epoch, rotation, wrap }, self).await;
                 }
             }
             ShareCommand::Revoke { by } => {
@@ -172,14 +201,18 @@ impl Aggregate for Share {
         match event {
             ShareEvent::ShareGranted { share_id, grant } => {
                 self.id = Some(share_id);
-                self.wraps.insert(grant.epoch, grant.wrap.clone());
+                self.wraps.push(EpochWrap { epoch: grant.epoch, rotation: grant.rotation, wrap: grant.wrap.clone() });
                 self.grant = Some(grant);
             }
-            ShareEvent::ShareRewrapped { epoch, wrap, .. } => {
-                // Only the newest epochs matter; older wraps open keys no version uses any more.
-                self.wraps.insert(epoch, wrap);
-                while self.wraps.len() > 2 {
-                    self.wraps.pop_first();
+            ShareEvent::ShareRewrapped { epoch, rotation, wrap, .. } => {
+                self.wraps.push(EpochWrap { epoch, rotation, wrap });
+                // Drop the oldest epochs first (never by arrival: a stale rotation's wrap may be
+                // newer than the live one).
+                while self.wraps.len() > WRAPS_KEPT {
+                    let oldest = self.wraps.iter().enumerate().min_by_key(|(_, w)| w.epoch).map(|(i, _)| i);
+                    if let Some(i) = oldest {
+                        self.wraps.remove(i);
+                    }
                 }
             }
             ShareEvent::ShareRevoked { .. } | ShareEvent::ShareRemoved { .. } => self.ended = true,
@@ -215,6 +248,7 @@ mod tests {
             key_name: KeyName::parse("db").unwrap(),
             life: 1,
             epoch: 1,
+            rotation: None,
             wrap: wrap(1),
             encrypted_alias: KeyBlob::parse("a", &STANDARD.encode([7u8; 40]), 1..=4096).unwrap(),
             expires_at,
@@ -262,15 +296,46 @@ mod tests {
 
     #[test]
     fn rewrapping_adds_the_new_epoch_once() {
-        let rewrapped = ShareEvent::ShareRewrapped { share_id: "s1".into(), epoch: 5, wrap: wrap(5) };
+        let r = Uuid::from_u128(5);
+        let rewrapped =
+            ShareEvent::ShareRewrapped { share_id: "s1".into(), epoch: 5, rotation: Some(r), wrap: wrap(5) };
         TestFramework::<Share>::with(())
             .given(vec![granted()])
-            .when(ShareCommand::Rewrap { epoch: 5, wrap: wrap(5) })
+            .when(ShareCommand::Rewrap { epoch: 5, rotation: r, wrap: wrap(5) })
             .then_expect_events(vec![rewrapped.clone()]);
         TestFramework::<Share>::with(())
             .given(vec![granted(), rewrapped])
-            .when(ShareCommand::Rewrap { epoch: 5, wrap: wrap(5) })
+            .when(ShareCommand::Rewrap { epoch: 5, rotation: r, wrap: wrap(5) })
             .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn racing_rotations_keep_their_own_wraps_and_the_live_key_is_never_pruned() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mut share = Share::default();
+        share.apply(granted());
+        for (rotation, fill) in [(a, 10), (b, 20)] {
+            share.apply(ShareEvent::ShareRewrapped {
+                share_id: "s1".into(),
+                epoch: 6,
+                rotation: Some(rotation),
+                wrap: wrap(fill),
+            });
+        }
+        // Whichever rotation's write won, its wrap is there.
+        assert_eq!(share.wrap_for(6, Some(a)), Some(&wrap(10)));
+        assert_eq!(share.wrap_for(6, Some(b)), Some(&wrap(20)));
+        assert_eq!(share.wrap_for(1, None), Some(&wrap(1)));
+        // Many failed rotations at later epochs do not push out the live epoch 6 before older ones.
+        for epoch in 7..20 {
+            share.apply(ShareEvent::ShareRewrapped {
+                share_id: "s1".into(),
+                epoch,
+                rotation: Some(Uuid::from_u128(epoch as u128 + 100)),
+                wrap: wrap(epoch as u8),
+            });
+        }
+        assert!(share.wrap_for(19, Some(Uuid::from_u128(119))).is_some());
     }
 
     #[test]
@@ -279,6 +344,6 @@ mod tests {
         share.apply(granted());
         assert!(share.open_at(at(11)).is_some());
         assert!(share.open_at(at(12)).is_none());
-        assert_eq!(share.wrap_for(1), Some(&wrap(1)));
+        assert_eq!(share.wrap_for(1, None), Some(&wrap(1)));
     }
 }

@@ -210,8 +210,10 @@ async fn trustee_rules_follow_the_spec() {
         .await
         .unwrap();
     assert_eq!(recovery_events, 0);
-    // Without a mask, recovery needs no answer.
-    expect_json(name_trustee(&app, &p, json!({})).await, StatusCode::OK).await;
+    // A short answer is refused; without a mask (explicitly), recovery needs no answer.
+    let short = json!({ "xorAnswer": "rex" });
+    expect_error(name_trustee(&app, &p, short).await, StatusCode::BAD_REQUEST).await;
+    expect_json(name_trustee(&app, &p, json!({ "xorApplied": false })).await, StatusCode::OK).await;
     expect_json(restore(&app, &p.trustee, p.owner_id).await, StatusCode::OK).await;
     expect_json(complete(&app, &p, TEMPORARY, None).await, StatusCode::OK).await;
     expect_error(app.get(&path(Uuid::new_v4()), &p.owner).await, StatusCode::NOT_FOUND).await;

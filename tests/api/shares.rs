@@ -165,6 +165,10 @@ async fn sharing_rules_are_enforced() {
         let msg = expect_error(share(&app, &t, "k", recipient, extra.clone()).await, status).await;
         assert!(msg.contains(expected), "{extra}: expected {expected:?}, got {msg:?}");
     }
+    // One open share per recipient and record.
+    expect_json(share(&app, &t, "k", t.recipient_id, json!({})).await, StatusCode::CREATED).await;
+    let msg = expect_error(share(&app, &t, "k", t.recipient_id, json!({})).await, StatusCode::CONFLICT).await;
+    assert!(msg.contains("already shared"), "{msg}");
     // A missing record, and a missing secret.
     expect_error(share(&app, &t, "missing", t.recipient_id, json!({})).await, StatusCode::NOT_FOUND).await;
     let res = app
@@ -180,7 +184,7 @@ async fn sharing_rules_are_enforced() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(shares, 0, "no refused share was recorded");
+    assert_eq!(shares, 1, "only the one accepted share was recorded");
 }
 
 #[tokio::test]
@@ -229,6 +233,8 @@ async fn a_recipient_removing_access_is_refused_at_once_and_the_next_write_rotat
     put(&app, &t.owner, "k", b"v1").await;
     let created = expect_json(share(&app, &t, "k", t.recipient_id, json!({})).await, StatusCode::CREATED).await;
     let id = created["shareId"].as_str().unwrap();
+    let kept = expect_json(share(&app, &t, "k", t.third_id, json!({})).await, StatusCode::CREATED).await;
+    let kept = kept["shareId"].as_str().unwrap();
     let res = app.proxy(Method::DELETE, &format!("/v1/kv/shared/{id}"), &[("X-Api-Key", &t.recipient)], None).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     expect_error(shared_value(&app, &t.recipient, id).await, StatusCode::NOT_FOUND).await;
@@ -245,6 +251,36 @@ async fn a_recipient_removing_access_is_refused_at_once_and_the_next_write_rotat
     let owner_read =
         expect_json(app.with_secret(Method::GET, "/v1/kv/k", &t.owner, OWNER_SECRET, None).await, StatusCode::OK).await;
     assert_eq!(value_of(&owner_read), b"v2");
+    // The remaining recipient got the new key with the rotation.
+    let opened = expect_json(shared_value(&app, &t.third, kept).await, StatusCode::OK).await;
+    assert_eq!(value_of(&opened), b"v2");
+}
+
+#[tokio::test]
+async fn revoking_needs_only_the_api_key_and_a_garbage_alias_hides_only_itself() {
+    let app = spawn_app().await;
+    let t = team(&app).await;
+    put(&app, &t.owner, "k", b"v").await;
+    let created = expect_json(share(&app, &t, "k", t.recipient_id, json!({})).await, StatusCode::CREATED).await;
+    let id = created["shareId"].as_str().unwrap();
+    // No secret (forgotten, or throttled): the recipient is refused all the same; the key rotates
+    // on the next write.
+    let res = app.proxy(Method::DELETE, &format!("/v1/kv/k/shares/{id}"), &[("X-Api-Key", &t.owner)], None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    expect_error(shared_value(&app, &t.recipient, id).await, StatusCode::NOT_FOUND).await;
+    let record: Value = expect_json(app.get("/kv/k", &t.owner).await, StatusCode::OK).await;
+    assert_eq!(record["rotationPending"], true);
+
+    // A share made around the Proxy with an alias nobody can open: the inbox still lists it.
+    let b64 = |fill: u8, n: usize| STANDARD.encode(vec![fill; n]);
+    let raw = json!({
+        "recipientUserId": t.third_id, "permission": "read", "encryptedAliasB64": b64(1, 40),
+        "encryptedAesKeyEccB64": b64(2, 33), "encryptedAesKeyKyberB64": b64(3, 1149), "keyEpoch": record["keyEpoch"]
+    });
+    expect_json(app.post("/kv/k/shares", &t.owner, raw).await, StatusCode::CREATED).await;
+    let items = inbox(&app, &t.third).await;
+    assert_eq!(items.len(), 1);
+    assert!(items[0]["alias"].is_null());
 }
 
 #[tokio::test]

@@ -31,13 +31,22 @@ use crate::proxy::{random, ProxyState, NEW_USER_SECRET_HEADER, RECOVERY_SECRET_H
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrusteeRequest {
     /// Mask the keys with a key stretched from `xorAnswer`, so the trustee alone cannot use them.
-    #[serde(default)]
+    /// On unless turned off explicitly (then the trustee alone could use the keys).
+    #[serde(default = "masked_by_default")]
     pub xor_applied: bool,
     /// A reminder of the answer, stored in clear (never the answer itself).
     pub xor_salt_hint: Option<String>,
     /// The answer; required with `xorApplied`, never stored or sent to the Backend.
     pub xor_answer: Option<String>,
 }
+
+fn masked_by_default() -> bool {
+    true
+}
+
+/// Shortest answer accepted (after trimming): each guess costs an Argon2id run, but a trustee can
+/// guess offline.
+pub const MIN_ANSWER_CHARS: usize = 8;
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -85,8 +94,15 @@ pub async fn set_trustee(
     AppJson(req): AppJson<TrusteeRequest>,
 ) -> Result<Response, ApiError> {
     let answer = match (req.xor_applied, req.xor_answer.as_deref().map(str::trim)) {
-        (true, Some(a)) if !a.is_empty() => Some(a.to_owned()),
-        (true, _) => return Err(ApiError::status(StatusCode::BAD_REQUEST, "xorAnswer is required with xorApplied")),
+        (true, Some(a)) if a.chars().count() >= MIN_ANSWER_CHARS => Some(a.to_owned()),
+        (true, _) => {
+            return Err(ApiError::status(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "xorAnswer (at least {MIN_ANSWER_CHARS} characters) is required unless xorApplied is false, which would let the trustee alone use your keys"
+                ),
+            ))
+        }
         (false, Some(_)) => return Err(ApiError::status(StatusCode::BAD_REQUEST, "xorAnswer needs xorApplied: true")),
         (false, None) => None,
     };

@@ -46,7 +46,8 @@ pub struct ShareRequest {
 pub struct InboxItem {
     pub share_id: Uuid,
     pub owner_user_id: Uuid,
-    pub alias: String,
+    /// `null` when the alias cannot be opened with the recipient's keys.
+    pub alias: Option<String>,
     pub permission: String,
     pub expires_utc: Option<DateTime<Utc>>,
     pub version: i64,
@@ -253,10 +254,11 @@ pub(crate) async fn rotate(
         .ok()
 }
 
-/// Revokes a share: the recipient is refused at once, and the value's data key is rotated (the
-/// current value re-encrypted under a new key, wrapped for the owner and the remaining recipients).
+/// Revokes a share: the recipient is refused at once (this needs only the API key), and with
+/// `X-User-Secret` the value's data key is rotated (the current value re-encrypted under a new key,
+/// wrapped for the owner and the remaining recipients); without it, the next write rotates.
 #[utoipa::path(delete, path = "/v1/kv/{key}/shares/{shareId}", tag = "shares", params(("key" = String, Path), ("shareId" = Uuid, Path)),
-    security(("apiKey" = [], "userSecret" = [])),
+    security(("apiKey" = [])),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn revoke_share(
     State(state): State<ProxyState>,
@@ -264,16 +266,19 @@ pub async fn revoke_share(
     AppPath((key, share_id)): AppPath<(String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
     let name = key_name(&key)?;
-    let caller = unlocked(&state, &headers).await?;
+    let api_key = ProxyState::api_key(&headers)?;
     let share = share_id.to_string();
+    // The revocation comes first and needs only the API key: a forgotten or throttled secret
+    // must never keep a recipient in.
     state
         .backend
-        .call(Method::DELETE, &["kv", name.as_str(), "shares", &share], None, caller.api_key, None, &[])
+        .call(Method::DELETE, &["kv", name.as_str(), "shares", &share], None, api_key, None, &[])
         .await?
         .ok()?;
-    // The revocation stands whatever happens next; if the rotation fails (a concurrent write),
+    // Then the rotation, with the owner's secret. If it is missing or fails (a concurrent write),
     // the record stays marked and the owner's next write rotates it.
     let rotated = async {
+        let caller = unlocked(&state, &headers).await?;
         let (stored, key) = current(&state, &caller, &name).await?;
         let value =
             crypto::decrypt_value(&key, &caller.context(&name), &decode("ciphertextB64", &stored.ciphertext_b64)?)
@@ -298,7 +303,8 @@ pub async fn inbox(State(state): State<ProxyState>, headers: HeaderMap) -> Resul
         state.backend.call(Method::GET, &["kv", "shared"], None, caller.api_key, None, &[]).await?.ok()?.json()?;
     let mut items = Vec::with_capacity(entries.len());
     for entry in entries {
-        let alias = open_alias(&caller, entry.owner_user_id, &entry.key, &entry.encrypted_alias_b64)?;
+        // An alias that does not open (made by anyone but a Proxy) hides only itself, not the inbox.
+        let alias = open_alias(&caller, entry.owner_user_id, &entry.key, &entry.encrypted_alias_b64).ok();
         items.push(InboxItem {
             share_id: entry.share_id,
             owner_user_id: entry.owner_user_id,
