@@ -98,6 +98,9 @@ pub struct Settings {
     pub stripe_price_smb_annual: String,
     pub stripe_price_business_monthly: String,
     pub stripe_price_business_annual: String,
+    /// Lets org storage point at loopback, private or link-local addresses. Off: a tenant must not
+    /// make this server call its internal network.
+    pub storage_allow_private_networks: bool,
 }
 
 impl Default for Settings {
@@ -143,6 +146,7 @@ impl Default for Settings {
             stripe_price_smb_annual: String::new(),
             stripe_price_business_monthly: String::new(),
             stripe_price_business_annual: String::new(),
+            storage_allow_private_networks: false,
         }
     }
 }

@@ -123,6 +123,7 @@ impl Application {
             let state = AppState {
                 onboarding: Arc::new(onboarding),
                 trusted_proxies: Arc::new(trusted_proxies),
+                storage_allow_private: settings.storage_allow_private_networks,
                 harden,
                 directory: Directory::new(pool.clone()),
                 kv: Kv::new(pool.clone()),

@@ -24,4 +24,6 @@ pub struct AppState {
     pub read_models: ReadModels,
     pub onboarding: Arc<Onboarding>,
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// Org storage may point at loopback, private or link-local addresses (tests, private clouds).
+    pub storage_allow_private: bool,
 }

@@ -28,11 +28,13 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod mail;
+pub mod object_store;
 pub mod onboarding;
 pub mod passwords;
 pub mod recovery;
 pub mod service;
 pub mod sharing;
+pub mod storage;
 pub mod throttle;
 
 pub use bus::{Committed, Meta, Position};

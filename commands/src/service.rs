@@ -28,6 +28,7 @@ const USER_NOT_FOUND: &str = "user not found";
 pub struct Harden {
     pool: PgPool,
     ids: IdHasher,
+    sealer: crate::storage::SecretSealer,
     pub orgs: Commands<Org>,
     pub users: Commands<User>,
     pub secrets: Commands<Secret>,
@@ -88,6 +89,7 @@ impl Harden {
         let wakeup = Wakeup::spawn(pool.clone());
         Self {
             ids: IdHasher::from_master(master_key),
+            sealer: crate::storage::SecretSealer::from_master(master_key),
             orgs: Commands::new(pool.clone(), wakeup.clone()),
             users: Commands::new(pool.clone(), wakeup.clone()),
             secrets: Commands::new(pool.clone(), wakeup.clone()).loading_last_event_only(),
@@ -103,6 +105,10 @@ impl Harden {
 
     pub fn ids(&self) -> &IdHasher {
         &self.ids
+    }
+
+    pub fn sealer(&self) -> &crate::storage::SecretSealer {
+        &self.sealer
     }
 
     pub async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, Error> {

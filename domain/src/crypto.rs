@@ -309,6 +309,21 @@ impl KdfParams {
     }
 }
 
+/// A server-side secret (an org's S3 secret key) sealed under a key derived from the master key:
+/// `nonce ‖ AES-256-GCM(key, secret, AAD = context)`.
+pub fn seal_server_secret(key: &[u8; 32], nonce: [u8; NONCE_LEN], context: &[u8], secret: &[u8]) -> Vec<u8> {
+    let mut blob = nonce.to_vec();
+    blob.extend_from_slice(&seal_with(key, &nonce, context, secret));
+    blob
+}
+
+pub fn open_server_secret(key: &[u8; 32], context: &[u8], blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if blob.len() < NONCE_LEN + TAG_LEN {
+        return Err(CryptoError::Malformed("sealed secret"));
+    }
+    open_with(key, &blob[..NONCE_LEN], context, &blob[NONCE_LEN..])
+}
+
 /// The randomness of [`seal_to`]: the message key, the encapsulation seed, the wrap's and the
 /// value's nonces.
 pub type SealRandomness<'a> = (&'a [u8; 32], &'a [u8; 64], [u8; NONCE_LEN], [u8; NONCE_LEN]);

@@ -13,6 +13,7 @@
 //! - [`org`] — the Org aggregate.
 //! - [`user`] — the User aggregate (profile, role, API keys, key material).
 //! - [`secret`] — the Secret aggregate: one encrypted KV record.
+//! - [`storage`] — an org's S3 storage settings and their validation.
 //! - [`share`] — the Share aggregate: a recipient's read access to one KV record.
 //! - [`recovery`] — the Recovery aggregate: trustees' recovery shares and a pending restore;
 //!   [`recovery_crypto`] its envelope formats.
@@ -34,6 +35,7 @@ pub mod registration;
 pub mod role;
 pub mod secret;
 pub mod share;
+pub mod storage;
 pub mod user;
 pub mod values;
 

@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use crate::ids::OrgId;
 use crate::plan::{Plan, PlanLimits, Subscription};
+use crate::storage::StorageSettings;
 use crate::values::OrgName;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,10 @@ pub enum OrgCommand {
     EndSubscription {
         subscription_id: String,
         reason: String,
+    },
+    /// Stores the org's S3 storage settings (checked for reachability by the command side).
+    ConfigureStorage {
+        settings: StorageSettings,
     },
 }
 
@@ -52,6 +57,10 @@ pub enum OrgEvent {
         subscription_id: String,
         reason: String,
     },
+    OrgStorageConfigured {
+        org_id: OrgId,
+        settings: StorageSettings,
+    },
 }
 
 impl DomainEvent for OrgEvent {
@@ -60,6 +69,7 @@ impl DomainEvent for OrgEvent {
             OrgEvent::OrgCreated { .. } => "OrgCreated",
             OrgEvent::OrgPlanChanged { .. } => "OrgPlanChanged",
             OrgEvent::OrgSubscriptionEnded { .. } => "OrgSubscriptionEnded",
+            OrgEvent::OrgStorageConfigured { .. } => "OrgStorageConfigured",
         }
         .to_owned()
     }
@@ -82,6 +92,7 @@ pub struct Org {
     plan: Option<Plan>,
     /// The live subscription; gone once it ended.
     subscription: Option<Subscription>,
+    storage: Option<StorageSettings>,
 }
 
 impl Org {
@@ -90,6 +101,9 @@ impl Org {
     }
     pub fn plan(&self) -> Option<Plan> {
         self.plan
+    }
+    pub fn storage(&self) -> Option<&StorageSettings> {
+        self.storage.as_ref()
     }
 }
 
@@ -108,6 +122,12 @@ impl Aggregate for Org {
                 }
                 sink.write(OrgEvent::OrgCreated { org_id, name, plan, limits: plan.limits(), subscription }, self)
                     .await;
+            }
+            OrgCommand::ConfigureStorage { settings } => {
+                let org_id = self.id.ok_or(OrgError::NotFound)?;
+                if self.storage.as_ref() != Some(&settings) {
+                    sink.write(OrgEvent::OrgStorageConfigured { org_id, settings }, self).await;
+                }
             }
             OrgCommand::EndSubscription { subscription_id, reason } => {
                 let (Some(org_id), Some(from)) = (self.id, self.plan) else {
@@ -145,6 +165,7 @@ impl Aggregate for Org {
             }
             OrgEvent::OrgPlanChanged { to, .. } => self.plan = Some(to),
             OrgEvent::OrgSubscriptionEnded { .. } => self.subscription = None,
+            OrgEvent::OrgStorageConfigured { settings, .. } => self.storage = Some(settings),
         }
     }
 }

@@ -100,6 +100,16 @@ pub fn entry_for(event: &StoredEvent) -> anyhow::Result<Option<Draft>> {
                 details: Some(json!({ "from": from.key(), "to": to.key() })),
                 ..draft(SCOPE_ADMIN, "org.plan_change")
             },
+            OrgEvent::OrgStorageConfigured { settings, .. } => Draft {
+                // Where files go, never the secret key (which is sealed anyway).
+                details: Some(json!({
+                    "serviceUrl": settings.service_url,
+                    "bucket": settings.bucket,
+                    "region": settings.region,
+                    "forcePathStyle": settings.force_path_style,
+                })),
+                ..draft(SCOPE_ADMIN, "org.storage_configure")
+            },
             OrgEvent::OrgSubscriptionEnded { subscription_id, reason, .. } => Draft {
                 details: Some(json!({ "subscriptionId": subscription_id, "reason": reason })),
                 ..draft(SCOPE_ADMIN, "org.subscription_end")

@@ -77,7 +77,7 @@ async fn apply_org(conn: &mut PgConnection, event: OrgEvent, at: DateTime<Utc>) 
                 .execute(conn)
                 .await?;
         }
-        OrgEvent::OrgSubscriptionEnded { .. } => {}
+        OrgEvent::OrgSubscriptionEnded { .. } | OrgEvent::OrgStorageConfigured { .. } => {}
     }
     Ok(())
 }

@@ -22,4 +22,5 @@ mod recovery;
 mod registration;
 mod replay;
 mod shares;
+mod storage;
 mod users;

@@ -20,6 +20,7 @@ pub mod orgs;
 pub mod plans;
 pub mod recovery;
 pub mod shares;
+pub mod storage;
 pub mod users;
 
 #[derive(OpenApi)]
@@ -56,6 +57,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::stripe_webhook))
         .routes(routes!(orgs::create_org, orgs::list_orgs))
         .routes(routes!(orgs::change_plan))
+        .routes(routes!(storage::get_storage, storage::put_storage))
         .routes(routes!(users::create_user, users::list_users))
         .routes(routes!(users::deactivate_user))
         .routes(routes!(users::rotate_key))
