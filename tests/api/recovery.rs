@@ -188,6 +188,35 @@ async fn only_a_configured_trustee_restores_and_without_the_answer_nothing_opens
 }
 
 #[tokio::test]
+async fn the_seeds_shapes_pass_through_the_proxy_for_clients_that_do_their_own_crypto() {
+    let app = spawn_app().await;
+    let p = people(&app).await;
+    let seed = json!({
+        "encryptedPrivateKeyEccShareB64": "c2hhcmUtZWNj", "encryptedPrivateKeyKyberShareB64": "c2hhcmUta3liZXI=",
+        "xorApplied": true, "xorSaltHint": "dog-name"
+    });
+    let res = app
+        .proxy(Method::PUT, &format!("/v1/recovery/trustees/{}", p.trustee_id), &[("X-Api-Key", &p.owner)], Some(seed))
+        .await;
+    let stored = expect_json(res, StatusCode::OK).await;
+    assert_eq!(stored["encryptedPrivateKeyEccShareB64"], "c2hhcmUtZWNj");
+    let restore_seed = json!({
+        "encryptedPrivateKeyEccB64": "cmVzdG9yZWQ=", "encryptedPrivateKeyKyberB64": "cmVzdG9yZWQ=",
+        "usedXor": true, "xorSaltHint": "dog-name"
+    });
+    let res = app
+        .proxy(
+            Method::POST,
+            &format!("/v1/recovery/restore/{}", p.owner_id),
+            &[("X-Api-Key", &p.trustee)],
+            Some(restore_seed),
+        )
+        .await;
+    assert_eq!(expect_json(res, StatusCode::OK).await["requiresRekey"], true);
+    assert!(requires_rekey(&app, &p.owner).await);
+}
+
+#[tokio::test]
 async fn trustee_rules_follow_the_spec() {
     let app = spawn_app().await;
     let p = people(&app).await;

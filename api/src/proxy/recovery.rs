@@ -38,6 +38,20 @@ pub struct TrusteeRequest {
     pub xor_salt_hint: Option<String>,
     /// The answer; required with `xorApplied`, never stored or sent to the Backend.
     pub xor_answer: Option<String>,
+    /// Shares a client made itself (the seed's shape): passed to the Backend as they are.
+    pub encrypted_private_key_ecc_share_b64: Option<String>,
+    pub encrypted_private_key_kyber_share_b64: Option<String>,
+}
+
+/// A restore a client made itself (the seed's shape), passed to the Backend as it is.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoreRequest {
+    pub encrypted_private_key_ecc_b64: Option<String>,
+    pub encrypted_private_key_kyber_b64: Option<String>,
+    #[serde(default)]
+    pub used_xor: bool,
+    pub xor_salt_hint: Option<String>,
 }
 
 fn masked_by_default() -> bool {
@@ -93,6 +107,21 @@ pub async fn set_trustee(
     AppPath(trustee): AppPath<Uuid>,
     AppJson(req): AppJson<TrusteeRequest>,
 ) -> Result<Response, ApiError> {
+    if let (Some(ecc), Some(kyber)) =
+        (&req.encrypted_private_key_ecc_share_b64, &req.encrypted_private_key_kyber_share_b64)
+    {
+        // Made by the client: no secret needed, nothing to compute.
+        let api_key = ProxyState::api_key(&headers)?;
+        let body = json!({
+            "encryptedPrivateKeyEccShareB64": ecc,
+            "encryptedPrivateKeyKyberShareB64": kyber,
+            "xorApplied": req.xor_applied,
+            "xorSaltHint": req.xor_salt_hint,
+        });
+        let path = ["users", "me", "recovery", "trustees", &trustee.to_string()];
+        let answer = state.backend.call(Method::PUT, &path, None, api_key, Some(&body), &[]).await?.ok()?;
+        return Ok(json_response(answer.status, answer.body));
+    }
     let answer = match (req.xor_applied, req.xor_answer.as_deref().map(str::trim)) {
         (true, Some(a)) if a.chars().count() >= MIN_ANSWER_CHARS => Some(a.to_owned()),
         (true, _) => {
@@ -159,7 +188,33 @@ pub async fn restore(
     State(state): State<ProxyState>,
     headers: HeaderMap,
     AppPath(owner): AppPath<Uuid>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let made_by_client = if body.iter().all(u8::is_ascii_whitespace) {
+        RestoreRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))?
+    };
+    if let RestoreRequest {
+        encrypted_private_key_ecc_b64: Some(ecc),
+        encrypted_private_key_kyber_b64: Some(kyber),
+        used_xor,
+        xor_salt_hint,
+    } = made_by_client
+    {
+        // Made by the client (the seed's shape): passed on as it is.
+        let api_key = ProxyState::api_key(&headers)?;
+        let body = json!({
+            "encryptedPrivateKeyEccB64": ecc,
+            "encryptedPrivateKeyKyberB64": kyber,
+            "usedXor": used_xor,
+            "xorSaltHint": xor_salt_hint,
+        });
+        let path = ["users", "me", "recovery", "restore", &owner.to_string()];
+        let answer = state.backend.call(Method::POST, &path, None, api_key, Some(&body), &[]).await?.ok()?;
+        return Ok(json_response(answer.status, answer.body));
+    }
     let temporary = state.secret(&headers, RECOVERY_SECRET_HEADER, "X-Recovery-Secret", true)?;
     let caller = unlocked(&state, &headers).await?;
     let share: OwnerShare = state
