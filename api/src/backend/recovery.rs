@@ -31,24 +31,41 @@ pub struct TrusteeShareRequest {
     pub xor_salt_hint: Option<String>,
 }
 
+/// A stored recovery share, as its owner and its trustee see it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct TrusteeShare {
-    pub trustee_user_id: Uuid,
+pub struct ShareBlobs {
     pub encrypted_private_key_ecc_share_b64: String,
     pub encrypted_private_key_kyber_share_b64: String,
     pub xor_applied: bool,
     pub xor_salt_hint: Option<String>,
 }
 
+impl From<&RecoveryMaterial> for ShareBlobs {
+    fn from(m: &RecoveryMaterial) -> Self {
+        ShareBlobs {
+            encrypted_private_key_ecc_share_b64: m.ecc.as_str().to_owned(),
+            encrypted_private_key_kyber_share_b64: m.kyber.as_str().to_owned(),
+            xor_applied: m.xor_applied,
+            xor_salt_hint: m.xor_salt_hint.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrusteeShare {
+    pub trustee_user_id: Uuid,
+    #[serde(flatten)]
+    pub share: ShareBlobs,
+}
+
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerShare {
     pub owner_user_id: Uuid,
-    pub encrypted_private_key_ecc_share_b64: String,
-    pub encrypted_private_key_kyber_share_b64: String,
-    pub xor_applied: bool,
-    pub xor_salt_hint: Option<String>,
+    #[serde(flatten)]
+    pub share: ShareBlobs,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -95,13 +112,7 @@ pub struct CompleteRecoveryRequest {
 }
 
 fn trustee_share(trustee: UserId, m: &RecoveryMaterial) -> TrusteeShare {
-    TrusteeShare {
-        trustee_user_id: *trustee.as_uuid(),
-        encrypted_private_key_ecc_share_b64: m.ecc.as_str().to_owned(),
-        encrypted_private_key_kyber_share_b64: m.kyber.as_str().to_owned(),
-        xor_applied: m.xor_applied,
-        xor_salt_hint: m.xor_salt_hint.clone(),
-    }
+    TrusteeShare { trustee_user_id: *trustee.as_uuid(), share: m.into() }
 }
 
 /// Creates or replaces the recovery share for a trustee: a user of the caller's org, not the caller.
@@ -195,13 +206,7 @@ pub async fn owner_share(
     AppPath(owner): AppPath<Uuid>,
 ) -> Result<Json<OwnerShare>, ApiError> {
     let m = state.harden.share_for_trustee(&caller, UserId::from_uuid(owner)).await?;
-    Ok(Json(OwnerShare {
-        owner_user_id: owner,
-        encrypted_private_key_ecc_share_b64: m.ecc.as_str().to_owned(),
-        encrypted_private_key_kyber_share_b64: m.kyber.as_str().to_owned(),
-        xor_applied: m.xor_applied,
-        xor_salt_hint: m.xor_salt_hint,
-    }))
+    Ok(Json(OwnerShare { owner_user_id: owner, share: (&m).into() }))
 }
 
 /// A trustee submits the owner's restored keys (sealed under a temporary secret). They never

@@ -100,6 +100,12 @@ pub(crate) async fn unlocked<'h>(state: &ProxyState, headers: &'h HeaderMap) -> 
     Ok(Caller { api_key, me, org, keys })
 }
 
+/// Public keys as the Backend shows them (`publicKeyEccB64`, `publicKeyKyberB64`).
+pub(crate) fn backend_public_keys(ecc: &str, kyber: &str) -> Result<crypto::PublicKeys, ApiError> {
+    crypto::PublicKeys::from_bytes(&decode("publicKeyEccB64", ecc)?, &decode("publicKeyKyberB64", kyber)?)
+        .map_err(|_| anyhow::anyhow!("the Backend returned malformed public keys").into())
+}
+
 pub(crate) fn decode(field: &str, b64: &str) -> Result<Vec<u8>, ApiError> {
     STANDARD.decode(b64).map_err(|_| anyhow::anyhow!("the Backend returned invalid base64 in {field}").into())
 }

@@ -18,13 +18,13 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use harden_domain::crypto::{self, PublicKeys};
+use harden_domain::crypto;
 use harden_domain::recovery_crypto::{self, MaskHeader};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AppJson, AppPath};
 use crate::proxy::keys::KeysResponse;
-use crate::proxy::kv::{decode, unlocked};
+use crate::proxy::kv::{backend_public_keys, decode, unlocked};
 use crate::proxy::{random, ProxyState, NEW_USER_SECRET_HEADER, RECOVERY_SECRET_HEADER};
 
 #[derive(Deserialize, ToSchema)]
@@ -151,8 +151,7 @@ pub async fn set_trustee(
             "the trustee has no keys yet: they must call POST /v1/keys/generate first",
         ));
     };
-    let trustee_keys = PublicKeys::from_bytes(&decode("publicKeyEccB64", &ecc)?, &decode("publicKeyKyberB64", &kyber)?)
-        .map_err(|_| anyhow::anyhow!("the Backend returned malformed public keys"))?;
+    let trustee_keys = backend_public_keys(&ecc, &kyber)?;
     let (header, masked) = match &answer {
         None => (MaskHeader::NONE, None),
         Some(answer) => {
@@ -270,9 +269,7 @@ pub async fn complete(
     let (Some(ecc_pub), Some(kyber_pub)) = (&me.public_key_ecc_b64, &me.public_key_kyber_b64) else {
         return Err(ApiError::status(StatusCode::CONFLICT, crate::proxy::unlock::NO_KEYS));
     };
-    let expected =
-        PublicKeys::from_bytes(&decode("publicKeyEccB64", ecc_pub)?, &decode("publicKeyKyberB64", kyber_pub)?)
-            .map_err(|_| anyhow::anyhow!("the Backend returned malformed public keys"))?;
+    let expected = backend_public_keys(ecc_pub, kyber_pub)?;
     let ecc = decode("encryptedPrivateKeyEccB64", &pending.encrypted_private_key_ecc_b64)?;
     let kyber = decode("encryptedPrivateKeyKyberB64", &pending.encrypted_private_key_kyber_b64)?;
     let wrong = || ApiError::status(StatusCode::UNAUTHORIZED, "the temporary secret or the answer is wrong");

@@ -24,7 +24,7 @@ use harden_domain::secret::KeyName;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AppJson, AppPath};
 use crate::proxy::client::Answer;
-use crate::proxy::kv::{decode, unlocked, unwrap_key, Caller, Stored};
+use crate::proxy::kv::{backend_public_keys, decode, unlocked, unwrap_key, Caller, Stored};
 use crate::proxy::{random, ProxyState};
 
 const ALIAS_KIND: &str = "share-alias";
@@ -117,8 +117,7 @@ fn public_keys(ecc: Option<&str>, kyber: Option<&str>) -> Result<PublicKeys, Api
             "the recipient has no keys yet: they must call POST /v1/keys/generate before anything can be shared with them",
         ));
     };
-    PublicKeys::from_bytes(&decode("publicKeyEccB64", ecc)?, &decode("publicKeyKyberB64", kyber)?)
-        .map_err(|_| anyhow::anyhow!("the Backend returned malformed public keys").into())
+    backend_public_keys(ecc, kyber)
 }
 
 fn alias_context<'n>(org: Uuid, owner: Uuid, name: &'n [u8]) -> RecordContext<'n> {
