@@ -139,10 +139,9 @@ where
         self
     }
 
-    async fn load_context(&self, id: &str) -> Result<EventStoreAggregateContext<A>, Error> {
-        if !self.tail_only {
-            return self.store.load_aggregate(id).await.map_err(store_error::<A>);
-        }
+    /// The aggregate's last event and its sequence number: the whole state of an aggregate whose
+    /// events each carry all of it (see [`Self::loading_last_event_only`]), and that event's content.
+    pub async fn last_event(&self, id: &str) -> Result<Option<(usize, A::Event)>, Error> {
         let last: Option<(i64, serde_json::Value)> = sqlx::query_as(
             "SELECT sequence, payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
              ORDER BY sequence DESC LIMIT 1",
@@ -152,13 +151,24 @@ where
         .fetch_optional(&self.pool)
         .await
         .with_context(|| format!("Failed to load {} {id}", A::TYPE))?;
+        last.map(|(sequence, payload)| {
+            serde_json::from_value(payload)
+                .map(|event| (sequence as usize, event))
+                .with_context(|| format!("Failed to decode the last event of {} {id}", A::TYPE))
+                .map_err(Error::from)
+        })
+        .transpose()
+    }
+
+    async fn load_context(&self, id: &str) -> Result<EventStoreAggregateContext<A>, Error> {
+        if !self.tail_only {
+            return self.store.load_aggregate(id).await.map_err(store_error::<A>);
+        }
         let mut aggregate = A::default();
         let mut current_sequence = 0;
-        if let Some((sequence, payload)) = last {
-            let event: A::Event = serde_json::from_value(payload)
-                .with_context(|| format!("Failed to decode the last event of {} {id}", A::TYPE))?;
+        if let Some((sequence, event)) = self.last_event(id).await? {
             aggregate.apply(event);
-            current_sequence = sequence as usize;
+            current_sequence = sequence;
         }
         Ok(EventStoreAggregateContext {
             aggregate_id: id.to_owned(),

@@ -61,19 +61,12 @@ fn share_id(id: Uuid) -> String {
 impl Harden {
     /// The last event of a Secret, which carries its current version's envelope.
     async fn secret_now(&self, id: &str) -> Result<(Secret, Option<SecretEvent>), Error> {
-        let payload: Option<serde_json::Value> = sqlx::query_scalar(
-            "SELECT payload FROM events WHERE aggregate_type = 'Secret' AND aggregate_id = $1
-             ORDER BY sequence DESC LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(payload) = payload else { return Ok((Secret::default(), None)) };
-        let event: SecretEvent = serde_json::from_value(payload)
-            .map_err(|e| anyhow::anyhow!("a stored Secret event does not decode: {e}"))?;
         let mut secret = Secret::default();
-        cqrs_es::Aggregate::apply(&mut secret, event.clone());
-        Ok((secret, Some(event)))
+        let last = self.secrets.last_event(id).await?.map(|(_, event)| event);
+        if let Some(event) = &last {
+            cqrs_es::Aggregate::apply(&mut secret, event.clone());
+        }
+        Ok((secret, last))
     }
 
     /// Shares the caller's live record `key_name` with a user of their org.
