@@ -35,7 +35,7 @@ enum Command {
     Migrate,
     /// Rebuild read models from the event store (all, or one) while a live server keeps answering.
     Replay {
-        /// directory, kv, shares, recovery or audit.
+        /// directory, kv, files, shares, recovery or audit.
         #[arg(long)]
         projection: Option<String>,
     },

@@ -101,6 +101,8 @@ pub struct Settings {
     /// Lets org storage point at loopback, private or link-local addresses. Off: a tenant must not
     /// make this server call its internal network.
     pub storage_allow_private_networks: bool,
+    /// How often deleted files' objects still in a bucket (the store was down) are retried.
+    pub file_reaper_interval_ms: u64,
 }
 
 impl Default for Settings {
@@ -147,6 +149,7 @@ impl Default for Settings {
             stripe_price_business_monthly: String::new(),
             stripe_price_business_annual: String::new(),
             storage_allow_private_networks: false,
+            file_reaper_interval_ms: 30_000,
         }
     }
 }

@@ -26,6 +26,7 @@ use harden_domain::crypto::KdfParams;
 use harden_nats::relay::{Relay, RelayConfig};
 use harden_projections::audit::Audit;
 use harden_projections::directory::Directory;
+use harden_projections::files::Files;
 use harden_projections::kv::Kv;
 use harden_projections::recovery::RecoveryShares;
 use harden_projections::replay;
@@ -61,6 +62,26 @@ struct Background(JoinHandle<()>);
 impl Drop for Background {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Removes, now and then, the objects of deleted files that the store did not take at deletion
+/// (it was down). Every instance may run it: removing an object twice is harmless, and the File
+/// aggregate records the removal once.
+async fn reap_deleted_objects(harden: Arc<Harden>, files: Files, every: Duration, allow_private: bool) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match files.pending_removals(100).await {
+            Ok(pending) if pending.is_empty() => {}
+            Ok(pending) => {
+                let ids = pending.into_iter().map(|p| p.file_id).collect();
+                let removed = harden.remove_deleted_objects(ids, allow_private).await;
+                tracing::debug!(removed, "file reaper pass");
+            }
+            Err(e) => tracing::warn!(error = %e, "the file reaper could not read its queue"),
+        }
     }
 }
 
@@ -120,6 +141,13 @@ impl Application {
             onboarding.warm_up().await?;
             let trusted_proxies = TrustedProxies::parse(&settings.trusted_proxies)
                 .map_err(|e| anyhow::anyhow!("HARDEN_TRUSTED_PROXIES: {e}"))?;
+            let files = Files::new(pool.clone());
+            app.followers.push(Background(tokio::spawn(reap_deleted_objects(
+                harden.clone(),
+                files.clone(),
+                Duration::from_millis(settings.file_reaper_interval_ms.max(10)),
+                settings.storage_allow_private_networks,
+            ))));
             let state = AppState {
                 onboarding: Arc::new(onboarding),
                 trusted_proxies: Arc::new(trusted_proxies),
@@ -127,6 +155,7 @@ impl Application {
                 harden,
                 directory: Directory::new(pool.clone()),
                 kv: Kv::new(pool.clone()),
+                files,
                 shares: Shares::new(pool.clone()),
                 recovery: RecoveryShares::new(pool.clone()),
                 audit: Audit::new(pool),

@@ -18,6 +18,7 @@ pub mod backend;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod large_body;
 pub mod layers;
 pub mod proxy;
 pub mod state;

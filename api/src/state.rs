@@ -6,6 +6,7 @@ use harden_commands::onboarding::Onboarding;
 use harden_commands::Harden;
 use harden_projections::audit::Audit;
 use harden_projections::directory::Directory;
+use harden_projections::files::Files;
 use harden_projections::kv::Kv;
 use harden_projections::recovery::RecoveryShares;
 use harden_projections::shares::Shares;
@@ -18,6 +19,7 @@ pub struct AppState {
     pub harden: Arc<Harden>,
     pub directory: Directory,
     pub kv: Kv,
+    pub files: Files,
     pub shares: Shares,
     pub recovery: RecoveryShares,
     pub audit: Audit,

@@ -136,6 +136,15 @@ impl From<EmailClaimError> for Error {
     }
 }
 
+impl From<harden_domain::file::FileError> for Error {
+    fn from(e: harden_domain::file::FileError) -> Self {
+        match e {
+            harden_domain::file::FileError::NotFound => Error::NotFound(e.to_string()),
+            harden_domain::file::FileError::AlreadyExists => Error::Conflict(e.to_string()),
+        }
+    }
+}
+
 impl From<ShareError> for Error {
     fn from(e: ShareError) -> Self {
         let msg = e.to_string();

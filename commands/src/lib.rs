@@ -16,6 +16,8 @@
 //! - [`service`] — the operations the API calls (create an org, create a user, rotate a key, ...).
 //! - [`onboarding`] — self-service registration, verification (with [`billing`], Stripe, and
 //!   [`mail`], SMTP) and org-admin sign-in, with [`passwords`] and the sign-in [`throttle`].
+//! - [`files`] — encrypted files: the object in the org's bucket (with [`object_store`]) and its
+//!   record, and the reaper that removes deleted files' objects.
 //! - [`error`] — what a command can answer besides success.
 
 pub mod access;
@@ -25,6 +27,7 @@ pub mod bus;
 pub mod credentials;
 pub mod db;
 pub mod error;
+pub mod files;
 pub mod ids;
 pub mod keys;
 pub mod mail;

@@ -11,6 +11,7 @@ use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+pub use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 use secrecy::ExposeSecret;
@@ -101,4 +102,13 @@ pub async fn check(reachable: &Reachable) -> Result<(), Error> {
         .await
         .map(|_| ())
         .map_err(|e| Error::invalid(format!("storage check failed: {}", describe(&e))))
+}
+
+/// Deletes an object; one that is already gone counts as deleted.
+pub async fn delete(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<(), String> {
+    match client.delete_object().bucket(bucket).key(key).send().await {
+        Ok(_) => Ok(()),
+        Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => Ok(()),
+        Err(e) => Err(describe(&e)),
+    }
 }

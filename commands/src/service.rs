@@ -34,6 +34,7 @@ pub struct Harden {
     pub secrets: Commands<Secret>,
     pub shares: Commands<Share>,
     pub recoveries: Commands<Recovery>,
+    pub files: Commands<harden_domain::file::File>,
 }
 
 /// The outcome of a KV write.
@@ -94,7 +95,8 @@ impl Harden {
             users: Commands::new(pool.clone(), wakeup.clone()),
             secrets: Commands::new(pool.clone(), wakeup.clone()).loading_last_event_only(),
             shares: Commands::new(pool.clone(), wakeup.clone()),
-            recoveries: Commands::new(pool.clone(), wakeup),
+            recoveries: Commands::new(pool.clone(), wakeup.clone()),
+            files: Commands::new(pool.clone(), wakeup),
             pool,
         }
     }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use harden_domain::secret::{KeyName, KeyUse, Secret, SecretEnvelope, SecretEvent};
-use harden_domain::share::{Grant, ShareCommand, Wrap};
+use harden_domain::share::{Grant, ShareCommand, SharedRecord, Wrap};
 use harden_domain::values::KeyBlob;
 use harden_domain::UserId;
 
@@ -46,7 +46,7 @@ pub struct SharedValue {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-fn parse_wrap(ecc: &str, kyber: &str) -> Result<Wrap, Error> {
+pub(crate) fn parse_wrap(ecc: &str, kyber: &str) -> Result<Wrap, Error> {
     use harden_domain::secret::MAX_WRAP_LEN;
     Ok(Wrap {
         ecc: KeyBlob::parse("encryptedAesKeyEccB64", ecc, 1..=MAX_WRAP_LEN)?,
@@ -54,11 +54,39 @@ fn parse_wrap(ecc: &str, kyber: &str) -> Result<Wrap, Error> {
     })
 }
 
-fn share_id(id: Uuid) -> String {
+pub(crate) fn share_id(id: Uuid) -> String {
     id.to_string()
 }
 
 impl Harden {
+    /// What every grant checks, of a record or a file: the permission, the recipient (another
+    /// active user of the caller's org, with keys) and the shapes of the wrap and the alias.
+    pub(crate) async fn check_grant(
+        &self,
+        caller: &Principal,
+        new: &NewShare<'_>,
+    ) -> Result<(harden_domain::OrgId, Wrap, KeyBlob), Error> {
+        let org = access::own_org(caller).map_err(|_| Error::forbidden("the global admin has nothing to share"))?;
+        if new.permission != "read" {
+            return Err(Error::invalid("permission must be \"read\""));
+        }
+        if new.recipient == caller.user_id {
+            return Err(Error::invalid("you cannot share with yourself"));
+        }
+        let wrap = parse_wrap(new.wrap_ecc_b64, new.wrap_kyber_b64)?;
+        let encrypted_alias = KeyBlob::parse("encryptedAliasB64", new.encrypted_alias_b64, 1..=MAX_ALIAS_BLOB)?;
+        let recipient = self.users.load(&new.recipient.to_string()).await?;
+        if recipient.org_id() != Some(org) || !recipient.is_active() {
+            return Err(Error::not_found("recipient not found in your org"));
+        }
+        if !recipient.has_keys() {
+            return Err(Error::invalid(
+                "the recipient has no keys yet: they must call POST /v1/keys/generate before anything can be shared with them",
+            ));
+        }
+        Ok((org, wrap, encrypted_alias))
+    }
+
     /// The last event of a Secret, which carries its current version's envelope.
     async fn secret_now(&self, id: &str) -> Result<(Secret, Option<SecretEvent>), Error> {
         let mut secret = Secret::default();
@@ -77,24 +105,7 @@ impl Harden {
         new: NewShare<'_>,
         meta: Meta,
     ) -> Result<(Uuid, Committed), Error> {
-        let org = access::own_org(caller).map_err(|_| Error::forbidden("the global admin has no KV records"))?;
-        if new.permission != "read" {
-            return Err(Error::invalid("permission must be \"read\""));
-        }
-        if new.recipient == caller.user_id {
-            return Err(Error::invalid("you cannot share a record with yourself"));
-        }
-        let wrap = parse_wrap(new.wrap_ecc_b64, new.wrap_kyber_b64)?;
-        let encrypted_alias = KeyBlob::parse("encryptedAliasB64", new.encrypted_alias_b64, 1..=MAX_ALIAS_BLOB)?;
-        let recipient = self.users.load(&new.recipient.to_string()).await?;
-        if recipient.org_id() != Some(org) || !recipient.is_active() {
-            return Err(Error::not_found("recipient not found in your org"));
-        }
-        if !recipient.has_keys() {
-            return Err(Error::invalid(
-                "the recipient has no keys yet: they must call POST /v1/keys/generate before anything can be shared with them",
-            ));
-        }
+        let (org, wrap, encrypted_alias) = self.check_grant(caller, &new).await?;
         let secret = self.secrets.load(&self.ids().secret_id(caller.user_id, key_name)).await?;
         let key = secret.key_epoch().ok_or_else(|| Error::not_found("key not found"))?;
         if key.epoch != new.key_epoch {
@@ -119,7 +130,7 @@ impl Harden {
             org_id: org,
             owner: caller.user_id,
             recipient: new.recipient,
-            key_name: key_name.clone(),
+            record: SharedRecord::Kv { key_name: key_name.clone() },
             life: key.life,
             epoch: key.epoch,
             rotation: key.rotation,
@@ -150,18 +161,24 @@ impl Harden {
     ) -> Result<Committed, Error> {
         let share = self.shares.load(&share_id(id)).await?;
         let grant = share.active().ok_or_else(|| Error::not_found(SHARE_NOT_FOUND))?;
-        if grant.owner != caller.user_id || grant.key_name != *key_name {
+        if grant.owner != caller.user_id || grant.record.key_name() != Some(key_name) {
             return Err(Error::not_found(SHARE_NOT_FOUND));
         }
         let org = grant.org_id;
         self.shares.execute(&share_id(id), ShareCommand::Revoke { by: caller.user_id }, &meta.with_org(org)).await
     }
 
-    /// The recipient gives up a share.
-    pub async fn remove_share(&self, caller: &Principal, id: Uuid, meta: Meta) -> Result<Committed, Error> {
+    /// The recipient gives up a share of a record (`of_file` false) or of a file.
+    pub async fn remove_share(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+        of_file: bool,
+        meta: Meta,
+    ) -> Result<Committed, Error> {
         let share = self.shares.load(&share_id(id)).await?;
         let grant = share.active().ok_or_else(|| Error::not_found(SHARE_NOT_FOUND))?;
-        if grant.recipient != caller.user_id {
+        if grant.recipient != caller.user_id || grant.record.file_id().is_some() != of_file {
             return Err(Error::not_found(SHARE_NOT_FOUND));
         }
         let org = grant.org_id;
@@ -175,7 +192,8 @@ impl Harden {
             .open_at(Utc::now())
             .filter(|g| g.recipient == caller.user_id)
             .ok_or_else(|| Error::not_found(SHARE_NOT_FOUND))?;
-        let (secret, last) = self.secret_now(&self.ids().secret_id(grant.owner, &grant.key_name)).await?;
+        let key_name = grant.record.key_name().ok_or_else(|| Error::not_found(SHARE_NOT_FOUND))?;
+        let (secret, last) = self.secret_now(&self.ids().secret_id(grant.owner, key_name)).await?;
         let key =
             secret.key_epoch().filter(|k| k.life == grant.life).ok_or_else(|| Error::not_found(SHARE_NOT_FOUND))?;
         let Some(
@@ -193,7 +211,7 @@ impl Harden {
         Ok(SharedValue {
             share_id: id,
             owner: grant.owner,
-            key_name: grant.key_name.clone(),
+            key_name: key_name.clone(),
             version,
             key_epoch: key.epoch,
             envelope,
@@ -241,7 +259,7 @@ impl Harden {
             let wrap = parse_wrap(ecc, kyber)?;
             let state = self.shares.load(&share_id(share)).await?;
             match state.active() {
-                Some(g) if g.owner == caller.user_id && g.key_name == *key_name => {}
+                Some(g) if g.owner == caller.user_id && g.record.key_name() == Some(key_name) => {}
                 // Ended meanwhile: it needs no key.
                 _ => continue,
             }

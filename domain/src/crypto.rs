@@ -137,6 +137,73 @@ pub fn decrypt_value(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Files: the value format, encrypted and decrypted in place so a file is in memory once
+
+/// What a file's content is bound to: its encrypted name. The Backend assigns a file's id after
+/// the Proxy encrypts, so the name's ciphertext (random per file) stands in for it: a content
+/// moved under another file's record fails to open.
+pub fn file_binding(encrypted_name: &[u8]) -> [u8; 32] {
+    let mut hash = Sha3_256::new();
+    hash.update(b"harden/v1/file-binding");
+    hash.update([0u8]);
+    hash.update(encrypted_name);
+    hash.finalize().into()
+}
+
+/// Encrypts `buf[plaintext]` in place into the value format (version ‖ nonce ‖ ciphertext ‖ tag)
+/// and answers where in `buf` the whole blob now is. The header goes in front of the plaintext
+/// (which it overwrites only outside the range) and the tag after it; `buf` grows only if there is
+/// no room.
+pub fn seal_in_place(
+    key: &DataKey,
+    nonce: [u8; NONCE_LEN],
+    context: &RecordContext<'_>,
+    buf: &mut Vec<u8>,
+    plaintext: std::ops::Range<usize>,
+) -> std::ops::Range<usize> {
+    use aes_gcm::aead::AeadInOut;
+    const HEADER: usize = 1 + NONCE_LEN;
+    let mut plaintext = plaintext;
+    if plaintext.start < HEADER {
+        let shift = HEADER - plaintext.start;
+        buf.splice(0..0, std::iter::repeat_n(0u8, shift));
+        plaintext = plaintext.start + shift..plaintext.end + shift;
+    }
+    let tag = aead(key.expose())
+        .encrypt_inout_detached(&Nonce::from(nonce), &context.aad("value", None), (&mut buf[plaintext.clone()]).into())
+        .expect("AES-GCM encrypts any length we use");
+    let start = plaintext.start - HEADER;
+    buf[start] = FORMAT_V1;
+    buf[start + 1..plaintext.start].copy_from_slice(&nonce);
+    let end = plaintext.end + TAG_LEN;
+    if buf.len() < end {
+        buf.resize(end, 0);
+    }
+    buf[plaintext.end..end].copy_from_slice(&tag);
+    start..end
+}
+
+/// Opens a blob of the value format in place: answers where in `blob` the plaintext is.
+pub fn open_in_place(
+    key: &DataKey,
+    context: &RecordContext<'_>,
+    blob: &mut [u8],
+) -> Result<std::ops::Range<usize>, CryptoError> {
+    use aes_gcm::aead::AeadInOut;
+    const HEADER: usize = 1 + NONCE_LEN;
+    if blob.len() < HEADER + TAG_LEN || blob[0] != FORMAT_V1 {
+        return Err(CryptoError::Malformed("file ciphertext"));
+    }
+    let nonce = Nonce::try_from(&blob[1..HEADER]).map_err(|_| CryptoError::Malformed("nonce"))?;
+    let body_end = blob.len() - TAG_LEN;
+    let tag = aes_gcm::Tag::try_from(&blob[body_end..]).map_err(|_| CryptoError::Malformed("tag"))?;
+    aead(key.expose())
+        .decrypt_inout_detached(&nonce, &context.aad("value", None), (&mut blob[HEADER..body_end]).into(), &tag)
+        .map_err(|_| CryptoError::Open)?;
+    Ok(HEADER..body_end)
+}
+
+// ---------------------------------------------------------------------------------------------
 // User key pairs and the hybrid KEM
 
 /// A user's public keys: X25519 (`publicKeyEccB64`) and ML-KEM-768 (`publicKeyKyberB64`).

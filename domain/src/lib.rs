@@ -13,6 +13,7 @@
 //! - [`org`] — the Org aggregate.
 //! - [`user`] — the User aggregate (profile, role, API keys, key material).
 //! - [`secret`] — the Secret aggregate: one encrypted KV record.
+//! - [`file`] — the File aggregate: one encrypted file (its content is ciphertext in the org's bucket).
 //! - [`storage`] — an org's S3 storage settings and their validation.
 //! - [`share`] — the Share aggregate: a recipient's read access to one KV record.
 //! - [`recovery`] — the Recovery aggregate: trustees' recovery shares and a pending restore;
@@ -25,6 +26,7 @@
 pub mod crypto;
 pub mod email_claim;
 pub mod envelope;
+pub mod file;
 pub mod ids;
 pub mod org;
 pub mod password;

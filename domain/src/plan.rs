@@ -77,6 +77,11 @@ impl Plan {
         PlanLimits { max_records, max_key_plus_value_bytes, max_files, max_file_size_bytes }
     }
 
+    /// The largest file any plan accepts (what request bodies must leave room for).
+    pub fn largest_file_size_bytes() -> u64 {
+        Plan::ALL.iter().map(|p| p.limits().max_file_size_bytes).max().unwrap_or(0)
+    }
+
     pub fn pricing(&self) -> PlanPricing {
         let (annual_total_usd, monthly_usd) = match self {
             Plan::Free => (0, 0.0),

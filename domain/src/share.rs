@@ -1,4 +1,4 @@
-//! The Share aggregate: one user's read access to another user's KV record.
+//! The Share aggregate: one user's read access to another user's KV record or file.
 //!
 //! A share holds the record's data key wrapped to the recipient, once per key epoch of the record
 //! (see [`crate::secret::KeyEpoch`]): updates keep the key, so the share follows them with no
@@ -30,7 +30,9 @@ pub struct Grant {
     pub org_id: OrgId,
     pub owner: UserId,
     pub recipient: UserId,
-    pub key_name: KeyName,
+    /// What is shared (stored as `key_name` or `file_id` beside the other fields).
+    #[serde(flatten)]
+    pub record: SharedRecord,
     /// The life of the record shared (the version it began at).
     pub life: u64,
     pub epoch: u64,
@@ -40,6 +42,30 @@ pub struct Grant {
     pub wrap: Wrap,
     pub encrypted_alias: KeyBlob,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a share gives access to. A file never changes, so it has one life and one key epoch (1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SharedRecord {
+    Kv { key_name: KeyName },
+    File { file_id: Uuid },
+}
+
+impl SharedRecord {
+    pub fn key_name(&self) -> Option<&KeyName> {
+        match self {
+            SharedRecord::Kv { key_name } => Some(key_name),
+            SharedRecord::File { .. } => None,
+        }
+    }
+
+    pub fn file_id(&self) -> Option<Uuid> {
+        match self {
+            SharedRecord::File { file_id } => Some(*file_id),
+            SharedRecord::Kv { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -245,7 +271,7 @@ mod tests {
             org_id: OrgId::from_uuid(Uuid::from_u128(9)),
             owner: user(1),
             recipient: user(2),
-            key_name: KeyName::parse("db").unwrap(),
+            record: SharedRecord::Kv { key_name: KeyName::parse("db").unwrap() },
             life: 1,
             epoch: 1,
             rotation: None,
@@ -336,6 +362,18 @@ mod tests {
             });
         }
         assert!(share.wrap_for(19, Some(Uuid::from_u128(119))).is_some());
+    }
+
+    #[test]
+    fn grants_of_records_and_files_keep_their_stored_shape() {
+        let kv = serde_json::to_value(grant(None)).unwrap();
+        assert_eq!(kv["key_name"], "db", "the shape of grants stored before files were shareable");
+        assert!(kv.get("record").is_none());
+        assert_eq!(serde_json::from_value::<Grant>(kv).unwrap(), grant(None));
+        let file = Grant { record: SharedRecord::File { file_id: Uuid::from_u128(3) }, ..grant(None) };
+        let json = serde_json::to_value(&file).unwrap();
+        assert_eq!(json["file_id"], Uuid::from_u128(3).to_string());
+        assert_eq!(serde_json::from_value::<Grant>(json).unwrap(), file);
     }
 
     #[test]

@@ -260,3 +260,35 @@ fn recovery_round_trip_needs_the_trustee_the_temporary_secret_and_the_answer() {
     let (r_ecc, r_kyber) = seal_restore(&temporary, owner, &plain, &seen, [[15; 12], [16; 12]]);
     assert!(open_restore(&temporary, owner, &r_ecc, &r_kyber, None, &expected).is_ok());
 }
+
+#[test]
+fn files_sealed_in_place_are_values_and_open_in_place_only_where_they_belong() {
+    let mut rng = Lcg(11);
+    let key = DataKey::from_bytes(rng.bytes());
+    let binding = file_binding(b"encrypted name");
+    let here = RecordContext { kind: "file", org: Uuid::from_u128(1), owner: Uuid::from_u128(2), name: &binding };
+    for (n, before, after) in [(0usize, 0usize, 0usize), (1, 20, 0), (100, 5, 3), (70_000, 40, 100)] {
+        let plaintext: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
+        let mut buf = vec![b'x'; before];
+        buf.extend_from_slice(&plaintext);
+        buf.extend(std::iter::repeat_n(b'y', after));
+        let range = seal_in_place(&key, rng.bytes(), &here, &mut buf, before..before + n);
+        let blob = buf[range.clone()].to_vec();
+        assert_eq!(blob.len(), n + 29);
+        // The same format as a value: decrypt_value opens it.
+        assert_eq!(decrypt_value(&key, &here, &blob).unwrap().as_slice(), &plaintext[..], "{n} bytes");
+        let mut opened = blob.clone();
+        let inner = open_in_place(&key, &here, &mut opened).unwrap();
+        assert_eq!(&opened[inner], &plaintext[..]);
+        // Bound to its name: under another file's binding it does not open.
+        let other_binding = file_binding(b"another name");
+        let elsewhere = RecordContext { name: &other_binding, ..here };
+        assert!(open_in_place(&key, &elsewhere, &mut blob.clone()).is_err());
+        // A flipped byte anywhere fails.
+        for i in [0, 1, 13, blob.len() - 1] {
+            let mut tampered = blob.clone();
+            tampered[i] ^= 1;
+            assert!(open_in_place(&key, &here, &mut tampered).is_err(), "byte {i} of {n}");
+        }
+    }
+}

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+use harden_domain::file::FileEvent;
 use harden_domain::org::OrgEvent;
 use harden_domain::recovery::RecoveryEvent;
 use harden_domain::secret::SecretEvent;
@@ -140,9 +141,14 @@ pub fn entry_for(event: &StoredEvent) -> anyhow::Result<Option<Draft>> {
                     ShareEvent::ShareGranted { share_id, grant } => (
                         "share.grant",
                         share_id,
-                        Some(grant.key_name.as_str().to_owned()),
+                        grant.record.key_name().map(|k| k.as_str().to_owned()),
                         Some(grant.recipient.to_string()),
-                        json!({ "permission": "read", "expiresUtc": grant.expires_at }),
+                        match grant.record.file_id() {
+                            Some(file_id) => {
+                                json!({ "permission": "read", "expiresUtc": grant.expires_at, "fileId": file_id })
+                            }
+                            None => json!({ "permission": "read", "expiresUtc": grant.expires_at }),
+                        },
                     ),
                     ShareEvent::ShareRewrapped { share_id, epoch, .. } => {
                         ("share.rewrap", share_id, None, None, json!({ "keyEpoch": epoch }))
@@ -153,6 +159,19 @@ pub fn entry_for(event: &StoredEvent) -> anyhow::Result<Option<Draft>> {
             let mut details = details;
             details["shareId"] = json!(share_id);
             Draft { key_name, subject_id: subject, details: Some(details), ..draft(SCOPE_ADMIN, action) }
+        }
+        "File" => {
+            let (action, file_id, details) =
+                match serde_json::from_value(event.payload.clone()).with_context(|| decode("File"))? {
+                    FileEvent::FileStored { file_id, file_bytes, meta, .. } => (
+                        "file.upload",
+                        file_id,
+                        json!({ "fileBytes": file_bytes, "contentType": meta.content_type.as_str() }),
+                    ),
+                    FileEvent::FileDeleted { file_id, .. } => ("file.delete", file_id, json!({})),
+                    FileEvent::FileObjectRemoved { file_id, .. } => ("file.object_remove", file_id, json!({})),
+                };
+            Draft { subject_id: Some(file_id.to_string()), details: Some(details), ..draft(SCOPE_ADMIN, action) }
         }
         "Recovery" => {
             let (action, owner, trustee) = match serde_json::from_value(event.payload.clone())

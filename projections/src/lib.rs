@@ -11,11 +11,14 @@
 //!   wait a request does after a write.
 //! - [`directory`] — the org directory (orgs, users, public profiles) projection and its queries.
 //! - [`kv`] — the KV listing and version history.
+//! - [`files`] — each user's files, and deleted files whose objects are still to be removed.
+//! - [`shares`] — shares of KV records and files: inboxes and outgoing shares.
 //! - [`audit`] — the hash-chained audit view, its verification and export.
 //! - [`replay`] — the catalog of projections, and rebuilding them from zero behind a live server.
 
 pub mod audit;
 pub mod directory;
+pub mod files;
 pub mod follower;
 pub mod kv;
 pub mod read_models;

@@ -22,6 +22,7 @@ use harden_commands::Position;
 
 use crate::audit::AuditProjector;
 use crate::directory::DirectoryProjector;
+use crate::files::FilesProjector;
 use crate::follower::{lock_follower, read_batch, register_checkpoint, save_checkpoint, Projector, StoredEvent};
 use crate::kv::KvProjector;
 use crate::recovery::RecoveryProjector;
@@ -55,7 +56,8 @@ pub fn catalog() -> Vec<Projection> {
     vec![
         Projection { projector: Arc::new(DirectoryProjector), tables: &["directory_orgs", "directory_users"] },
         Projection { projector: Arc::new(KvProjector), tables: &["kv_records", "kv_versions"] },
-        Projection { projector: Arc::new(SharesProjector), tables: &["kv_shares"] },
+        Projection { projector: Arc::new(FilesProjector), tables: &["files"] },
+        Projection { projector: Arc::new(SharesProjector), tables: &["kv_shares", "file_shares"] },
         Projection { projector: Arc::new(RecoveryProjector), tables: &["recovery_trustees"] },
         Projection { projector: Arc::new(AuditProjector), tables: &["audit_entries"] },
     ]

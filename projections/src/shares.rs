@@ -1,7 +1,8 @@
 //! The shares read model: each recipient's inbox and each record's outgoing shares.
 //!
-//! Fed by Share events, and by Secret deletions (a deleted record's shares end). Holds ids, the
-//! alias encrypted to the recipient, expiry and state; never a wrap or a value.
+//! Fed by Share events, and by Secret and File deletions (a deleted record's or file's shares end).
+//! Holds ids, the alias encrypted to the recipient, expiry and state; never a wrap or a value.
+//! Shares of KV records are in `kv_shares`, shares of files in `file_shares`.
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -9,8 +10,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use harden_domain::file::FileEvent;
 use harden_domain::secret::SecretEvent;
-use harden_domain::share::ShareEvent;
+use harden_domain::share::{ShareEvent, SharedRecord};
 use harden_domain::UserId;
 
 use crate::follower::{Projector, StoredEvent};
@@ -49,6 +51,20 @@ impl Projector for SharesProjector {
                 }
                 Ok(())
             }
+            "File" => {
+                let file: FileEvent =
+                    serde_json::from_value(event.payload.clone()).context("Failed to decode a File event")?;
+                if let FileEvent::FileDeleted { file_id, .. } = file {
+                    sqlx::query(
+                        "UPDATE file_shares SET state = 'ended', ended_at = $2 WHERE file_id = $1 AND state = 'active'",
+                    )
+                    .bind(file_id)
+                    .bind(at)
+                    .execute(conn)
+                    .await?;
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -60,25 +76,44 @@ fn share_uuid(id: &str) -> anyhow::Result<Uuid> {
 
 async fn apply_share(conn: &mut PgConnection, event: ShareEvent, at: DateTime<Utc>) -> anyhow::Result<()> {
     match event {
-        ShareEvent::ShareGranted { share_id, grant } => {
-            sqlx::query(
-                "INSERT INTO kv_shares (share_id, org_id, owner_id, recipient_id, key_name, life, permission,
-                     encrypted_alias, expires_at, state, max_epoch, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'read', $7, $8, 'active', $9, $10)",
-            )
-            .bind(share_uuid(&share_id)?)
-            .bind(grant.org_id.as_uuid())
-            .bind(grant.owner.as_uuid())
-            .bind(grant.recipient.as_uuid())
-            .bind(grant.key_name.as_str())
-            .bind(grant.life as i64)
-            .bind(grant.encrypted_alias.as_str())
-            .bind(grant.expires_at)
-            .bind(grant.epoch as i64)
-            .bind(at)
-            .execute(conn)
-            .await?;
-        }
+        ShareEvent::ShareGranted { share_id, grant } => match &grant.record {
+            SharedRecord::Kv { key_name } => {
+                sqlx::query(
+                    "INSERT INTO kv_shares (share_id, org_id, owner_id, recipient_id, key_name, life, permission,
+                         encrypted_alias, expires_at, state, max_epoch, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, 'read', $7, $8, 'active', $9, $10)",
+                )
+                .bind(share_uuid(&share_id)?)
+                .bind(grant.org_id.as_uuid())
+                .bind(grant.owner.as_uuid())
+                .bind(grant.recipient.as_uuid())
+                .bind(key_name.as_str())
+                .bind(grant.life as i64)
+                .bind(grant.encrypted_alias.as_str())
+                .bind(grant.expires_at)
+                .bind(grant.epoch as i64)
+                .bind(at)
+                .execute(conn)
+                .await?;
+            }
+            SharedRecord::File { file_id } => {
+                sqlx::query(
+                    "INSERT INTO file_shares (share_id, org_id, owner_id, recipient_id, file_id, permission,
+                         encrypted_alias, expires_at, state, created_at)
+                     VALUES ($1, $2, $3, $4, $5, 'read', $6, $7, 'active', $8)",
+                )
+                .bind(share_uuid(&share_id)?)
+                .bind(grant.org_id.as_uuid())
+                .bind(grant.owner.as_uuid())
+                .bind(grant.recipient.as_uuid())
+                .bind(file_id)
+                .bind(grant.encrypted_alias.as_str())
+                .bind(grant.expires_at)
+                .bind(at)
+                .execute(conn)
+                .await?;
+            }
+        },
         ShareEvent::ShareRewrapped { share_id, epoch, .. } => {
             sqlx::query("UPDATE kv_shares SET max_epoch = GREATEST(max_epoch, $2) WHERE share_id = $1")
                 .bind(share_uuid(&share_id)?)
@@ -92,13 +127,16 @@ async fn apply_share(conn: &mut PgConnection, event: ShareEvent, at: DateTime<Ut
     Ok(())
 }
 
+/// Ends a share, of a record or of a file (the event does not say which: the id is in one table).
 async fn end(conn: &mut PgConnection, share_id: &str, state: &str, at: DateTime<Utc>) -> anyhow::Result<()> {
-    sqlx::query("UPDATE kv_shares SET state = $2, ended_at = $3 WHERE share_id = $1 AND state = 'active'")
-        .bind(share_uuid(share_id)?)
-        .bind(state)
-        .bind(at)
-        .execute(conn)
-        .await?;
+    for table in ["kv_shares", "file_shares"] {
+        sqlx::query(&format!("UPDATE {table} SET state = $2, ended_at = $3 WHERE share_id = $1 AND state = 'active'"))
+            .bind(share_uuid(share_id)?)
+            .bind(state)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 
@@ -182,6 +220,60 @@ impl Shares {
         .bind(owner.as_uuid())
         .bind(key_name)
         .fetch_one(&self.pool)
+        .await
+    }
+}
+
+/// A file share as its recipient sees it in the inbox.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct FileInboxEntry {
+    pub share_id: Uuid,
+    pub owner_id: Uuid,
+    pub file_id: Uuid,
+    pub encrypted_alias: String,
+    pub permission: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub content_type: String,
+    pub file_bytes: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A file share as its owner sees it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct OutgoingFileShare {
+    pub share_id: Uuid,
+    pub recipient_id: Uuid,
+    pub permission: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Shares {
+    /// The recipient's open shares of live files.
+    pub async fn file_inbox(&self, recipient: UserId) -> Result<Vec<FileInboxEntry>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT s.share_id, s.owner_id, s.file_id, s.encrypted_alias, s.permission, s.expires_at,
+                    f.content_type, f.file_bytes, s.created_at
+             FROM file_shares s JOIN files f ON f.file_id = s.file_id
+             WHERE s.recipient_id = $1 AND s.state = 'active' AND f.state = 'live'
+               AND (s.expires_at IS NULL OR s.expires_at > now())
+             ORDER BY s.created_at, s.share_id",
+        )
+        .bind(recipient.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The owner's open shares of one of their files.
+    pub async fn file_outgoing(&self, owner: UserId, file_id: Uuid) -> Result<Vec<OutgoingFileShare>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT share_id, recipient_id, permission, expires_at, created_at FROM file_shares
+             WHERE owner_id = $1 AND file_id = $2 AND state = 'active' AND (expires_at IS NULL OR expires_at > now())
+             ORDER BY created_at, share_id",
+        )
+        .bind(owner.as_uuid())
+        .bind(file_id)
+        .fetch_all(&self.pool)
         .await
     }
 }

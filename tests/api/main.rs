@@ -7,6 +7,7 @@ mod stand_ins;
 mod audit;
 mod bad_input;
 mod bootstrap;
+mod files;
 mod follower;
 mod health;
 mod isolation;

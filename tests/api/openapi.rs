@@ -24,6 +24,12 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
             "/auth/orgadmin/register",
             "/auth/orgadmin/verify",
             "/auth/plans",
+            "/files",
+            "/files/shared",
+            "/files/shared/{shareId}",
+            "/files/{id}",
+            "/files/{id}/shares",
+            "/files/{id}/shares/{shareId}",
             "/health",
             "/kv",
             "/kv/shared",
@@ -55,6 +61,7 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
             .replace("{orgId}", &uuid::Uuid::new_v4().to_string())
             .replace("{userId}", &uuid::Uuid::new_v4().to_string())
             .replace("{key}", "some-key")
+            .replace("{id}", &uuid::Uuid::new_v4().to_string())
             .replace("{shareId}", &uuid::Uuid::new_v4().to_string())
             .replace("{ownerUserId}", &uuid::Uuid::new_v4().to_string())
             .replace("{trusteeUserId}", &uuid::Uuid::new_v4().to_string());
@@ -76,4 +83,9 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
     let proxy =
         expect_json(app.client.get(format!("{}/openapi.json", app.proxy)).send().await.unwrap(), StatusCode::OK).await;
     assert!(proxy["paths"]["/health"].is_object());
+    for path in
+        ["/v1/files", "/v1/files/{id}", "/v1/files/{fileId}/shares", "/v1/files/shared", "/v1/files/shared/{shareId}"]
+    {
+        assert!(proxy["paths"][path].is_object(), "{path} in the Proxy's document");
+    }
 }

@@ -148,5 +148,5 @@ async fn replaying_every_projection_rebuilds_the_same_rows_while_serving() {
     assert!(!String::from_utf8_lossy(&one.stdout).contains("replayed audit"));
     let unknown = replay(&app, &["--projection", "nope"]);
     assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("directory, kv, shares, recovery, audit"));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("directory, kv, files, shares, recovery, audit"));
 }

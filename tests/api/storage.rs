@@ -17,23 +17,27 @@ pub const S3_SECRET_KEY: &str = "harden-s3-secret";
 
 /// Creates a fresh bucket on the test S3 server with harden's own client.
 pub async fn new_bucket() -> String {
+    new_bucket_at(8014).await
+}
+
+/// Creates a fresh bucket on an S3 server on loopback at `port`.
+pub async fn new_bucket_at(port: u16) -> String {
     let bucket = format!("t-{}", Uuid::new_v4().simple());
     let settings = StorageSettings {
-        service_url: S3_URL.to_owned(),
+        service_url: format!("http://127.0.0.1:{port}"),
         bucket: bucket.clone(),
         access_key: S3_ACCESS_KEY.to_owned(),
         sealed_secret_key: harden_domain::values::KeyBlob::parse("k", "AAAA", 1..=8).unwrap(),
         force_path_style: true,
         region: "us-east-1".to_owned(),
     };
-    let reachable =
-        Reachable { settings, secret_key: S3_SECRET_KEY.into(), address: "127.0.0.1:8014".parse().unwrap() };
+    let reachable = Reachable { settings, secret_key: S3_SECRET_KEY.into(), address: ([127, 0, 0, 1], port).into() };
     let client = harden_commands::object_store::client(&reachable).unwrap();
     client.create_bucket().bucket(&bucket).send().await.expect("the test S3 server is up (scripts/services)");
     bucket
 }
 
-fn body(bucket: &str) -> Value {
+pub fn body(bucket: &str) -> Value {
     json!({
         "serviceUrl": S3_URL,
         "bucket": bucket,

@@ -13,6 +13,7 @@ use crate::state::AppState;
 
 pub mod audit;
 pub mod auth;
+pub mod files;
 pub mod health;
 pub mod kv;
 pub mod me;
@@ -31,6 +32,7 @@ pub mod users;
         (name = "health"), (name = "auth", description = "Anonymous account lifecycle"),
         (name = "admin", description = "Global admin and org admin routes"), (name = "users", description = "The caller and their org"),
         (name = "kv", description = "Encrypted KV records (ciphertext only)"),
+        (name = "files", description = "Encrypted files (ciphertext in the org's bucket)"),
         (name = "recovery", description = "Trusted-user recovery (ciphertext only)"),
         (name = "shares", description = "Shares of KV records (wrapped keys and encrypted aliases only)"), (name = "audit", description = "The org's hash-chained audit history")
     )
@@ -80,6 +82,12 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(shares::rotate))
         .routes(routes!(shares::inbox))
         .routes(routes!(shares::read_shared, shares::remove_shared))
+        .routes(routes!(files::upload_file, files::list_files))
+        .routes(routes!(files::get_file, files::delete_file))
+        .routes(routes!(files::create_file_share, files::list_file_shares))
+        .routes(routes!(files::revoke_file_share))
+        .routes(routes!(files::file_inbox))
+        .routes(routes!(files::read_shared_file, files::remove_shared_file))
         .routes(routes!(audit::audit))
 }
 

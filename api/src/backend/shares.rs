@@ -269,7 +269,7 @@ pub async fn remove_shared(
     caller: Caller,
     AppPath(share_id): AppPath<Uuid>,
 ) -> Result<(StatusCode, Consistency, ()), ApiError> {
-    let committed = state.harden.remove_share(&caller, share_id, caller.meta()).await?;
+    let committed = state.harden.remove_share(&caller, share_id, false, caller.meta()).await?;
     let freshness = state.read_models.wait_for(committed.position).await;
     Ok((StatusCode::NO_CONTENT, Consistency(freshness), ()))
 }

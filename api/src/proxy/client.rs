@@ -66,6 +66,23 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str()) || name == "host" || name == "content-length"
 }
 
+fn unreachable(e: reqwest::Error) -> ApiError {
+    // Without the URL: its query may hold a verification token.
+    tracing::warn!(error = %e.without_url(), "the Backend is unreachable");
+    ApiError::status(StatusCode::BAD_GATEWAY, "the Backend is unreachable")
+}
+
+/// A Backend answer read whole.
+async fn answer(response: reqwest::Response) -> Result<Answer, ApiError> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|_| ApiError::status(StatusCode::BAD_GATEWAY, "the Backend's answer was cut off"))?;
+    Ok(Answer { status, headers, body })
+}
+
 impl Backend {
     pub fn new(base: &str) -> anyhow::Result<Self> {
         let base = reqwest::Url::parse(base).map_err(|e| anyhow::anyhow!("invalid Backend URL {base}: {e}"))?;
@@ -92,18 +109,7 @@ impl Backend {
         if let Some(body) = body {
             request = request.body(body);
         }
-        let response = request.send().await.map_err(|e| {
-            // Without the URL: its query may hold a verification token.
-            tracing::warn!(error = %e.without_url(), "the Backend is unreachable");
-            ApiError::status(StatusCode::BAD_GATEWAY, "the Backend is unreachable")
-        })?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|_| ApiError::status(StatusCode::BAD_GATEWAY, "the Backend's answer was cut off"))?;
-        Ok(Answer { status, headers, body })
+        answer(request.send().await.map_err(unreachable)?).await
     }
 
     /// A JSON request as the caller (their API key).
@@ -127,6 +133,38 @@ impl Backend {
             Bytes::from(serde_json::to_vec(v).expect("JSON values serialize"))
         });
         self.send(method, self.url(segments, query), headers, body).await
+    }
+
+    /// A request as the caller with a streamed JSON body (a file on its way to the Backend).
+    pub async fn call_streaming(
+        &self,
+        method: Method,
+        segments: &[&str],
+        api_key: &str,
+        body: reqwest::Body,
+    ) -> Result<Answer, ApiError> {
+        let mut headers = HeaderMap::new();
+        let key = HeaderValue::from_str(api_key).map_err(|_| ApiError::unauthorized("invalid API key"))?;
+        headers.insert(HeaderName::from_static(API_KEY_HEADER), key);
+        headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let request = self.http.request(method, self.url(segments, None)).headers(headers).body(body);
+        answer(request.send().await.map_err(unreachable)?).await
+    }
+
+    /// A GET as the caller whose successful answer (up to `limit` bytes) is read into one buffer
+    /// the caller may decode and decrypt in place; an error answer is passed on as it is.
+    pub async fn fetch_owned(&self, segments: &[&str], api_key: &str, limit: usize) -> Result<Vec<u8>, ApiError> {
+        let key = HeaderValue::from_str(api_key).map_err(|_| ApiError::unauthorized("invalid API key"))?;
+        let response =
+            self.http.get(self.url(segments, None)).header(API_KEY_HEADER, key).send().await.map_err(unreachable)?;
+        if !response.status().is_success() {
+            return answer(response).await?.ok().map(|_| Vec::new());
+        }
+        let expected = response.content_length().map(|n| n as usize);
+        crate::large_body::read_limited(response.bytes_stream(), expected, limit)
+            .await
+            .map_err(|_| anyhow::anyhow!("the Backend's answer is larger than any file can be"))?
+            .ok_or_else(|| ApiError::status(StatusCode::BAD_GATEWAY, "the Backend's answer was cut off"))
     }
 
     pub async fn me(&self, api_key: &str) -> Result<Me, ApiError> {

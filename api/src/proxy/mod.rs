@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::layers;
 
 pub mod client;
+pub mod files;
 pub mod forward;
 pub mod keys;
 pub mod kv;
@@ -82,7 +83,7 @@ impl ProxyState {
 #[openapi(
     info(title = "harden Proxy API", description = "The crypto edge: encrypts and decrypts with the user's keys. /admin/* and /auth/* are passed through to the Backend unchanged."),
     modifiers(&ProxyAuth),
-    tags((name = "health"), (name = "keys", description = "The user's key pairs"), (name = "kv", description = "Encrypted KV values"), (name = "shares", description = "Sharing values with users of the org"), (name = "recovery", description = "Trusted-user recovery"), (name = "users", description = "The caller's org"))
+    tags((name = "health"), (name = "keys", description = "The user's key pairs"), (name = "kv", description = "Encrypted KV values"), (name = "files", description = "Encrypted files"), (name = "shares", description = "Sharing values with users of the org"), (name = "recovery", description = "Trusted-user recovery"), (name = "users", description = "The caller's org"))
 )]
 struct ProxyDoc;
 
@@ -106,6 +107,12 @@ pub fn openapi_router() -> OpenApiRouter<ProxyState> {
         .routes(routes!(keys::rekey))
         .routes(routes!(kv::list_kv))
         .routes(routes!(kv::put_kv, kv::get_kv, kv::delete_kv))
+        .routes(routes!(files::upload_file, files::list_files))
+        .routes(routes!(files::get_file, files::delete_file))
+        .routes(routes!(files::create_share, files::list_shares))
+        .routes(routes!(files::revoke_share))
+        .routes(routes!(files::inbox))
+        .routes(routes!(files::read_shared, files::remove_shared))
         .routes(routes!(recovery::set_trustee))
         .routes(routes!(recovery::restore))
         .routes(routes!(recovery::complete))

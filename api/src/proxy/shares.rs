@@ -101,16 +101,16 @@ struct SharedRecord {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Profile {
-    public_key_ecc_b64: Option<String>,
-    public_key_kyber_b64: Option<String>,
+pub(crate) struct Profile {
+    pub public_key_ecc_b64: Option<String>,
+    pub public_key_kyber_b64: Option<String>,
 }
 
 fn key_name(raw: &str) -> Result<KeyName, ApiError> {
     KeyName::parse(raw).map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, e.0))
 }
 
-fn public_keys(ecc: Option<&str>, kyber: Option<&str>) -> Result<PublicKeys, ApiError> {
+pub(crate) fn public_keys(ecc: Option<&str>, kyber: Option<&str>) -> Result<PublicKeys, ApiError> {
     let (Some(ecc), Some(kyber)) = (ecc, kyber) else {
         return Err(ApiError::status(
             StatusCode::BAD_REQUEST,
@@ -120,11 +120,11 @@ fn public_keys(ecc: Option<&str>, kyber: Option<&str>) -> Result<PublicKeys, Api
     backend_public_keys(ecc, kyber)
 }
 
-fn alias_context<'n>(org: Uuid, owner: Uuid, name: &'n [u8]) -> RecordContext<'n> {
+pub(crate) fn alias_context<'n>(org: Uuid, owner: Uuid, name: &'n [u8]) -> RecordContext<'n> {
     RecordContext { kind: ALIAS_KIND, org, owner, name }
 }
 
-fn json_response(answer: Answer) -> Response {
+pub(crate) fn json_response(answer: Answer) -> Response {
     (answer.status, [(axum::http::header::CONTENT_TYPE, "application/json")], answer.body).into_response()
 }
 
@@ -316,7 +316,7 @@ pub async fn inbox(State(state): State<ProxyState>, headers: HeaderMap) -> Resul
     Ok(Json(items))
 }
 
-fn open_alias(caller: &Caller<'_>, owner: Uuid, key: &str, blob_b64: &str) -> Result<String, ApiError> {
+pub(crate) fn open_alias(caller: &Caller<'_>, owner: Uuid, key: &str, blob_b64: &str) -> Result<String, ApiError> {
     let blob = decode("encryptedAliasB64", blob_b64)?;
     let alias =
         crypto::open_sealed(&caller.keys.keys, caller.me.id, &alias_context(caller.org, owner, key.as_bytes()), &blob)
