@@ -166,6 +166,11 @@ where
     })
 }
 
+/// The length of the document [`json_with_b64_tail`] makes of `head` and `data_len` bytes.
+pub fn document_len(head: &str, data_len: usize) -> usize {
+    head.len() + b64_len(data_len) + 2
+}
+
 /// `bytes` as a stream of chunks (for [`json_with_b64_tail`] over data already in memory).
 pub fn chunks(bytes: Bytes) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let n = bytes.len().div_ceil(ENCODE_STEP);
@@ -232,7 +237,9 @@ mod tests {
             let data: Bytes = (0..n).map(|i| (i % 251) as u8).collect::<Vec<_>>().into();
             let head = head_before(serde_json::json!({ "id": 1 }), "dataB64");
             let parts: Vec<Bytes> = json_with_b64_tail(head, chunks(data.clone())).map(|r| r.unwrap()).collect().await;
-            let doc: serde_json::Value = serde_json::from_slice(&parts.concat()).unwrap();
+            let whole = parts.concat();
+            assert_eq!(whole.len(), document_len(&head_before(serde_json::json!({ "id": 1 }), "dataB64"), n));
+            let doc: serde_json::Value = serde_json::from_slice(&whole).unwrap();
             assert_eq!(doc["id"], 1);
             assert_eq!(STANDARD.decode(doc["dataB64"].as_str().unwrap()).unwrap(), data.to_vec(), "{n} bytes");
         }

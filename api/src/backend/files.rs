@@ -238,11 +238,12 @@ pub async fn get_file(
         "contentType": meta.content_type.as_str(),
         "sizeBytes": meta.file_bytes(),
     });
-    Ok(stream_with_ciphertext(head, object))
+    Ok(stream_with_ciphertext(head, object, meta.ciphertext_bytes))
 }
 
-/// A JSON answer whose last field, `ciphertextB64`, is the object encoded as it streams from the bucket.
-pub(crate) fn stream_with_ciphertext(head: serde_json::Value, object: ByteStream) -> Response {
+/// A JSON answer whose last field, `ciphertextB64`, is the object (`len` bytes) encoded as it
+/// streams from the bucket. Its length is known, so the reader can hold it in one exact buffer.
+pub(crate) fn stream_with_ciphertext(head: serde_json::Value, object: ByteStream, len: u64) -> Response {
     let data = futures::stream::unfold(object, |mut object| async move {
         object.next().await.map(|chunk| {
             let chunk = chunk.map_err(|e| {
@@ -252,8 +253,14 @@ pub(crate) fn stream_with_ciphertext(head: serde_json::Value, object: ByteStream
             (chunk, object)
         })
     });
-    let body = large_body::json_with_b64_tail(large_body::head_before(head, "ciphertextB64"), data);
-    ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response()
+    let head = large_body::head_before(head, "ciphertextB64");
+    let length = large_body::document_len(&head, len as usize);
+    let body = large_body::json_with_b64_tail(head, data);
+    (
+        [(header::CONTENT_TYPE, "application/json".to_owned()), (header::CONTENT_LENGTH, length.to_string())],
+        Body::from_stream(body),
+    )
+        .into_response()
 }
 
 /// Deletes a file: gone from reads and listings at once; its object is removed from the bucket now,
@@ -437,7 +444,7 @@ pub async fn read_shared_file(
         "contentType": shared.meta.content_type.as_str(),
         "sizeBytes": shared.meta.file_bytes(),
     });
-    Ok(stream_with_ciphertext(head, shared.content))
+    Ok(stream_with_ciphertext(head, shared.content, shared.meta.ciphertext_bytes))
 }
 
 /// The recipient gives up a file share.

@@ -142,11 +142,13 @@ impl Backend {
         segments: &[&str],
         api_key: &str,
         body: reqwest::Body,
+        length: usize,
     ) -> Result<Answer, ApiError> {
         let mut headers = HeaderMap::new();
         let key = HeaderValue::from_str(api_key).map_err(|_| ApiError::unauthorized("invalid API key"))?;
         headers.insert(HeaderName::from_static(API_KEY_HEADER), key);
         headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(axum::http::header::CONTENT_LENGTH, HeaderValue::from(length));
         let request = self.http.request(method, self.url(segments, None)).headers(headers).body(body);
         answer(request.send().await.map_err(unreachable)?).await
     }

@@ -230,14 +230,11 @@ pub async fn upload_file(
         fields["contentType"] = json!(content_type);
     }
     let ciphertext = Bytes::from(buf).slice(blob);
-    let stream = large_body::json_with_b64_tail(
-        large_body::head_before(fields, "ciphertextB64"),
-        large_body::chunks(ciphertext),
-    );
-    let answer = state
-        .backend
-        .call_streaming(Method::POST, &["files"], caller.api_key, reqwest::Body::wrap_stream(stream))
-        .await?;
+    let head = large_body::head_before(fields, "ciphertextB64");
+    let length = large_body::document_len(&head, ciphertext.len());
+    let stream = large_body::json_with_b64_tail(head, large_body::chunks(ciphertext));
+    let body = reqwest::Body::wrap_stream(stream);
+    let answer = state.backend.call_streaming(Method::POST, &["files"], caller.api_key, body, length).await?;
     let answer = answer.ok()?;
     Ok((answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response())
 }
@@ -296,8 +293,14 @@ pub(crate) fn open_file(
     let inner = crypto::open_in_place(&key, &contexts.content(), &mut buf[blob.clone()]).map_err(|_| cannot_open())?;
     let plaintext = blob.start + inner.start..blob.start + inner.end;
     let content = Bytes::from_owner(Zeroizing::new(buf)).slice(plaintext);
-    let body = large_body::json_with_b64_tail(large_body::head_before(head, "contentB64"), large_body::chunks(content));
-    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response())
+    let head = large_body::head_before(head, "contentB64");
+    let length = large_body::document_len(&head, content.len());
+    let body = large_body::json_with_b64_tail(head, large_body::chunks(content));
+    Ok((
+        [(header::CONTENT_TYPE, "application/json".to_owned()), (header::CONTENT_LENGTH, length.to_string())],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// Downloads and decrypts a file.
