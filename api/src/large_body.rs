@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
@@ -19,6 +20,8 @@ use crate::error::ApiError;
 const DECODE_STEP: usize = 16 * 1024;
 /// Bytes encoded per chunk of an answer (a multiple of 3).
 pub const ENCODE_STEP: usize = 48 * 1024;
+/// Room in a file's body for everything but the content: name, wraps, content type, JSON.
+pub const FIELDS_ROOM: usize = 64 * 1024;
 
 /// The bytes of a base64 text of `n` bytes, padded.
 pub const fn b64_len(n: usize) -> usize {
@@ -128,9 +131,40 @@ pub fn decode_in_place(buf: &mut [u8]) -> Option<usize> {
     Some(written)
 }
 
+/// The JSON object `fields` with one more, last string field `name`: `data` (`data_len` bytes),
+/// base64-encoded a chunk at a time as the body is sent. Answers the document's exact length and
+/// its body, so the reader can hold it in one buffer of the right size.
+pub fn document_with_b64_tail<S, E>(
+    fields: serde_json::Value,
+    name: &str,
+    data: S,
+    data_len: usize,
+) -> (usize, impl Stream<Item = Result<Bytes, E>> + Send)
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Send + 'static,
+{
+    let head = head_before(fields, name);
+    (head.len() + b64_len(data_len) + 2, json_with_b64_tail(head, data))
+}
+
+/// [`document_with_b64_tail`] as an `application/json` answer with its `Content-Length`.
+pub fn json_response_with_b64_tail<S, E>(fields: serde_json::Value, name: &str, data: S, data_len: usize) -> Response
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Into<axum::BoxError> + Send + 'static,
+{
+    let (length, body) = document_with_b64_tail(fields, name, data, data_len);
+    (
+        [(header::CONTENT_TYPE, "application/json".to_owned()), (header::CONTENT_LENGTH, length.to_string())],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
 /// A JSON document whose last field is a large base64 value, as a body: `head` (up to and
 /// including the value's opening quote), then the data encoded a chunk at a time, then `"}`.
-pub fn json_with_b64_tail<S, E>(head: String, data: S) -> impl Stream<Item = Result<Bytes, E>> + Send
+fn json_with_b64_tail<S, E>(head: String, data: S) -> impl Stream<Item = Result<Bytes, E>> + Send
 where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: Send + 'static,
@@ -166,12 +200,7 @@ where
     })
 }
 
-/// The length of the document [`json_with_b64_tail`] makes of `head` and `data_len` bytes.
-pub fn document_len(head: &str, data_len: usize) -> usize {
-    head.len() + b64_len(data_len) + 2
-}
-
-/// `bytes` as a stream of chunks (for [`json_with_b64_tail`] over data already in memory).
+/// `bytes` as a stream of chunks (for [`document_with_b64_tail`] over data already in memory).
 pub fn chunks(bytes: Bytes) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let n = bytes.len().div_ceil(ENCODE_STEP);
     futures::stream::iter(
@@ -180,7 +209,7 @@ pub fn chunks(bytes: Bytes) -> impl Stream<Item = Result<Bytes, std::convert::In
 }
 
 /// A JSON object's head up to a last string field `name`: `{"a":…,"name":"`.
-pub fn head_before(fields: serde_json::Value, name: &str) -> String {
+fn head_before(fields: serde_json::Value, name: &str) -> String {
     let mut head = serde_json::to_string(&fields).expect("JSON values serialize");
     debug_assert!(head.ends_with('}'));
     head.pop();
@@ -235,17 +264,17 @@ mod tests {
     async fn streamed_base64_is_the_whole_document() {
         for n in [0usize, 1, 2, 3, ENCODE_STEP - 1, ENCODE_STEP, ENCODE_STEP * 2 + 5] {
             let data: Bytes = (0..n).map(|i| (i % 251) as u8).collect::<Vec<_>>().into();
-            let head = head_before(serde_json::json!({ "id": 1 }), "dataB64");
-            let parts: Vec<Bytes> = json_with_b64_tail(head, chunks(data.clone())).map(|r| r.unwrap()).collect().await;
+            let (length, body) =
+                document_with_b64_tail(serde_json::json!({ "id": 1 }), "dataB64", chunks(data.clone()), n);
+            let parts: Vec<Bytes> = body.map(|r| r.unwrap()).collect().await;
             let whole = parts.concat();
-            assert_eq!(whole.len(), document_len(&head_before(serde_json::json!({ "id": 1 }), "dataB64"), n));
+            assert_eq!(whole.len(), length);
             let doc: serde_json::Value = serde_json::from_slice(&whole).unwrap();
             assert_eq!(doc["id"], 1);
             assert_eq!(STANDARD.decode(doc["dataB64"].as_str().unwrap()).unwrap(), data.to_vec(), "{n} bytes");
         }
-        let head = head_before(serde_json::json!({}), "x");
-        let parts: Vec<Bytes> =
-            json_with_b64_tail(head, chunks(Bytes::from_static(b"ab"))).map(|r| r.unwrap()).collect().await;
+        let (_, body) = document_with_b64_tail(serde_json::json!({}), "x", chunks(Bytes::from_static(b"ab")), 2);
+        let parts: Vec<Bytes> = body.map(|r| r.unwrap()).collect().await;
         assert_eq!(parts.concat(), br#"{"x":"YWI="}"#);
     }
 }

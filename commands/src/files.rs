@@ -12,7 +12,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use harden_domain::envelope::VALUE_OVERHEAD;
-use harden_domain::file::{ContentType, File, FileCommand, FileMeta, MAX_NAME_CIPHERTEXT};
+use harden_domain::file::{ContentType, File, FileCommand, FileEvent, FileMeta, MAX_NAME_CIPHERTEXT};
 use harden_domain::secret::MAX_WRAP_LEN;
 use harden_domain::values::KeyBlob;
 use harden_domain::{OrgId, UserId};
@@ -199,32 +199,48 @@ impl Harden {
         meta: Meta,
     ) -> Result<Committed, Error> {
         let org = crate::access::own_org(caller).map_err(|_| Error::not_found(FILE_NOT_FOUND))?;
-        let id = file_id.to_string();
-        let committed =
-            self.files.execute(&id, FileCommand::Delete { by: caller.user_id }, &meta.clone().with_org(org)).await?;
-        if let Err(e) = self.remove_object(file_id, allow_private, &meta).await {
-            tracing::warn!(%file_id, error = %e, "a deleted file's object could not be removed yet; the reaper retries");
+        let delete = FileCommand::Delete { by: caller.user_id };
+        let (committed, events) = self.files.run(&file_id.to_string(), delete, &meta.clone().with_org(org)).await?;
+        // The deletion's event names the object: no second load to find it.
+        if let Some(FileEvent::FileDeleted { org_id, object_key, .. }) = events.last() {
+            if let Err(e) = self.remove_object_at(file_id, *org_id, object_key, allow_private, &meta).await {
+                tracing::warn!(%file_id, error = %e, "a deleted file's object could not be removed yet; the reaper retries");
+            }
         }
         Ok(committed)
     }
 
     /// Removes a deleted file's object from its bucket and records it (nothing to do otherwise).
     async fn remove_object(&self, file_id: Uuid, allow_private: bool, meta: &Meta) -> Result<(), Error> {
-        let id = file_id.to_string();
-        let file: File = self.files.load(&id).await?;
-        let Some((org, object_key)) = file.object_to_remove() else { return Ok(()) };
+        let file: File = self.files.load(&file_id.to_string()).await?;
+        match file.object_to_remove() {
+            Some((org, object_key)) => self.remove_object_at(file_id, org, object_key, allow_private, meta).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn remove_object_at(
+        &self,
+        file_id: Uuid,
+        org: OrgId,
+        object_key: &str,
+        allow_private: bool,
+        meta: &Meta,
+    ) -> Result<(), Error> {
         if let Some(bucket) = self.bucket_of(org, allow_private).await? {
             let client = object_store::client(&bucket)?;
             object_store::delete(&client, &bucket.settings.bucket, object_key)
                 .await
                 .map_err(|e| Error::Upstream(format!("file storage failed: {e}")))?;
         }
-        self.files.execute(&id, FileCommand::ConfirmObjectRemoved, &meta.clone().with_org(org)).await?;
+        self.files
+            .execute(&file_id.to_string(), FileCommand::ConfirmObjectRemoved, &meta.clone().with_org(org))
+            .await?;
         Ok(())
     }
 
-    /// One pass of the reaper: removes the objects of up to `limit` deleted files (oldest deletion
-    /// first). Answers how many were removed; failures are logged and retried on the next pass.
+    /// One pass of the reaper over deleted files (from the read model's queue): removes their
+    /// objects. Answers how many were removed; failures are logged and retried on the next pass.
     pub async fn remove_deleted_objects(&self, pending: Vec<Uuid>, allow_private: bool) -> usize {
         let mut removed = 0;
         for file_id in pending {

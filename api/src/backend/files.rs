@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -33,12 +33,9 @@ use crate::extract::{AppPath, AppQuery, Caller};
 use crate::large_body::{self, B64Field};
 use crate::state::AppState;
 
-/// Room in an upload's body for everything but the content: name, wraps, content type, JSON.
-const FIELDS_ROOM: usize = 64 * 1024;
-
 /// The largest `POST /files` body: the biggest plan's file, encrypted, in base64, with its fields.
 pub fn upload_limit() -> usize {
-    large_body::b64_len(Plan::largest_file_size_bytes() as usize + VALUE_OVERHEAD) + FIELDS_ROOM
+    large_body::b64_len(Plan::largest_file_size_bytes() as usize + VALUE_OVERHEAD) + large_body::FIELDS_ROOM
 }
 
 /// `POST /files` (as documented; parsed from the body in place, see [`Upload`]).
@@ -219,26 +216,22 @@ pub async fn get_file(
     if query.content == Some(false) {
         let file = state.harden.live_file(caller.user_id, id).await?;
         let (_, _, _, meta) = file.live().ok_or_else(|| ApiError::not_found(harden_commands::files::FILE_NOT_FOUND))?;
-        return Ok(Json(json!({
-            "id": id,
-            "encryptedFileNameB64": meta.encrypted_name.as_str(),
-            "encryptedAesKeyEccB64": meta.wrap_ecc.as_str(),
-            "encryptedAesKeyKyberB64": meta.wrap_kyber.as_str(),
-            "contentType": meta.content_type.as_str(),
-            "sizeBytes": meta.file_bytes(),
-        }))
-        .into_response());
+        return Ok(Json(file_fields(id, meta)).into_response());
     }
     let (meta, object) = state.harden.open_file(caller.user_id, id, state.storage_allow_private).await?;
-    let head = json!({
+    Ok(stream_with_ciphertext(file_fields(id, &meta), object, meta.ciphertext_bytes))
+}
+
+/// A file's metadata as `GET /files/{id}` answers it.
+fn file_fields(id: Uuid, meta: &harden_domain::file::FileMeta) -> serde_json::Value {
+    json!({
         "id": id,
         "encryptedFileNameB64": meta.encrypted_name.as_str(),
         "encryptedAesKeyEccB64": meta.wrap_ecc.as_str(),
         "encryptedAesKeyKyberB64": meta.wrap_kyber.as_str(),
         "contentType": meta.content_type.as_str(),
         "sizeBytes": meta.file_bytes(),
-    });
-    Ok(stream_with_ciphertext(head, object, meta.ciphertext_bytes))
+    })
 }
 
 /// A JSON answer whose last field, `ciphertextB64`, is the object (`len` bytes) encoded as it
@@ -253,14 +246,7 @@ pub(crate) fn stream_with_ciphertext(head: serde_json::Value, object: ByteStream
             (chunk, object)
         })
     });
-    let head = large_body::head_before(head, "ciphertextB64");
-    let length = large_body::document_len(&head, len as usize);
-    let body = large_body::json_with_b64_tail(head, data);
-    (
-        [(header::CONTENT_TYPE, "application/json".to_owned()), (header::CONTENT_LENGTH, length.to_string())],
-        Body::from_stream(body),
-    )
-        .into_response()
+    large_body::json_response_with_b64_tail(head, "ciphertextB64", data, len as usize)
 }
 
 /// Deletes a file: gone from reads and listings at once; its object is removed from the bucket now,

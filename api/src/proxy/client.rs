@@ -66,6 +66,12 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str()) || name == "host" || name == "content-length"
 }
 
+/// The headers of a request made as the caller: their API key.
+fn as_caller(api_key: &str) -> Result<HeaderMap, ApiError> {
+    let key = HeaderValue::from_str(api_key).map_err(|_| ApiError::unauthorized("invalid API key"))?;
+    Ok(HeaderMap::from_iter([(HeaderName::from_static(API_KEY_HEADER), key)]))
+}
+
 fn unreachable(e: reqwest::Error) -> ApiError {
     // Without the URL: its query may hold a verification token.
     tracing::warn!(error = %e.without_url(), "the Backend is unreachable");
@@ -122,9 +128,7 @@ impl Backend {
         json: Option<&serde_json::Value>,
         extra: &[(HeaderName, HeaderValue)],
     ) -> Result<Answer, ApiError> {
-        let mut headers = HeaderMap::new();
-        let key = HeaderValue::from_str(api_key).map_err(|_| ApiError::unauthorized("invalid API key"))?;
-        headers.insert(HeaderName::from_static(API_KEY_HEADER), key);
+        let mut headers = as_caller(api_key)?;
         for (name, value) in extra {
             headers.insert(name.clone(), value.clone());
         }
@@ -144,9 +148,7 @@ impl Backend {
         body: reqwest::Body,
         length: usize,
     ) -> Result<Answer, ApiError> {
-        let mut headers = HeaderMap::new();
-        let key = HeaderValue::from_str(api_key).map_err(|_| ApiError::unauthorized("invalid API key"))?;
-        headers.insert(HeaderName::from_static(API_KEY_HEADER), key);
+        let mut headers = as_caller(api_key)?;
         headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(axum::http::header::CONTENT_LENGTH, HeaderValue::from(length));
         let request = self.http.request(method, self.url(segments, None)).headers(headers).body(body);
@@ -156,9 +158,8 @@ impl Backend {
     /// A GET as the caller whose successful answer (up to `limit` bytes) is read into one buffer
     /// the caller may decode and decrypt in place; an error answer is passed on as it is.
     pub async fn fetch_owned(&self, segments: &[&str], api_key: &str, limit: usize) -> Result<Vec<u8>, ApiError> {
-        let key = HeaderValue::from_str(api_key).map_err(|_| ApiError::unauthorized("invalid API key"))?;
         let response =
-            self.http.get(self.url(segments, None)).header(API_KEY_HEADER, key).send().await.map_err(unreachable)?;
+            self.http.get(self.url(segments, None)).headers(as_caller(api_key)?).send().await.map_err(unreachable)?;
         if !response.status().is_success() {
             return answer(response).await?.ok().map(|_| Vec::new());
         }

@@ -25,7 +25,6 @@ use uuid::Uuid;
 use zeroize::{Zeroize, Zeroizing};
 
 use harden_domain::crypto::{self, DataKey, RecordContext};
-use harden_domain::envelope::VALUE_OVERHEAD;
 use harden_domain::file::MAX_NAME_BYTES;
 use harden_domain::Plan;
 
@@ -35,12 +34,9 @@ use crate::large_body::{self, B64Field};
 use crate::proxy::kv::{decode, unlocked, Caller};
 use crate::proxy::{forward, random, ProxyState};
 
-/// Room in a body for everything but the content.
-const FIELDS_ROOM: usize = 64 * 1024;
-
 /// The largest `POST /v1/files` body: the biggest plan's file in base64, with its fields.
 pub fn upload_limit() -> usize {
-    large_body::b64_len(Plan::largest_file_size_bytes() as usize) + FIELDS_ROOM
+    large_body::b64_len(Plan::largest_file_size_bytes() as usize) + large_body::FIELDS_ROOM
 }
 
 /// The largest Backend answer with a file in it.
@@ -129,6 +125,8 @@ pub(crate) struct StoredFile<'a> {
     pub encrypted_aes_key_ecc_b64: String,
     pub encrypted_aes_key_kyber_b64: String,
     pub content_type: String,
+    /// The plaintext size, as the Backend states it.
+    pub size_bytes: u64,
     #[serde(borrow)]
     pub ciphertext_b64: Cow<'a, str>,
     /// Set on a shared file: whose it is (the owner the keys are bound to), and its id.
@@ -230,9 +228,9 @@ pub async fn upload_file(
         fields["contentType"] = json!(content_type);
     }
     let ciphertext = Bytes::from(buf).slice(blob);
-    let head = large_body::head_before(fields, "ciphertextB64");
-    let length = large_body::document_len(&head, ciphertext.len());
-    let stream = large_body::json_with_b64_tail(head, large_body::chunks(ciphertext));
+    let len = ciphertext.len();
+    let (length, stream) =
+        large_body::document_with_b64_tail(fields, "ciphertextB64", large_body::chunks(ciphertext), len);
     let body = reqwest::Body::wrap_stream(stream);
     let answer = state.backend.call_streaming(Method::POST, &["files"], caller.api_key, body, length).await?;
     let answer = answer.ok()?;
@@ -293,14 +291,8 @@ pub(crate) fn open_file(
     let inner = crypto::open_in_place(&key, &contexts.content(), &mut buf[blob.clone()]).map_err(|_| cannot_open())?;
     let plaintext = blob.start + inner.start..blob.start + inner.end;
     let content = Bytes::from_owner(Zeroizing::new(buf)).slice(plaintext);
-    let head = large_body::head_before(head, "contentB64");
-    let length = large_body::document_len(&head, content.len());
-    let body = large_body::json_with_b64_tail(head, large_body::chunks(content));
-    Ok((
-        [(header::CONTENT_TYPE, "application/json".to_owned()), (header::CONTENT_LENGTH, length.to_string())],
-        Body::from_stream(body),
-    )
-        .into_response())
+    let len = content.len();
+    Ok(large_body::json_response_with_b64_tail(head, "contentB64", large_body::chunks(content), len))
 }
 
 /// Downloads and decrypts a file.
@@ -317,17 +309,12 @@ pub async fn get_file(
     let id_text = id.to_string();
     let buf = state.backend.fetch_owned(&["files", &id_text], caller.api_key, download_limit()).await?;
     let org = caller.org;
-    open_file(&caller, buf, org, |name, stored| {
-        let size = plaintext_size(stored);
-        json!({ "id": id, "fileName": name, "contentType": stored.content_type, "sizeBytes": size })
-    })
-}
-
-pub(crate) fn plaintext_size(stored: &StoredFile<'_>) -> usize {
-    // base64 length → bytes, less the format's overhead (the Backend states it too).
-    let b64 = stored.ciphertext_b64.len();
-    let padding = stored.ciphertext_b64.bytes().rev().take_while(|b| *b == b'=').count();
-    (b64 / 4 * 3).saturating_sub(padding).saturating_sub(VALUE_OVERHEAD)
+    open_file(
+        &caller,
+        buf,
+        org,
+        |name, stored| json!({ "id": id, "fileName": name, "contentType": stored.content_type, "sizeBytes": stored.size_bytes }),
+    )
 }
 
 /// Deletes a file (the Backend's `DELETE /files/{id}`).
@@ -524,7 +511,7 @@ pub async fn read_shared(
             "fileId": stored.file_id,
             "fileName": name,
             "contentType": stored.content_type,
-            "sizeBytes": plaintext_size(stored),
+            "sizeBytes": stored.size_bytes,
         })
     })
 }
