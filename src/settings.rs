@@ -103,6 +103,31 @@ pub struct Settings {
     pub storage_allow_private_networks: bool,
     /// How often deleted files' objects still in a bucket (the store was down) are retried.
     pub file_reaper_interval_ms: u64,
+    /// The Cloud API is on when an issuer and one of a JWKS URL or a PEM key are set.
+    /// The identity provider's token issuer (`iss`), e.g. `https://clerk.example.com`.
+    pub cloud_jwt_issuer: Option<String>,
+    /// The provider's JWKS, e.g. `https://clerk.example.com/.well-known/jwks.json`.
+    pub cloud_jwks_url: Option<String>,
+    /// Or the provider's public key as PEM (Clerk's "JWT public key"), for networkless verification.
+    pub cloud_jwt_public_key: Option<String>,
+    /// The required `aud`. Unset: the `azp` claim, when present, must be one of the authorized parties.
+    pub cloud_jwt_audience: Option<String>,
+    /// Origins allowed as `azp` (comma-separated), e.g. `https://app.example.com`.
+    pub cloud_authorized_parties: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub cloud_jwt_leeway_secs: u64,
+    /// Shortest time between two JWKS fetches caused by tokens with unknown key ids.
+    pub cloud_jwks_min_refresh_ms: u64,
+    /// How long a fetched JWKS is used before it is fetched again.
+    pub cloud_jwks_ttl_secs: u64,
+    /// The Svix signing secret (`whsec_…`) of the identity provider's webhooks. Unset:
+    /// `/webhooks/clerk` is 404.
+    pub clerk_webhook_secret: Option<SecretString>,
+    /// How often API keys' `last_used_at` times are written (they are batched in memory).
+    pub api_key_usage_flush_ms: u64,
+    /// The clock commands are decided at; tests move it. Not a setting anyone can write.
+    #[serde(skip)]
+    pub clock: harden_commands::clock::Clock,
 }
 
 impl Default for Settings {
@@ -150,6 +175,17 @@ impl Default for Settings {
             stripe_price_business_annual: String::new(),
             storage_allow_private_networks: false,
             file_reaper_interval_ms: 30_000,
+            cloud_jwt_issuer: None,
+            cloud_jwks_url: None,
+            cloud_jwt_public_key: None,
+            cloud_jwt_audience: None,
+            cloud_authorized_parties: String::new(),
+            cloud_jwt_leeway_secs: 5,
+            cloud_jwks_min_refresh_ms: 10_000,
+            cloud_jwks_ttl_secs: 600,
+            clerk_webhook_secret: None,
+            api_key_usage_flush_ms: 5_000,
+            clock: harden_commands::clock::Clock::default(),
         }
     }
 }
@@ -192,6 +228,38 @@ impl Settings {
 
     pub fn idle_in_transaction_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_in_transaction_timeout_ms)
+    }
+
+    /// The Cloud API's token verification settings, if it is configured (an issuer and a key source).
+    pub fn cloud_jwt(&self) -> anyhow::Result<Option<harden_api::cloud::jwt::JwtConfig>> {
+        let key_source = self.cloud_jwks_url.is_some() || self.cloud_jwt_public_key.is_some();
+        let Some(issuer) = self.cloud_jwt_issuer.clone() else {
+            anyhow::ensure!(
+                !key_source && self.clerk_webhook_secret.is_none(),
+                "the Cloud API needs HARDEN_CLOUD_JWT_ISSUER as well as its key source and webhook secret"
+            );
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            key_source,
+            "HARDEN_CLOUD_JWT_ISSUER needs HARDEN_CLOUD_JWKS_URL or HARDEN_CLOUD_JWT_PUBLIC_KEY"
+        );
+        Ok(Some(harden_api::cloud::jwt::JwtConfig {
+            jwks_url: self.cloud_jwks_url.clone(),
+            public_key_pem: self.cloud_jwt_public_key.clone(),
+            issuer,
+            audience: self.cloud_jwt_audience.clone(),
+            authorized_parties: self
+                .cloud_authorized_parties
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            leeway_secs: self.cloud_jwt_leeway_secs,
+            jwks_min_refresh: Duration::from_millis(self.cloud_jwks_min_refresh_ms),
+            jwks_ttl: Duration::from_secs(self.cloud_jwks_ttl_secs),
+        }))
     }
 
     /// The Stripe client's configuration, if a secret key is set.

@@ -6,17 +6,20 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use std::time::Duration;
 
+use harden_api::cloud::auth::CloudAuth;
 use harden_api::extract::TrustedProxies;
 use harden_api::proxy::{Backend, ProxyState, Unlocker};
 use harden_api::AppState;
 use harden_commands::billing::Stripe;
 use harden_commands::bootstrap;
+use harden_commands::credentials::KeyUsage;
 use harden_commands::db;
 use harden_commands::mail::Mailer;
 use harden_commands::onboarding::{Onboarding, OnboardingConfig};
@@ -25,6 +28,7 @@ use harden_commands::Harden;
 use harden_domain::crypto::KdfParams;
 use harden_nats::relay::{Relay, RelayConfig};
 use harden_projections::audit::Audit;
+use harden_projections::cloud::Cloud;
 use harden_projections::directory::Directory;
 use harden_projections::files::Files;
 use harden_projections::kv::Kv;
@@ -68,6 +72,18 @@ impl Drop for Background {
 /// Removes, now and then, the objects of deleted files that the store did not take at deletion
 /// (it was down). Every instance may run it: removing an object twice is harmless, and the File
 /// aggregate records the removal once.
+/// Writes API keys' batched `last_used_at` times every `every`.
+async fn flush_key_usage(usage: KeyUsage, pool: PgPool, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = usage.flush(&pool).await {
+            tracing::warn!(error = %e, "could not write API key use times; they are kept for the next try");
+        }
+    }
+}
+
 async fn reap_deleted_objects(harden: Arc<Harden>, files: Files, every: Duration, allow_private: bool) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -148,7 +164,25 @@ impl Application {
                 Duration::from_millis(settings.file_reaper_interval_ms.max(10)),
                 settings.storage_allow_private_networks,
             ))));
+            let cloud_auth = match settings.cloud_jwt()? {
+                None => None,
+                Some(config) => {
+                    let secret = settings.clerk_webhook_secret.as_ref().map(ExposeSecret::expose_secret);
+                    let auth = CloudAuth::new(config, secret).map_err(|e| anyhow::anyhow!("Cloud API: {e}"))?;
+                    Some(Arc::new(auth))
+                }
+            };
+            let key_usage = KeyUsage::default();
+            app.followers.push(Background(tokio::spawn(flush_key_usage(
+                key_usage.clone(),
+                pool.clone(),
+                Duration::from_millis(settings.api_key_usage_flush_ms.max(10)),
+            ))));
             let state = AppState {
+                cloud: Cloud::new(pool.clone()),
+                cloud_auth,
+                clock: settings.clock.clone(),
+                key_usage,
                 onboarding: Arc::new(onboarding),
                 trusted_proxies: Arc::new(trusted_proxies),
                 storage_allow_private: settings.storage_allow_private_networks,

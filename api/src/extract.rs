@@ -134,7 +134,12 @@ pub struct Caller {
 impl Caller {
     /// Metadata for the events this request appends.
     pub fn meta(&self) -> Meta {
-        Meta { org_id: self.principal.org_id, actor: Some(self.principal.user_id), request_id: self.request_id.clone() }
+        Meta {
+            org_id: self.principal.org_id,
+            actor: Some(self.principal.user_id),
+            request_id: self.request_id.clone(),
+            ..Meta::default()
+        }
     }
 }
 
@@ -155,6 +160,7 @@ impl FromRequestParts<AppState> for Caller {
             .authenticate(presented.trim())
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+        state.key_usage.record(principal.key_id, chrono::Utc::now());
         let request_id = parts.headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         Ok(Caller { principal, request_id })
     }
@@ -241,7 +247,7 @@ pub struct Client {
 impl Client {
     /// Metadata for the events an anonymous request appends.
     pub fn meta(&self) -> Meta {
-        Meta { org_id: None, actor: None, request_id: self.request_id.clone() }
+        Meta { org_id: None, actor: None, request_id: self.request_id.clone(), ..Meta::default() }
     }
 }
 

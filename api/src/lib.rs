@@ -11,10 +11,12 @@
 //! - [`state`] — what handlers share.
 //! - [`dto`] — request and response bodies, camelCase as the spec writes them.
 //! - [`backend`] — the Backend's routes, one module per resource.
+//! - [`cloud`] — the Cloud API: identity-provider token verification, Svix webhook signatures.
 //! - [`proxy`] — the Proxy's routes.
 //! - [`layers`] — middleware every listener shares (request ids, tracing, limits, fallbacks).
 
 pub mod backend;
+pub mod cloud;
 pub mod dto;
 pub mod error;
 pub mod extract;

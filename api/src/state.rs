@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
+use harden_commands::clock::Clock;
+use harden_commands::credentials::KeyUsage;
 use harden_commands::onboarding::Onboarding;
 use harden_commands::Harden;
 use harden_projections::audit::Audit;
+use harden_projections::cloud::Cloud;
 use harden_projections::directory::Directory;
 use harden_projections::files::Files;
 use harden_projections::kv::Kv;
@@ -12,6 +15,7 @@ use harden_projections::recovery::RecoveryShares;
 use harden_projections::shares::Shares;
 use harden_projections::ReadModels;
 
+use crate::cloud::auth::CloudAuth;
 use crate::extract::TrustedProxies;
 
 #[derive(Clone)]
@@ -28,4 +32,10 @@ pub struct AppState {
     pub trusted_proxies: Arc<TrustedProxies>,
     /// Org storage may point at loopback, private or link-local addresses (tests, private clouds).
     pub storage_allow_private: bool,
+    pub cloud: Cloud,
+    /// None: the Cloud API is not configured and `/cloud/*` answers 404.
+    pub cloud_auth: Option<Arc<CloudAuth>>,
+    pub clock: Clock,
+    /// API key uses, batched into `api_key_usage`.
+    pub key_usage: KeyUsage,
 }

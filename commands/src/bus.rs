@@ -46,6 +46,8 @@ pub struct Meta {
     pub org_id: Option<OrgId>,
     pub actor: Option<UserId>,
     pub request_id: Option<String>,
+    /// The identity-provider user behind a Cloud API request (who is no harden principal).
+    pub identity: Option<String>,
 }
 
 impl Meta {
@@ -59,6 +61,9 @@ impl Meta {
         }
         if let Some(rid) = &self.request_id {
             map.insert("request_id".to_owned(), rid.clone());
+        }
+        if let Some(identity) = &self.identity {
+            map.insert("actor_identity".to_owned(), identity.clone());
         }
         map
     }

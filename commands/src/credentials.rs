@@ -4,6 +4,10 @@
 //! issuing or revoking event commits: a rotated or revoked key fails here before the command that
 //! killed it has returned.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -47,4 +51,45 @@ pub async fn authenticate(pool: &PgPool, presented: &str) -> Result<Option<Princ
             key_id: key_id.into(),
         })
     }))
+}
+
+/// When each API key was last used, without a write per request: uses are noted in memory and
+/// written in one statement per interval by [`KeyUsage::flush`]. A crash loses at most one
+/// interval of "last used" times, never a key or a permission.
+#[derive(Clone, Default)]
+pub struct KeyUsage {
+    pending: Arc<Mutex<HashMap<ApiKeyId, DateTime<Utc>>>>,
+}
+
+impl KeyUsage {
+    pub fn record(&self, key: ApiKeyId, at: DateTime<Utc>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        pending.insert(key, at);
+    }
+
+    /// Writes the uses noted since the last flush; returns how many keys it updated. On a database
+    /// error the uses are put back for the next flush (a later use of the same key wins).
+    pub async fn flush(&self, pool: &PgPool) -> Result<usize, sqlx::Error> {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let (keys, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = batch.iter().map(|(k, t)| (*k.as_uuid(), *t)).unzip();
+        let written = sqlx::query(
+            "INSERT INTO api_key_usage (key_id, last_used_at) SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
+             ON CONFLICT (key_id) DO UPDATE SET last_used_at = GREATEST(api_key_usage.last_used_at, EXCLUDED.last_used_at)",
+        )
+        .bind(&keys)
+        .bind(&times)
+        .execute(pool)
+        .await;
+        if let Err(e) = written {
+            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (key, at) in batch {
+                pending.entry(key).or_insert(at);
+            }
+            return Err(e);
+        }
+        Ok(keys.len())
+    }
 }

@@ -86,9 +86,14 @@ impl From<sqlx::Error> for Error {
 
 impl From<OrgError> for Error {
     fn from(e: OrgError) -> Self {
+        let msg = e.to_string();
         match e {
-            OrgError::AlreadyExists => Error::Conflict(e.to_string()),
-            OrgError::NotFound => Error::NotFound(e.to_string()),
+            OrgError::AlreadyExists | OrgError::InviteAccepted | OrgError::AlreadyMember | OrgError::InviteExists => {
+                Error::Conflict(msg)
+            }
+            OrgError::NotFound | OrgError::InviteNotFound | OrgError::MemberNotFound => Error::NotFound(msg),
+            OrgError::InviteExpired => Error::Gone(msg),
+            OrgError::InviteEmailMismatch | OrgError::OwnerRoleFixed | OrgError::LastOwner => Error::Forbidden(msg),
         }
     }
 }
@@ -97,7 +102,7 @@ impl From<UserError> for Error {
     fn from(e: UserError) -> Self {
         let msg = e.to_string();
         match e {
-            UserError::NotFound => Error::NotFound(msg),
+            UserError::NotFound | UserError::KeyNotFound => Error::NotFound(msg),
             UserError::InvalidRole | UserError::SealProofRequired => Error::Invalid(msg),
             UserError::SealProofMismatch => Error::Forbidden(msg),
             UserError::GlobalAdminHasNoKeys => Error::Forbidden(msg),

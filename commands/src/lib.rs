@@ -18,12 +18,16 @@
 //!   [`mail`], SMTP) and org-admin sign-in, with [`passwords`] and the sign-in [`throttle`].
 //! - [`files`] — encrypted files: the object in the org's bucket (with [`object_store`]) and its
 //!   record, and the reaper that removes deleted files' objects.
+//! - [`cloud`] — the Cloud API's operations (onboarding, members and roles, invites, org API keys),
+//!   decided at the time of a [`clock`].
 //! - [`error`] — what a command can answer besides success.
 
 pub mod access;
 pub mod billing;
 pub mod bootstrap;
 pub mod bus;
+pub mod clock;
+pub mod cloud;
 pub mod credentials;
 pub mod db;
 pub mod error;

@@ -307,7 +307,7 @@ impl Onboarding {
             name: application.admin_name.clone(),
             role: Role::OrgAdmin,
             public_keys: None,
-            key: key.issued.clone(),
+            key: Some(key.issued.clone()),
         };
         // Created by an earlier try that stopped before completing, or by a concurrent one: this
         // request's key goes in only if it is the one that completes the registration, so of two

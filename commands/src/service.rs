@@ -177,7 +177,7 @@ impl Harden {
             name: name.clone(),
             role,
             public_keys: public_keys.clone(),
-            key: key.issued,
+            key: Some(key.issued),
         };
         let committed = match self.users.execute(&user_id.to_string(), command, &meta.with_org(org)).await {
             Err(Error::Conflict(_)) if caller.is_global_admin() => {

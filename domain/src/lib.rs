@@ -10,7 +10,7 @@
 //! - [`values`] — validated newtypes (`OrgName`, `UserName`, `KeyBlob`, `PublicKeys`, ...).
 //! - [`plan`] — the plan catalog, limits and prices.
 //! - [`role`] — who a user is allowed to be.
-//! - [`org`] — the Org aggregate.
+//! - [`org`] — the Org aggregate; [`cloud`] — what the Cloud API adds to it (members, roles, invites).
 //! - [`user`] — the User aggregate (profile, role, API keys, key material).
 //! - [`secret`] — the Secret aggregate: one encrypted KV record.
 //! - [`file`] — the File aggregate: one encrypted file (its content is ciphertext in the org's bucket).
@@ -23,6 +23,7 @@
 //! - [`crypto`] — the envelope crypto (values, the X-Wing hybrid wrap, sealed private keys), pure.
 //! - [`envelope`] — the value ciphertext format the Backend relies on (its overhead).
 
+pub mod cloud;
 pub mod crypto;
 pub mod email_claim;
 pub mod envelope;

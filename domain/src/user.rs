@@ -13,6 +13,14 @@ use crate::ids::{ApiKeyId, OrgId, UserId};
 use crate::role::Role;
 use crate::values::{ApiKeyHash, PublicKeys, SealProof, SealVerifier, SealedPrivateKeys, UserName};
 
+/// How the Cloud API lists a key: its name and its public identifier (`key`), which names the key
+/// and never authenticates (only the secret shown once at creation does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyLabel {
+    pub name: String,
+    pub key: String,
+}
+
 /// A freshly drawn API key, as the aggregate sees it: an id and a hash.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IssuedKey {
@@ -31,7 +39,17 @@ pub enum UserCommand {
         name: UserName,
         role: Role,
         public_keys: Option<PublicKeys>,
+        /// None for a user whose keys come later (an onboarded org's project user).
+        key: Option<IssuedKey>,
+    },
+    /// One more key, named, beside the others (the Cloud API's keys of an org's project user).
+    IssueApiKey {
         key: IssuedKey,
+        label: ApiKeyLabel,
+    },
+    /// One key stops working.
+    RevokeApiKey {
+        key_id: ApiKeyId,
     },
     /// Every key the user holds stops working, and one new key is issued.
     RotateApiKey {
@@ -72,6 +90,9 @@ pub enum UserEvent {
         user_id: UserId,
         key_id: ApiKeyId,
         key_hash: ApiKeyHash,
+        /// Only keys made through the Cloud API have one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<ApiKeyLabel>,
     },
     ApiKeyRevoked {
         user_id: UserId,
@@ -127,6 +148,8 @@ pub enum UserError {
     Deactivated,
     #[error("only org admins and members can be created in an org")]
     InvalidRole,
+    #[error("api key not found")]
+    KeyNotFound,
     #[error("the global admin has no key material")]
     GlobalAdminHasNoKeys,
     #[error("keys already exist for this user; only the same public keys with newly sealed private keys are accepted")]
@@ -201,7 +224,7 @@ impl Aggregate for User {
                 let user_id = UserId::GLOBAL_ADMIN;
                 sink.write(UserEvent::GlobalAdminBootstrapped { user_id }, self).await;
                 let IssuedKey { key_id, key_hash } = key;
-                sink.write(UserEvent::ApiKeyIssued { user_id, key_id, key_hash }, self).await;
+                sink.write(UserEvent::ApiKeyIssued { user_id, key_id, key_hash, label: None }, self).await;
             }
             UserCommand::CreateUser { user_id, org_id, name, role, public_keys, key } => {
                 if self.exists() {
@@ -211,14 +234,26 @@ impl Aggregate for User {
                     return Err(UserError::InvalidRole);
                 }
                 sink.write(UserEvent::UserCreated { user_id, org_id, name, role, public_keys }, self).await;
-                let IssuedKey { key_id, key_hash } = key;
-                sink.write(UserEvent::ApiKeyIssued { user_id, key_id, key_hash }, self).await;
+                if let Some(IssuedKey { key_id, key_hash }) = key {
+                    sink.write(UserEvent::ApiKeyIssued { user_id, key_id, key_hash, label: None }, self).await;
+                }
+            }
+            UserCommand::IssueApiKey { key: IssuedKey { key_id, key_hash }, label } => {
+                let user_id = self.live_id()?;
+                sink.write(UserEvent::ApiKeyIssued { user_id, key_id, key_hash, label: Some(label) }, self).await;
+            }
+            UserCommand::RevokeApiKey { key_id } => {
+                let user_id = self.live_id()?;
+                if !self.active_keys.contains(&key_id) {
+                    return Err(UserError::KeyNotFound);
+                }
+                sink.write(UserEvent::ApiKeyRevoked { user_id, key_id }, self).await;
             }
             UserCommand::RotateApiKey { key } => {
                 let user_id = self.live_id()?;
                 self.revoke_all_keys(user_id, sink).await;
                 let IssuedKey { key_id, key_hash } = key;
-                sink.write(UserEvent::ApiKeyIssued { user_id, key_id, key_hash }, self).await;
+                sink.write(UserEvent::ApiKeyIssued { user_id, key_id, key_hash, label: None }, self).await;
             }
             UserCommand::Deactivate => {
                 let Some(user_id) = self.id else {
@@ -312,7 +347,7 @@ mod tests {
     }
     fn issued(n: u128) -> UserEvent {
         let IssuedKey { key_id, key_hash } = key(n);
-        UserEvent::ApiKeyIssued { user_id: uid(), key_id, key_hash }
+        UserEvent::ApiKeyIssued { user_id: uid(), key_id, key_hash, label: None }
     }
     fn revoked(n: u128) -> UserEvent {
         UserEvent::ApiKeyRevoked { user_id: uid(), key_id: key(n).key_id }
@@ -334,7 +369,7 @@ mod tests {
             name: UserName::parse("svc").unwrap(),
             role,
             public_keys,
-            key: key(1),
+            key: Some(key(1)),
         }
     }
     fn created(public_keys: Option<PublicKeys>) -> UserEvent {
@@ -358,7 +393,7 @@ mod tests {
             .when(UserCommand::BootstrapGlobalAdmin { key: key(1) })
             .then_expect_events(vec![
                 UserEvent::GlobalAdminBootstrapped { user_id: UserId::GLOBAL_ADMIN },
-                UserEvent::ApiKeyIssued { user_id: UserId::GLOBAL_ADMIN, key_id, key_hash },
+                UserEvent::ApiKeyIssued { user_id: UserId::GLOBAL_ADMIN, key_id, key_hash, label: None },
             ]);
     }
 
@@ -531,5 +566,23 @@ mod tests {
             .given(vec![created(None), UserEvent::UserDeactivated { user_id: uid() }])
             .when(store(public(1), 1, None))
             .then_expect_error(UserError::Deactivated);
+    }
+
+    #[test]
+    fn named_keys_are_issued_beside_others_and_revoked_one_at_a_time() {
+        let label = ApiKeyLabel { name: "CI".into(), key: "hkid_1".into() };
+        let IssuedKey { key_id, key_hash } = key(2);
+        TestFramework::<User>::with(())
+            .given(vec![created(None), issued(1)])
+            .when(UserCommand::IssueApiKey { key: key(2), label: label.clone() })
+            .then_expect_events(vec![UserEvent::ApiKeyIssued { user_id: uid(), key_id, key_hash, label: Some(label) }]);
+        TestFramework::<User>::with(())
+            .given(vec![created(None), issued(1), issued(2)])
+            .when(UserCommand::RevokeApiKey { key_id: key(2).key_id })
+            .then_expect_events(vec![revoked(2)]);
+        TestFramework::<User>::with(())
+            .given(vec![created(None), issued(1), issued(2), revoked(2)])
+            .when(UserCommand::RevokeApiKey { key_id: key(2).key_id })
+            .then_expect_error(UserError::KeyNotFound);
     }
 }

@@ -79,6 +79,11 @@ pub fn entry_for(event: &StoredEvent) -> anyhow::Result<Option<Draft>> {
         details: None,
     };
     let decode = |what| format!("Failed to decode a {what} event for the audit");
+    // Cloud API changes: the actor is an identity-provider user, named in the details.
+    let cloud = |action, subject_id, mut details: Value| {
+        details["actorIdentity"] = event.metadata.get("actor_identity").cloned().unwrap_or(Value::Null);
+        Draft { subject_id, details: Some(details), ..draft(SCOPE_ADMIN, action) }
+    };
     Ok(Some(match event.aggregate_type.as_str() {
         "Secret" => {
             let (action, key_name, version) =
@@ -115,6 +120,32 @@ pub fn entry_for(event: &StoredEvent) -> anyhow::Result<Option<Draft>> {
                 details: Some(json!({ "subscriptionId": subscription_id, "reason": reason })),
                 ..draft(SCOPE_ADMIN, "org.subscription_end")
             },
+            OrgEvent::OrgOnboarded { profile, .. } => {
+                cloud("org.onboard", None, json!({ "slug": profile.slug, "createdBy": profile.created_by }))
+            }
+            OrgEvent::OrgProfileUpdated { .. } => cloud("org.profile_update", None, json!({})),
+            OrgEvent::OrgDeleted { .. } => cloud("org.delete", None, json!({})),
+            OrgEvent::InviteCreated { invite_id, role, expires_at, .. } => cloud(
+                "invite.create",
+                Some(invite_id.to_string()),
+                json!({ "role": role.as_str(), "expiresAt": expires_at }),
+            ),
+            OrgEvent::InviteRevoked { invite_id, .. } => cloud("invite.revoke", Some(invite_id.to_string()), json!({})),
+            OrgEvent::MemberJoined { identity, user_id, role, invite_id, .. } => cloud(
+                "member.join",
+                Some(user_id.to_string()),
+                json!({ "identity": identity, "role": role.as_str(), "inviteId": invite_id }),
+            ),
+            OrgEvent::MemberRoleChanged { identity, user_id, from, to, .. } => cloud(
+                "member.role_change",
+                Some(user_id.to_string()),
+                json!({ "identity": identity, "from": from.as_str(), "to": to.as_str() }),
+            ),
+            OrgEvent::MemberRemoved { identity, user_id, identity_deleted, .. } => cloud(
+                "member.remove",
+                Some(user_id.to_string()),
+                json!({ "identity": identity, "identityDeleted": identity_deleted }),
+            ),
         },
         "User" => {
             let (action, subject, details) =

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use harden_domain::cloud::MemberRole;
 use harden_domain::org::{Org, OrgEvent};
 use harden_domain::user::{User, UserEvent};
 use harden_domain::{OrgId, Role, UserId};
@@ -77,9 +78,66 @@ async fn apply_org(conn: &mut PgConnection, event: OrgEvent, at: DateTime<Utc>) 
                 .execute(conn)
                 .await?;
         }
-        OrgEvent::OrgSubscriptionEnded { .. } | OrgEvent::OrgStorageConfigured { .. } => {}
+        OrgEvent::OrgProfileUpdated { org_id, name, .. } => {
+            sqlx::query("UPDATE directory_orgs SET name = $2, updated_at = $3 WHERE org_id = $1")
+                .bind(org_id.as_uuid())
+                .bind(name.as_str())
+                .bind(at)
+                .execute(conn)
+                .await?;
+        }
+        OrgEvent::OrgDeleted { org_id } => {
+            sqlx::query("UPDATE directory_users SET active = false, updated_at = $2 WHERE org_id = $1 AND active")
+                .bind(org_id.as_uuid())
+                .bind(at)
+                .execute(conn)
+                .await?;
+        }
+        // A Cloud member is a user of the org: owners and admins as its org admins. Their names
+        // stay with the identity provider; the directory names them by their identity id.
+        OrgEvent::MemberJoined { org_id, identity, user_id, role, .. } => {
+            sqlx::query(
+                "INSERT INTO directory_users (user_id, org_id, name, role, active, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, true, $5, $5)",
+            )
+            .bind(user_id.as_uuid())
+            .bind(org_id.as_uuid())
+            .bind(identity.as_str())
+            .bind(backend_role(role).as_str())
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        OrgEvent::MemberRoleChanged { user_id, to, .. } => {
+            sqlx::query("UPDATE directory_users SET role = $2, updated_at = $3 WHERE user_id = $1")
+                .bind(user_id.as_uuid())
+                .bind(backend_role(to).as_str())
+                .bind(at)
+                .execute(conn)
+                .await?;
+        }
+        OrgEvent::MemberRemoved { user_id, .. } => {
+            sqlx::query("UPDATE directory_users SET active = false, updated_at = $2 WHERE user_id = $1")
+                .bind(user_id.as_uuid())
+                .bind(at)
+                .execute(conn)
+                .await?;
+        }
+        OrgEvent::OrgSubscriptionEnded { .. }
+        | OrgEvent::OrgStorageConfigured { .. }
+        | OrgEvent::OrgOnboarded { .. }
+        | OrgEvent::InviteCreated { .. }
+        | OrgEvent::InviteRevoked { .. } => {}
     }
     Ok(())
+}
+
+fn backend_role(role: MemberRole) -> Role {
+    if role.is_org_admin() {
+        Role::OrgAdmin
+    } else {
+        Role::Member
+    }
 }
 
 async fn apply_user(conn: &mut PgConnection, event: UserEvent, at: DateTime<Utc>) -> anyhow::Result<()> {

@@ -9,6 +9,7 @@
 //! - [`wake`] — the one LISTEN connection per process that wakes all followers.
 //! - [`read_models`] — the positions the followers have reached, and the bounded read-your-writes
 //!   wait a request does after a write.
+//! - [`cloud`] — the Cloud API's orgs, members, invites and API keys, and the identity cache.
 //! - [`directory`] — the org directory (orgs, users, public profiles) projection and its queries.
 //! - [`kv`] — the KV listing and version history.
 //! - [`files`] — each user's files, and deleted files whose objects are still to be removed.
@@ -17,6 +18,7 @@
 //! - [`replay`] — the catalog of projections, and rebuilding them from zero behind a live server.
 
 pub mod audit;
+pub mod cloud;
 pub mod directory;
 pub mod files;
 pub mod follower;

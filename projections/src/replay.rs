@@ -21,6 +21,7 @@ use sqlx::{PgConnection, PgPool};
 use harden_commands::Position;
 
 use crate::audit::AuditProjector;
+use crate::cloud::CloudProjector;
 use crate::directory::DirectoryProjector;
 use crate::files::FilesProjector;
 use crate::follower::{lock_follower, read_batch, register_checkpoint, save_checkpoint, Projector, StoredEvent};
@@ -59,6 +60,10 @@ pub fn catalog() -> Vec<Projection> {
         Projection { projector: Arc::new(FilesProjector), tables: &["files"] },
         Projection { projector: Arc::new(SharesProjector), tables: &["kv_shares", "file_shares"] },
         Projection { projector: Arc::new(RecoveryProjector), tables: &["recovery_trustees"] },
+        Projection {
+            projector: Arc::new(CloudProjector),
+            tables: &["cloud_orgs", "cloud_members", "cloud_invites", "cloud_api_keys"],
+        },
         Projection { projector: Arc::new(AuditProjector), tables: &["audit_entries"] },
     ]
 }

@@ -143,8 +143,12 @@ async fn a_write_in_flight_when_its_user_is_offboarded_does_not_commit() {
         body["encryptedAesKeyKyberB64"].as_str().unwrap(),
     )
     .unwrap();
-    let meta =
-        harden_commands::Meta { org_id: authenticated.org_id, actor: Some(authenticated.user_id), request_id: None };
+    let meta = harden_commands::Meta {
+        org_id: authenticated.org_id,
+        actor: Some(authenticated.user_id),
+        request_id: None,
+        ..Default::default()
+    };
     let outcome = harden
         .write_secret(
             &authenticated,

@@ -2,11 +2,13 @@
 //! needs it, a private throwaway PostgreSQL cluster. This file only declares the modules.
 
 mod helpers;
+mod idp;
 mod stand_ins;
 
 mod audit;
 mod bad_input;
 mod bootstrap;
+mod cloud;
 mod files;
 mod follower;
 mod health;

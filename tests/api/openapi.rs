@@ -24,6 +24,16 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
             "/auth/orgadmin/register",
             "/auth/orgadmin/verify",
             "/auth/plans",
+            "/cloud/invites/{token}/accept",
+            "/cloud/onboarding",
+            "/cloud/organizations",
+            "/cloud/organizations/{org_id}",
+            "/cloud/organizations/{org_id}/api-keys",
+            "/cloud/organizations/{org_id}/api-keys/{key_id}",
+            "/cloud/organizations/{org_id}/invites",
+            "/cloud/organizations/{org_id}/invites/{token}",
+            "/cloud/organizations/{org_id}/members",
+            "/cloud/organizations/{org_id}/members/{clerk_user_id}",
             "/files",
             "/files/shared",
             "/files/shared/{shareId}",
@@ -50,15 +60,21 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
             "/users/me/recovery/trustees/{trusteeUserId}",
             "/users/org",
             "/users/org/{userId}",
+            "/webhooks/clerk",
             "/webhooks/stripe",
         ]
     );
     assert!(doc["components"]["securitySchemes"]["apiKey"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["CreatedUserResponse"].is_object());
     // Every documented path is routed: none of them answers the router's "no such route".
     for path in &paths {
         let concrete = path
             .replace("{orgId}", &uuid::Uuid::new_v4().to_string())
+            .replace("{org_id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{key_id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{clerk_user_id}", "user_abc")
+            .replace("{token}", "abc")
             .replace("{userId}", &uuid::Uuid::new_v4().to_string())
             .replace("{key}", "some-key")
             .replace("{id}", &uuid::Uuid::new_v4().to_string())

@@ -19,18 +19,23 @@ const TABLES: [&str; 7] = [
 ];
 
 async fn snapshot(app: &TestApp) -> Vec<(String, Vec<String>)> {
+    snapshot_of(app, &TABLES).await
+}
+
+/// Every row of `tables`, as JSON text, in a stable order.
+pub async fn snapshot_of(app: &TestApp, tables: &[&str]) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
-    for table in TABLES {
+    for table in tables {
         let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT to_jsonb(t)::text FROM {table} t ORDER BY 1"))
             .fetch_all(&app.pool)
             .await
             .unwrap();
-        out.push((table.to_owned(), rows));
+        out.push((table.to_string(), rows));
     }
     out
 }
 
-fn replay(app: &TestApp, args: &[&str]) -> std::process::Output {
+pub fn replay(app: &TestApp, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_harden"))
         .arg("replay")
         .args(args)
@@ -132,7 +137,7 @@ async fn replaying_every_projection_rebuilds_the_same_rows_while_serving() {
     let out = replay(&app, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = String::from_utf8_lossy(&out.stdout);
-    for name in ["directory", "kv", "shares", "recovery", "audit"] {
+    for name in ["directory", "kv", "shares", "recovery", "cloud", "audit"] {
         assert!(report.contains(&format!("replayed {name}")), "{report}");
     }
     assert_eq!(snapshot(&app).await, before, "the rebuilt rows are the same rows");
@@ -148,5 +153,5 @@ async fn replaying_every_projection_rebuilds_the_same_rows_while_serving() {
     assert!(!String::from_utf8_lossy(&one.stdout).contains("replayed audit"));
     let unknown = replay(&app, &["--projection", "nope"]);
     assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("directory, kv, files, shares, recovery, audit"));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("directory, kv, files, shares, recovery, cloud, audit"));
 }

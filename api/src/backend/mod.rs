@@ -8,6 +8,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::cloud::BearerAuth;
 use crate::layers;
 use crate::state::AppState;
 
@@ -27,14 +28,15 @@ pub mod users;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "harden Backend API", description = "Orgs, plans, users and API keys, encrypted records. Stores only ciphertext and wrapped keys."),
-    modifiers(&ApiKeyAuth),
+    modifiers(&ApiKeyAuth, &BearerAuth),
     tags(
         (name = "health"), (name = "auth", description = "Anonymous account lifecycle"),
         (name = "admin", description = "Global admin and org admin routes"), (name = "users", description = "The caller and their org"),
         (name = "kv", description = "Encrypted KV records (ciphertext only)"),
         (name = "files", description = "Encrypted files (ciphertext in the org's bucket)"),
         (name = "recovery", description = "Trusted-user recovery (ciphertext only)"),
-        (name = "shares", description = "Shares of KV records (wrapped keys and encrypted aliases only)"), (name = "audit", description = "The org's hash-chained audit history")
+        (name = "shares", description = "Shares of KV records (wrapped keys and encrypted aliases only)"), (name = "audit", description = "The org's hash-chained audit history"),
+        (name = "cloud", description = "The Cloud (dashboard) API: identity-provider sign-in, org members and roles, invites, org API keys; 404 unless configured")
     )
 )]
 struct BackendDoc;
@@ -89,6 +91,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(files::file_inbox))
         .routes(routes!(files::read_shared_file, files::remove_shared_file))
         .routes(routes!(audit::audit))
+        .merge(crate::cloud::openapi_router())
 }
 
 /// The Backend's router, with its OpenAPI document at `/openapi.json`.
