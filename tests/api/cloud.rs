@@ -644,7 +644,14 @@ async fn webhooks_are_verified_applied_once_and_keep_the_identity_cache() {
     let org = cloud.onboard("user_owner", "Hooks").await;
     let now = chrono::Utc::now().timestamp();
     let created = json!({ "type": "user.created", "object": "event", "data": clerk_user("user_owner", "alice@acme.test", "Alice") });
-    assert_eq!(cloud.webhook("msg_1", now, &created).await.status(), StatusCode::NO_CONTENT);
+    // Delivered through the Proxy, the public edge.
+    let bytes = serde_json::to_vec(&created).unwrap();
+    let headers = idp::svix_headers(idp::WEBHOOK_SECRET, "msg_1", now, &bytes);
+    let mut req = cloud.app.client.post(format!("{}/webhooks/clerk", cloud.app.proxy)).body(bytes);
+    for (name, value) in headers {
+        req = req.header(name, value);
+    }
+    assert_eq!(req.send().await.unwrap().status(), StatusCode::NO_CONTENT);
     let members_path = format!("/cloud/organizations/{org}/members");
     let members = expect_json(cloud.call(Method::GET, &members_path, "user_owner", None).await, StatusCode::OK).await;
     assert_eq!(members["members"][0]["email"], "alice@acme.test");

@@ -1,5 +1,6 @@
-//! Routes the Proxy passes to the Backend: `/admin/*` and `/auth/*` unchanged (status, headers and
-//! body both ways), and the `/v1` routes that need no crypto, under their Backend paths.
+//! Routes the Proxy passes to the Backend: `/admin/*`, `/auth/*`, `/cloud/*` and the webhooks
+//! unchanged (status, headers and body both ways), and the `/v1` routes that need no crypto, under
+//! their Backend paths.
 
 use std::net::SocketAddr;
 

@@ -131,7 +131,11 @@ pub fn router(state: ProxyState) -> Router {
         .route("/openapi.json", get(move || async move { Json(doc) }))
         .route("/admin/{*rest}", any(forward::pass_through))
         .route("/auth/{*rest}", any(forward::pass_through))
-        // Stripe's webhook, so the Proxy can be the only public host (the Backend checks the signature).
-        .route("/webhooks/stripe", axum::routing::post(forward::pass_through));
+        // The Cloud API, whose callers sign in with the identity provider's tokens (the Backend checks them).
+        .route("/cloud/{*rest}", any(forward::pass_through))
+        // Stripe's and the identity provider's webhooks, so the Proxy can be the only public host
+        // (the Backend checks their signatures).
+        .route("/webhooks/stripe", axum::routing::post(forward::pass_through))
+        .route("/webhooks/clerk", axum::routing::post(forward::pass_through));
     layers::apply(router.with_state(state), max_body)
 }
