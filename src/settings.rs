@@ -125,6 +125,8 @@ pub struct Settings {
     pub clerk_webhook_secret: Option<SecretString>,
     /// How often API keys' `last_used_at` times are written (they are batched in memory).
     pub api_key_usage_flush_ms: u64,
+    /// A read-model follower that leaves a committed event unapplied this long makes `/ready` 503.
+    pub follower_stall_secs: u64,
     /// The clock commands are decided at; tests move it. Not a setting anyone can write.
     #[serde(skip)]
     pub clock: harden_commands::clock::Clock,
@@ -185,6 +187,7 @@ impl Default for Settings {
             cloud_jwks_ttl_secs: 600,
             clerk_webhook_secret: None,
             api_key_usage_flush_ms: 5_000,
+            follower_stall_secs: 30,
             clock: harden_commands::clock::Clock::default(),
         }
     }

@@ -183,6 +183,7 @@ impl Application {
                 cloud_auth,
                 clock: settings.clock.clone(),
                 key_usage,
+                follower_stall: Duration::from_secs(settings.follower_stall_secs),
                 onboarding: Arc::new(onboarding),
                 trusted_proxies: Arc::new(trusted_proxies),
                 storage_allow_private: settings.storage_allow_private_networks,

@@ -38,4 +38,6 @@ pub struct AppState {
     pub clock: Clock,
     /// API key uses, batched into `api_key_usage`.
     pub key_usage: KeyUsage,
+    /// A read-model follower behind by more than this makes `/ready` answer 503.
+    pub follower_stall: std::time::Duration,
 }

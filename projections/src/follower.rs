@@ -265,3 +265,22 @@ pub(crate) fn decode(row: &sqlx::postgres::PgRow) -> anyhow::Result<StoredEvent>
         recorded_at: row.try_get("recorded_at")?,
     })
 }
+
+/// How far behind each named follower is: the age of the oldest committed event it has not applied
+/// yet (zero when it is caught up). For readiness and operators.
+pub async fn follower_lag(pool: &PgPool, names: &[&str]) -> anyhow::Result<Vec<(String, f64)>> {
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let rows: Vec<(String, Option<f64>)> = sqlx::query_as(
+        "SELECT c.name,
+                (SELECT extract(epoch FROM now() - e.recorded_at)::float8 FROM events e
+                 WHERE (e.tx_id, e.global_id) > (c.tx_id, c.global_id)
+                   AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                 ORDER BY e.tx_id, e.global_id LIMIT 1)
+         FROM follower_checkpoints c WHERE c.name = ANY($1) ORDER BY c.name",
+    )
+    .bind(&names)
+    .fetch_all(pool)
+    .await
+    .context("Failed to read the followers' lag")?;
+    Ok(rows.into_iter().map(|(name, lag)| (name, lag.unwrap_or(0.0).max(0.0))).collect())
+}

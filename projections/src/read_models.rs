@@ -31,6 +31,11 @@ impl ReadModels {
         Self { followers: Arc::new(followers), bound }
     }
 
+    /// The followers requests wait on, by name.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.followers.iter().map(|(name, _)| *name).collect()
+    }
+
     pub async fn wait_for(&self, position: Option<Position>) -> Freshness {
         let Some(target) = position else {
             return Freshness::Current;

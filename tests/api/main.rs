@@ -9,6 +9,7 @@ mod audit;
 mod bad_input;
 mod bootstrap;
 mod cloud;
+mod compose;
 mod files;
 mod follower;
 mod health;

@@ -49,6 +49,7 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
             "/kv/{key}/shares",
             "/kv/{key}/shares/{shareId}",
             "/kv/{key}/versions",
+            "/ready",
             "/users/me",
             "/users/me/keys",
             "/users/me/recovery/complete",
@@ -99,6 +100,7 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
     let proxy =
         expect_json(app.client.get(format!("{}/openapi.json", app.proxy)).send().await.unwrap(), StatusCode::OK).await;
     assert!(proxy["paths"]["/health"].is_object());
+    assert!(proxy["paths"]["/ready"].is_object());
     for path in
         ["/v1/files", "/v1/files/{id}", "/v1/files/{fileId}/shares", "/v1/files/shared", "/v1/files/shared/{shareId}"]
     {

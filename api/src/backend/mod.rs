@@ -54,6 +54,7 @@ impl Modify for ApiKeyAuth {
 pub fn openapi_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(BackendDoc::openapi())
         .routes(routes!(health::health))
+        .routes(routes!(health::ready))
         .routes(routes!(plans::list_plans))
         .routes(routes!(auth::register))
         .routes(routes!(auth::verify))

@@ -92,6 +92,20 @@ pub async fn org_directory(
     pass_through(state, peer, request).await
 }
 
+/// Readiness of the Proxy: the Backend it uses is ready (its `/ready` answer, passed on), or 503 if it
+/// cannot be reached.
+#[utoipa::path(get, path = "/ready", tag = "health",
+    responses((status = 200, description = "as the Backend's GET /ready"), (status = 503, body = ErrorBody)))]
+pub async fn ready(state: State<ProxyState>, peer: ConnectInfo<SocketAddr>, request: Request) -> Response {
+    match pass_through(state, peer, request).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::warn!(error = ?e, "readiness: the Backend is unreachable");
+            ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "not ready: the Backend is unreachable").into_response()
+        }
+    }
+}
+
 /// One public profile of the caller's org (the Backend's `GET /users/org/{userId}`).
 #[utoipa::path(get, path = "/v1/users/org/{userId}", tag = "users", params(("userId" = uuid::Uuid, Path)), security(("apiKey" = [])),
     responses((status = 200, description = "as the Backend's GET /users/org/{userId}"), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]

@@ -103,6 +103,7 @@ impl Modify for ProxyAuth {
 pub fn openapi_router() -> OpenApiRouter<ProxyState> {
     OpenApiRouter::with_openapi(ProxyDoc::openapi())
         .routes(routes!(health::health))
+        .routes(routes!(forward::ready))
         .routes(routes!(keys::generate))
         .routes(routes!(keys::rekey))
         .routes(routes!(kv::list_kv))
