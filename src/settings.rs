@@ -127,6 +127,13 @@ pub struct Settings {
     pub api_key_usage_flush_ms: u64,
     /// A read-model follower that leaves a committed event unapplied this long makes `/ready` 503.
     pub follower_stall_secs: u64,
+    /// A request not answered within this is answered 503.
+    pub request_timeout_secs: u64,
+    /// How long a shutdown (SIGTERM, Ctrl-C) waits for requests in flight.
+    pub shutdown_grace_secs: u64,
+    /// Origins (comma-separated, e.g. `https://app.example.com`) whose browsers may call the Proxy.
+    /// Empty: no CORS.
+    pub cors_allowed_origins: String,
     /// The clock commands are decided at; tests move it. Not a setting anyone can write.
     #[serde(skip)]
     pub clock: harden_commands::clock::Clock,
@@ -188,6 +195,9 @@ impl Default for Settings {
             clerk_webhook_secret: None,
             api_key_usage_flush_ms: 5_000,
             follower_stall_secs: 30,
+            request_timeout_secs: 60,
+            shutdown_grace_secs: 20,
+            cors_allowed_origins: String::new(),
             clock: harden_commands::clock::Clock::default(),
         }
     }
@@ -233,6 +243,17 @@ impl Settings {
         Duration::from_millis(self.idle_in_transaction_timeout_ms)
     }
 
+    pub fn limits(&self) -> harden_api::layers::Limits {
+        harden_api::layers::Limits {
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+        }
+    }
+
+    pub fn cors_origins(&self) -> Vec<String> {
+        comma_list(&self.cors_allowed_origins)
+    }
+
     /// The Cloud API's token verification settings, if it is configured (an issuer and a key source).
     pub fn cloud_jwt(&self) -> anyhow::Result<Option<harden_api::cloud::jwt::JwtConfig>> {
         let key_source = self.cloud_jwks_url.is_some() || self.cloud_jwt_public_key.is_some();
@@ -252,13 +273,7 @@ impl Settings {
             public_key_pem: self.cloud_jwt_public_key.clone(),
             issuer,
             audience: self.cloud_jwt_audience.clone(),
-            authorized_parties: self
-                .cloud_authorized_parties
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            authorized_parties: comma_list(&self.cloud_authorized_parties),
             leeway_secs: self.cloud_jwt_leeway_secs,
             jwks_min_refresh: Duration::from_millis(self.cloud_jwks_min_refresh_ms),
             jwks_ttl: Duration::from_secs(self.cloud_jwks_ttl_secs),
@@ -293,6 +308,10 @@ impl Settings {
                 .map(|s| secrecy::ExposeSecret::expose_secret(s).to_owned()),
         })
     }
+}
+
+fn comma_list(list: &str) -> Vec<String> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 #[cfg(test)]

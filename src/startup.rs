@@ -57,6 +57,10 @@ pub struct Application {
     backend: Option<Listener>,
     proxy: Option<Listener>,
     followers: Vec<Background>,
+    /// Written once more at shutdown, so a clean stop loses no "last used" time.
+    key_usage: Option<(KeyUsage, PgPool)>,
+    /// How long a shutdown waits for requests in flight.
+    shutdown_grace: Duration,
 }
 
 /// A background task (follower, relay) that ends with the application that started it, even when
@@ -110,7 +114,13 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> 
 
 impl Application {
     pub async fn build(settings: &Settings, surfaces: Surfaces) -> anyhow::Result<Self> {
-        let mut app = Application { backend: None, proxy: None, followers: Vec::new() };
+        let mut app = Application {
+            backend: None,
+            proxy: None,
+            followers: Vec::new(),
+            key_usage: None,
+            shutdown_grace: Duration::from_secs(settings.shutdown_grace_secs),
+        };
         if surfaces != Surfaces::Proxy {
             let pool = connect_and_migrate(settings).await?;
             let master_key =
@@ -173,6 +183,7 @@ impl Application {
                 }
             };
             let key_usage = KeyUsage::default();
+            app.key_usage = Some((key_usage.clone(), pool.clone()));
             app.followers.push(Background(tokio::spawn(flush_key_usage(
                 key_usage.clone(),
                 pool.clone(),
@@ -198,7 +209,7 @@ impl Application {
             };
             app.backend = Some(Listener {
                 listener: bind(settings.backend_addr, "backend").await?,
-                router: harden_api::backend::router(state, settings.max_body_bytes),
+                router: harden_api::backend::router(state, settings.limits()),
             });
         }
         if surfaces != Surfaces::Backend {
@@ -218,11 +229,11 @@ impl Application {
                 unlocker: Arc::new(unlocker),
                 min_secret_chars: settings.min_user_secret_chars,
                 max_body_bytes: settings.max_body_bytes,
+                request_timeout: settings.limits().request_timeout,
             };
-            app.proxy = Some(Listener {
-                listener: bind(settings.proxy_addr, "proxy").await?,
-                router: harden_api::proxy::router(state),
-            });
+            let router = harden_api::layers::cors(harden_api::proxy::router(state), &settings.cors_origins())
+                .map_err(|e| anyhow::anyhow!("HARDEN_CORS_ALLOWED_ORIGINS: {e}"))?;
+            app.proxy = Some(Listener { listener: bind(settings.proxy_addr, "proxy").await?, router });
         }
         Ok(app)
     }
@@ -256,10 +267,23 @@ impl Application {
             }));
         }
         shutdown.await;
-        tracing::info!("shutting down");
+        tracing::info!(grace_secs = self.shutdown_grace.as_secs(), "shutting down: finishing requests in flight");
         let _ = stop_tx.send(());
-        for server in servers {
-            server.await.context("server task failed")??;
+        let finished = tokio::time::timeout(self.shutdown_grace, async {
+            for server in servers {
+                server.await.context("server task failed")??;
+            }
+            anyhow::Ok(())
+        })
+        .await;
+        match finished {
+            Ok(result) => result?,
+            Err(_) => tracing::warn!("requests still in flight after the shutdown grace period were dropped"),
+        }
+        if let Some((usage, pool)) = &self.key_usage {
+            if let Err(e) = usage.flush(pool).await {
+                tracing::warn!(error = %e, "could not write the last API key use times");
+            }
         }
         drop(self.followers);
         Ok(())

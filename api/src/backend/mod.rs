@@ -96,8 +96,8 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
 }
 
 /// The Backend's router, with its OpenAPI document at `/openapi.json`.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, limits: layers::Limits) -> Router {
     let (router, doc) = openapi_router().split_for_parts();
     let router = router.route("/openapi.json", get(move || async move { Json(doc) }));
-    layers::apply(router.with_state(state), max_body_bytes)
+    layers::apply(router.with_state(state), limits)
 }

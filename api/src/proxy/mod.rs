@@ -48,6 +48,7 @@ pub struct ProxyState {
     pub unlocker: Arc<Unlocker>,
     pub min_secret_chars: usize,
     pub max_body_bytes: usize,
+    pub request_timeout: std::time::Duration,
 }
 
 impl ProxyState {
@@ -126,7 +127,7 @@ pub fn openapi_router() -> OpenApiRouter<ProxyState> {
 }
 
 pub fn router(state: ProxyState) -> Router {
-    let max_body = state.max_body_bytes;
+    let limits = layers::Limits { max_body_bytes: state.max_body_bytes, request_timeout: state.request_timeout };
     let (router, doc) = openapi_router().split_for_parts();
     let router = router
         .route("/openapi.json", get(move || async move { Json(doc) }))
@@ -138,5 +139,5 @@ pub fn router(state: ProxyState) -> Router {
         // (the Backend checks their signatures).
         .route("/webhooks/stripe", axum::routing::post(forward::pass_through))
         .route("/webhooks/clerk", axum::routing::post(forward::pass_through));
-    layers::apply(router.with_state(state), max_body)
+    layers::apply(router.with_state(state), limits)
 }
