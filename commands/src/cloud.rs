@@ -22,9 +22,9 @@ use crate::error::Error;
 use crate::keys;
 use crate::service::Harden;
 
-pub const NOT_A_MEMBER: &str = "not a member of this organization";
-pub const ORG_NAME_REQUIRED: &str = "org_name is required";
-pub const VALID_EMAIL_REQUIRED: &str = "valid email is required";
+const NOT_A_MEMBER: &str = "not a member of this organization";
+const ORG_NAME_REQUIRED: &str = "org_name is required";
+const VALID_EMAIL_REQUIRED: &str = "valid email is required";
 /// The project user's display name in the Backend's directory.
 const PROJECT_USER_NAME: &str = "Cloud API keys";
 /// An org's API key names are at most this long.
@@ -34,8 +34,8 @@ pub const MAX_KEY_NAME_CHARS: usize = 100;
 #[derive(Clone, Debug)]
 pub struct CloudCaller {
     pub identity: IdentityId,
-    /// The caller's verified email, from the token or the identity cache; `None` if unknown or
-    /// unverified.
+    /// The caller's verified email, from the token (or, where a route needs it, the identity
+    /// cache); `None` if unknown or unverified.
     pub verified_email: Option<Email>,
     pub request_id: Option<String>,
 }
@@ -119,13 +119,7 @@ impl Harden {
         org_name: &str,
         billing_email: Option<&str>,
     ) -> Result<Onboarded, Error> {
-        let name = OrgName::parse(org_name).map_err(|e| {
-            if org_name.trim().is_empty() {
-                Error::invalid(ORG_NAME_REQUIRED)
-            } else {
-                Error::invalid(format!("org_name: {}", e.0))
-            }
-        })?;
+        let name = parse_org_name("org_name", ORG_NAME_REQUIRED, org_name)?;
         let billing_email = parse_billing_email(billing_email)?;
         let mut n = n;
         loop {
@@ -181,10 +175,7 @@ impl Harden {
         billing_email: Option<&str>,
     ) -> Result<Committed, Error> {
         self.cloud_member(caller, org, MemberRole::Admin).await?;
-        let name = match OrgName::parse(name) {
-            Err(_) if name.trim().is_empty() => return Err(Error::invalid("name is required")),
-            parsed => parsed.map_err(|e| Error::invalid(format!("name: {}", e.0)))?,
-        };
+        let name = parse_org_name("name", "name is required", name)?;
         let billing_email = parse_billing_email(billing_email)?;
         self.orgs.execute(&org.to_string(), OrgCommand::UpdateProfile { name, billing_email }, &caller.meta(org)).await
     }
@@ -333,6 +324,14 @@ impl Harden {
         }
         Ok(last)
     }
+}
+
+/// An org name from the field `field`: missing or blank is `required`, the spec's message.
+fn parse_org_name(field: &str, required: &str, raw: &str) -> Result<OrgName, Error> {
+    if raw.trim().is_empty() {
+        return Err(Error::invalid(required));
+    }
+    OrgName::parse(raw).map_err(|e| Error::invalid(format!("{field}: {}", e.0)))
 }
 
 fn parse_billing_email(raw: Option<&str>) -> Result<Option<Email>, Error> {

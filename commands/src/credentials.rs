@@ -62,15 +62,20 @@ pub struct KeyUsage {
 }
 
 impl KeyUsage {
+    /// The uses not written yet. A panic elsewhere while it was held leaves a map that is still
+    /// whole (inserts only), so a poisoned lock is used as it is.
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<ApiKeyId, DateTime<Utc>>> {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub fn record(&self, key: ApiKeyId, at: DateTime<Utc>) {
-        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        pending.insert(key, at);
+        self.pending().insert(key, at);
     }
 
     /// Writes the uses noted since the last flush; returns how many keys it updated. On a database
     /// error the uses are put back for the next flush (a later use of the same key wins).
     pub async fn flush(&self, pool: &PgPool) -> Result<usize, sqlx::Error> {
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let batch = std::mem::take(&mut *self.pending());
         if batch.is_empty() {
             return Ok(0);
         }
@@ -84,7 +89,7 @@ impl KeyUsage {
         .execute(pool)
         .await;
         if let Err(e) = written {
-            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut pending = self.pending();
             for (key, at) in batch {
                 pending.entry(key).or_insert(at);
             }

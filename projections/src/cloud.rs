@@ -230,6 +230,9 @@ pub struct IdentityProfile {
     pub image_url: Option<String>,
 }
 
+const INVITE_COLUMNS: &str =
+    "invite_id, org_id, email, token, role, created_by, expires_at, created_at, accepted_at, revoked_at";
+
 const ORG_COLUMNS: &str =
     "o.org_id, o.name, o.slug, o.billing_email, o.created_by, o.project_id, o.created_at, o.updated_at";
 
@@ -270,6 +273,15 @@ impl Cloud {
             .await
     }
 
+    /// When `identity` joined `org`, if it is a member.
+    pub async fn joined_at(&self, org: OrgId, identity: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        sqlx::query_scalar("SELECT joined_at FROM cloud_members WHERE org_id = $1 AND identity = $2")
+            .bind(org.as_uuid())
+            .bind(identity)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
     pub async fn members(&self, org: OrgId) -> Result<Vec<MemberRow>, sqlx::Error> {
         sqlx::query_as(
             "SELECT m.user_id, m.identity, m.role, i.email, i.first_name, i.last_name, m.joined_at
@@ -291,13 +303,20 @@ impl Cloud {
     }
 
     pub async fn invites(&self, org: OrgId) -> Result<Vec<InviteRow>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT invite_id, org_id, email, token, role, created_by, expires_at, created_at, accepted_at, revoked_at
-             FROM cloud_invites WHERE org_id = $1 ORDER BY created_at, invite_id",
-        )
+        sqlx::query_as(&format!(
+            "SELECT {INVITE_COLUMNS} FROM cloud_invites WHERE org_id = $1 ORDER BY created_at, invite_id"
+        ))
         .bind(org.as_uuid())
         .fetch_all(&self.pool)
         .await
+    }
+
+    pub async fn invite(&self, org: OrgId, invite_id: Uuid) -> Result<Option<InviteRow>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {INVITE_COLUMNS} FROM cloud_invites WHERE org_id = $1 AND invite_id = $2"))
+            .bind(org.as_uuid())
+            .bind(invite_id)
+            .fetch_optional(&self.pool)
+            .await
     }
 
     /// The org whose invite has this token (the accept route names only the token).

@@ -38,35 +38,40 @@ pub struct ReadyResponse {
 /// How long one readiness probe may wait for the database.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+fn not_ready(why: String) -> ApiError {
+    ApiError::status(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}"))
+}
+
+/// One database check of the readiness probe, within [`PROBE_TIMEOUT`]; its failure is 503.
+async fn probe<T, E: std::fmt::Display>(
+    check: &str,
+    query: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(PROBE_TIMEOUT, query).await {
+        Err(_) => Err(not_ready("the database did not answer in time".into())),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, check, "readiness: database check failed");
+            Err(not_ready("the database is unreachable".into()))
+        }
+        Ok(Ok(value)) => Ok(value),
+    }
+}
+
 /// Readiness: the database answers, every migration this binary knows is applied, and no read-model
 /// follower has left a committed event unapplied for longer than `HARDEN_FOLLOWER_STALL_SECS`.
 /// 503 with the reasons otherwise.
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, body = ReadyResponse), (status = 503, body = ErrorBody)))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<ReadyResponse>, ApiError> {
-    let not_ready = |why: String| ApiError::status(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}"));
     let pool = state.harden.pool();
-    let applied: Vec<i64> = tokio::time::timeout(
-        PROBE_TIMEOUT,
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool),
-    )
-    .await
-    .map_err(|_| not_ready("the database did not answer in time".into()))?
-    .map_err(|e| {
-        tracing::warn!(error = %e, "readiness: database check failed");
-        not_ready("the database is unreachable".into())
-    })?;
+    let applied: Vec<i64> =
+        probe("migrations", sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool))
+            .await?;
     let missing: Vec<i64> = MIGRATOR.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
     if !missing.is_empty() {
         return Err(not_ready(format!("migrations not applied: {missing:?}")));
     }
-    let lags = tokio::time::timeout(PROBE_TIMEOUT, follower_lag(pool, &state.read_models.names()))
-        .await
-        .map_err(|_| not_ready("the database did not answer in time".into()))?
-        .map_err(|e| {
-            tracing::warn!(error = %e, "readiness: follower check failed");
-            not_ready("the database is unreachable".into())
-        })?;
+    let lags = probe("followers", follower_lag(pool, &state.read_models.names())).await?;
     let stalled: Vec<&str> = lags
         .iter()
         .filter(|(_, lag)| *lag > state.follower_stall.as_secs_f64())

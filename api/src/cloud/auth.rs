@@ -42,6 +42,21 @@ impl CloudAuth {
     }
 }
 
+/// The caller, with its verified email from the identity cache (what the provider's webhooks
+/// said) when its token carried none.
+pub async fn with_cached_email(state: &AppState, mut caller: CloudCaller) -> Result<CloudCaller, ApiError> {
+    if caller.verified_email.is_none() {
+        caller.verified_email = state
+            .cloud
+            .identity(caller.identity.as_str())
+            .await?
+            .filter(|p| p.email_verified)
+            .and_then(|p| p.email)
+            .and_then(|e| Email::parse(&e).ok());
+    }
+    Ok(caller)
+}
+
 /// The authenticated Cloud API caller.
 pub struct Cloud(pub CloudCaller);
 
@@ -64,18 +79,9 @@ impl FromRequestParts<AppState> for Cloud {
         })?;
         // A provider whose subjects are not `user_…` ids cannot name members in the spec's paths.
         let identity = IdentityId::parse(&claims.subject).map_err(|_| ApiError::unauthorized(INVALID_SESSION))?;
-        // The verified email: the token's, or else what the provider's webhooks said.
-        let from_token = claims.email.filter(|_| claims.email_verified).and_then(|e| Email::parse(&e).ok());
-        let verified_email = match from_token {
-            Some(email) => Some(email),
-            None => state
-                .cloud
-                .identity(identity.as_str())
-                .await?
-                .filter(|p| p.email_verified)
-                .and_then(|p| p.email)
-                .and_then(|e| Email::parse(&e).ok()),
-        };
+        // The verified email the token carries, if any; accepting an invite falls back to the
+        // identity cache (`with_cached_email`), the only route that needs it.
+        let verified_email = claims.email.filter(|_| claims.email_verified).and_then(|e| Email::parse(&e).ok());
         let request_id = parts.headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         Ok(Cloud(CloudCaller { identity, verified_email, request_id }))
     }

@@ -38,18 +38,21 @@ const MAX_SUBJECT_CHARS: usize = 255;
 
 #[derive(Clone, Debug)]
 pub struct JwtConfig {
-    /// JWKS URL of the provider (e.g. https://<clerk-frontend-api>/.well-known/jwks.json). One of jwks_url / public_key_pem.
+    /// The provider's JWKS (e.g. `https://<clerk-frontend-api>/.well-known/jwks.json`). Exactly one
+    /// of `jwks_url` and `public_key_pem` is set.
     pub jwks_url: Option<String>,
     /// A PEM public key (RSA or EC P-256), Clerk's "JWT public key" (networkless verification).
     pub public_key_pem: Option<String>,
     /// Required `iss`.
     pub issuer: String,
-    /// When set, `aud` must contain it. When not set, `azp` (if present in the token) must be one of `authorized_parties` (Clerk's recommendation); if authorized_parties is empty, azp is not checked.
+    /// When set, `aud` must contain it. When not, `azp` (if the token has one) must be one of
+    /// `authorized_parties`, as Clerk recommends; with no authorized parties `azp` is not checked.
     pub audience: Option<String>,
     pub authorized_parties: Vec<String>,
-    /// Leeway for exp / nbf, seconds (we'll use 5 by default).
+    /// Leeway for `exp` and `nbf`, in seconds.
     pub leeway_secs: u64,
-    /// Minimum time between two JWKS refetches triggered by unknown kids (protects the provider from a flood of made-up kids). Tests set 0.
+    /// Shortest time between two JWKS fetches caused by unknown kids, so that a flood of made-up
+    /// kids cannot flood the provider. Tests set 0.
     pub jwks_min_refresh: Duration,
     /// How long a fetched JWKS is used before it is fetched again on the next request.
     pub jwks_ttl: Duration,
@@ -60,7 +63,8 @@ pub struct JwtConfig {
 pub struct IdentityClaims {
     /// `sub`: the identity user id, e.g. `user_2abc...`.
     pub subject: String,
-    /// Optional claims a Clerk session token may carry when configured with a custom template: `email`, `email_verified` (bool), `first_name`, `last_name` (also accept `given_name`/`family_name` as OIDC names).
+    /// Optional claims a Clerk session token carries when a custom template adds them: `email`,
+    /// `email_verified`, `first_name`, `last_name` (or OIDC's `given_name`, `family_name`).
     pub email: Option<String>,
     pub email_verified: bool,
     pub first_name: Option<String>,
@@ -143,7 +147,8 @@ impl JwtVerifier {
         Ok(Self { inner: Arc::new(Inner { config, keys }) })
     }
 
-    /// Verifies the token. Any failure -> Err(JwtError) (a reason for the logs; callers answer 401 "invalid or expired session token" for all of them).
+    /// Verifies the token. Every failure's [`JwtError`] is a reason for the logs; callers answer all
+    /// of them with the same 401 "invalid or expired session token".
     pub async fn verify(&self, token: &str) -> Result<IdentityClaims, JwtError> {
         let header = parse_header(token)?;
         let key = match &self.inner.keys {

@@ -16,7 +16,7 @@ use harden_domain::cloud::MemberRole;
 use harden_domain::{ApiKeyId, OrgId};
 use harden_projections::cloud::{CloudOrgRow, InviteRow};
 
-use crate::cloud::auth::Cloud;
+use crate::cloud::auth::{self, Cloud};
 use crate::dto::Consistency;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AppJson, AppPath};
@@ -270,7 +270,7 @@ pub async fn update_member(
     let role = req.role.unwrap_or_default();
     let (changed, committed) = state.harden.change_member_role(&caller, org, &member, &role).await?;
     let freshness = state.read_models.wait_for(committed.position).await;
-    let joined_at = state.cloud.members(org).await?.into_iter().find(|m| m.identity == member).map(|m| m.joined_at);
+    let joined_at = state.cloud.joined_at(org, &member).await?;
     let body = MemberRoleResponse {
         id: *changed.user_id.as_uuid(),
         clerk_user_id: member,
@@ -340,11 +340,6 @@ impl From<InviteRow> for InviteResponse {
     }
 }
 
-async fn invite_row(state: &AppState, org: OrgId, invite_id: Uuid) -> Result<InviteRow, ApiError> {
-    let invites = state.cloud.invites(org).await?;
-    invites.into_iter().find(|i| i.invite_id == invite_id).ok_or_else(|| ApiError::not_found("invite not found"))
-}
-
 /// Invites an email address (minimum role: admin); the invite expires after 7 days.
 #[utoipa::path(post, path = "/cloud/organizations/{org_id}/invites", tag = "cloud", params(("org_id" = Uuid, Path)),
     request_body = CreateInviteRequest, security(("bearer" = [])),
@@ -359,7 +354,8 @@ pub async fn create_invite(
     let email = req.email.unwrap_or_default();
     let invite = state.harden.create_invite(&caller, &state.clock, org, &email, req.role.as_deref()).await?;
     let freshness = state.read_models.wait_for(invite.committed.position).await;
-    let row = invite_row(&state, org, invite.invite_id).await?;
+    let row =
+        state.cloud.invite(org, invite.invite_id).await?.ok_or_else(|| ApiError::not_found("invite not found"))?;
     Ok((StatusCode::CREATED, Consistency(freshness), Json(row.into())))
 }
 
@@ -420,6 +416,7 @@ pub async fn accept_invite(
     Cloud(caller): Cloud,
     AppPath(token): AppPath<String>,
 ) -> Result<(Consistency, Json<InviteAccepted>), ApiError> {
+    let caller = auth::with_cached_email(&state, caller).await?;
     let org = state.cloud.org_of_invite(&token).await?;
     let (org, role, committed) = state.harden.accept_invite(&caller, &state.clock, org, &token).await?;
     let freshness = state.read_models.wait_for(committed.position).await;

@@ -15,7 +15,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-/// A Svix signing secret: `whsec_` + base64 of the key (the bytes after the prefix are base64-decoded; a secret without the prefix is base64-decoded as is).
+/// A Svix signing secret: `whsec_` followed by the key in base64 (a secret without the prefix is
+/// decoded as it is).
 pub struct SvixSecret(Zeroizing<Vec<u8>>);
 
 impl SvixSecret {
