@@ -11,6 +11,7 @@
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 
 pub use settings::Settings;
 pub use startup::{Application, Surfaces};

@@ -134,6 +134,17 @@ pub struct Settings {
     /// Origins (comma-separated, e.g. `https://app.example.com`) whose browsers may call the Proxy.
     /// Empty: no CORS.
     pub cors_allowed_origins: String,
+    /// Requests per second one client address may make to the anonymous routes (sign-in,
+    /// registration, webhooks, plans, health, documents) and to unknown paths, per listener (0: no limit).
+    pub anonymous_rate_per_sec: u32,
+    /// How many such requests one address may make at once before the rate applies.
+    pub anonymous_burst: u32,
+    /// Where `/metrics` (Prometheus) is served, e.g. `127.0.0.1:9464`. Unset: not served.
+    pub metrics_addr: Option<SocketAddr>,
+    /// A PEM certificate chain and its PEM private key: with both set, the Proxy serves HTTPS
+    /// (rustls; TLS 1.2 and 1.3) instead of HTTP.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     /// The clock commands are decided at; tests move it. Not a setting anyone can write.
     #[serde(skip)]
     pub clock: harden_commands::clock::Clock,
@@ -198,6 +209,11 @@ impl Default for Settings {
             request_timeout_secs: 60,
             shutdown_grace_secs: 20,
             cors_allowed_origins: String::new(),
+            anonymous_rate_per_sec: 20,
+            anonymous_burst: 100,
+            metrics_addr: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             clock: harden_commands::clock::Clock::default(),
         }
     }
@@ -247,6 +263,19 @@ impl Settings {
         harden_api::layers::Limits {
             max_body_bytes: self.max_body_bytes,
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+        }
+    }
+
+    pub fn anonymous_rate(&self) -> harden_api::rate_limit::AnonymousRate {
+        harden_api::rate_limit::AnonymousRate { per_sec: self.anonymous_rate_per_sec, burst: self.anonymous_burst }
+    }
+
+    /// The Proxy's certificate and key files, when both are set.
+    pub fn tls(&self) -> anyhow::Result<Option<(&Path, &Path)>> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!("HARDEN_TLS_CERT_FILE and HARDEN_TLS_KEY_FILE must be set together"),
         }
     }
 

@@ -5,16 +5,22 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use axum::Router;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::TlsListener;
 
 use std::time::Duration;
 
 use harden_api::cloud::auth::CloudAuth;
 use harden_api::extract::TrustedProxies;
+use harden_api::layers::Edge;
+use harden_api::metrics::Metrics;
 use harden_api::proxy::{Backend, ProxyState, Unlocker};
 use harden_api::AppState;
 use harden_commands::billing::Stripe;
@@ -51,11 +57,14 @@ pub enum Surfaces {
 struct Listener {
     listener: TcpListener,
     router: Router,
+    /// Serve HTTPS with this instead of HTTP.
+    tls: Option<TlsAcceptor>,
 }
 
 pub struct Application {
     backend: Option<Listener>,
     proxy: Option<Listener>,
+    metrics: Option<Listener>,
     followers: Vec<Background>,
     /// Written once more at shutdown, so a clean stop loses no "last used" time.
     key_usage: Option<(KeyUsage, PgPool)>,
@@ -114,9 +123,22 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgPool> 
 
 impl Application {
     pub async fn build(settings: &Settings, surfaces: Surfaces) -> anyhow::Result<Self> {
+        let metrics = Metrics::new();
+        let trusted_proxies = Arc::new(
+            TrustedProxies::parse(&settings.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!("HARDEN_TRUSTED_PROXIES: {e}"))?,
+        );
+        let edge = |surface| Edge {
+            surface,
+            limits: settings.limits(),
+            metrics: metrics.clone(),
+            anonymous_rate: settings.anonymous_rate(),
+            clients: trusted_proxies.clone(),
+        };
         let mut app = Application {
             backend: None,
             proxy: None,
+            metrics: None,
             followers: Vec::new(),
             key_usage: None,
             shutdown_grace: Duration::from_secs(settings.shutdown_grace_secs),
@@ -132,9 +154,12 @@ impl Application {
             let wake = wake::spawn(pool.clone());
             let (read_models, followers) = start_read_models(&pool, settings, &wake).await?;
             app.followers.extend(followers.into_iter().map(Background));
+            let mut watched: Vec<String> = read_models.names().into_iter().map(str::to_owned).collect();
             if settings.nats_relay {
                 app.followers.push(Background(tokio::spawn(relay(&pool, settings, wake)?.run())));
+                watched.push(harden_nats::relay::NAME.to_owned());
             }
+            metrics.watch_event_store(pool.clone(), watched, harden.wakeup());
             // A fresh installation answers GET /users/me for its global admin from the first request.
             if let bootstrap::GlobalAdmin::Created(_, committed) = admin {
                 read_models.wait_for(committed.position).await;
@@ -165,8 +190,6 @@ impl Application {
             );
             // The dummy password hash is made now, so no sign-in pays for it.
             onboarding.warm_up().await?;
-            let trusted_proxies = TrustedProxies::parse(&settings.trusted_proxies)
-                .map_err(|e| anyhow::anyhow!("HARDEN_TRUSTED_PROXIES: {e}"))?;
             let files = Files::new(pool.clone());
             app.followers.push(Background(tokio::spawn(reap_deleted_objects(
                 harden.clone(),
@@ -196,7 +219,7 @@ impl Application {
                 key_usage,
                 follower_stall: Duration::from_secs(settings.follower_stall_secs),
                 onboarding: Arc::new(onboarding),
-                trusted_proxies: Arc::new(trusted_proxies),
+                trusted_proxies: trusted_proxies.clone(),
                 storage_allow_private: settings.storage_allow_private_networks,
                 harden,
                 directory: Directory::new(pool.clone()),
@@ -209,7 +232,8 @@ impl Application {
             };
             app.backend = Some(Listener {
                 listener: bind(settings.backend_addr, "backend").await?,
-                router: harden_api::backend::router(state, settings.limits()),
+                router: harden_api::backend::router(state, &edge("backend")),
+                tls: None,
             });
         }
         if surfaces != Surfaces::Backend {
@@ -224,6 +248,7 @@ impl Application {
                 Duration::from_secs(settings.unlock_cache_seconds),
                 settings.argon2_memory_budget_mib,
             )?;
+            metrics.watch_unlocks(unlocker.counts());
             let state = ProxyState {
                 backend: Backend::new(&backend_url)?,
                 unlocker: Arc::new(unlocker),
@@ -231,11 +256,21 @@ impl Application {
                 max_body_bytes: settings.max_body_bytes,
                 request_timeout: settings.limits().request_timeout,
             };
-            let router = harden_api::layers::cors(harden_api::proxy::router(state), &settings.cors_origins())
-                .map_err(|e| anyhow::anyhow!("HARDEN_CORS_ALLOWED_ORIGINS: {e}"))?;
-            app.proxy = Some(Listener { listener: bind(settings.proxy_addr, "proxy").await?, router });
+            let router =
+                harden_api::layers::cors(harden_api::proxy::router(state, &edge("proxy")), &settings.cors_origins())
+                    .map_err(|e| anyhow::anyhow!("HARDEN_CORS_ALLOWED_ORIGINS: {e}"))?;
+            let tls = settings.tls()?.map(|(cert, key)| crate::tls::acceptor(cert, key)).transpose()?;
+            app.proxy = Some(Listener { listener: bind(settings.proxy_addr, "proxy").await?, router, tls });
+        }
+        if let Some(addr) = settings.metrics_addr {
+            app.metrics =
+                Some(Listener { listener: bind(addr, "metrics").await?, router: metrics.router(), tls: None });
         }
         Ok(app)
+    }
+
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().and_then(|l| l.listener.local_addr().ok()).map(|a| a.port())
     }
 
     pub fn backend_port(&self) -> Option<u16> {
@@ -254,17 +289,21 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let mut servers = Vec::new();
-        for (name, listener) in [("backend", self.backend), ("proxy", self.proxy)] {
-            let Some(Listener { listener, router }) = listener else { continue };
-            tracing::info!(surface = name, addr = %listener.local_addr()?, "listening");
+        for (name, listener) in [("backend", self.backend), ("proxy", self.proxy), ("metrics", self.metrics)] {
+            let Some(Listener { listener, router, tls }) = listener else { continue };
+            tracing::info!(surface = name, addr = %listener.local_addr()?, https = tls.is_some(), "listening");
             let mut stop = stop_tx.subscribe();
-            servers.push(tokio::spawn(async move {
-                axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.recv().await;
-                    })
-                    .await
-            }));
+            let stopped = async move {
+                let _ = stop.recv().await;
+            };
+            servers.push(match tls {
+                None => tokio::spawn(serve(listener, router, stopped)),
+                Some(acceptor) => {
+                    // `tap_io` only makes axum hand the peer address (ConnectInfo) to the handlers.
+                    let listener = TlsListener::new(listener, acceptor)?.tap_io(|_| {});
+                    tokio::spawn(serve(listener, router, stopped))
+                }
+            });
         }
         shutdown.await;
         tracing::info!(grace_secs = self.shutdown_grace.as_secs(), "shutting down: finishing requests in flight");
@@ -288,6 +327,21 @@ impl Application {
         drop(self.followers);
         Ok(())
     }
+}
+
+/// Serves `router` on `listener` until `stopped`, then finishes the requests in flight.
+async fn serve<L>(
+    listener: L,
+    router: Router,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+    for<'a> std::net::SocketAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(stopped)
+        .await
 }
 
 /// Starts one follower per read model; requests wait on all of them for read-your-writes.

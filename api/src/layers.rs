@@ -1,9 +1,12 @@
 //! Middleware shared by every listener: request ids (generated unless the client sent one, and
-//! echoed in `X-Request-Id`), a tracing span per request, the body-size limit, a time limit per
-//! request, panics turned into an opaque 500, and JSON bodies for unknown routes and methods; and,
-//! for the Proxy, CORS when origins are configured.
+//! echoed in `X-Request-Id`), a tracing span per request, request metrics, the body-size limit, a
+//! time limit per request, rate limits on the anonymous routes, panics turned into an opaque 500,
+//! and JSON bodies for unknown routes and methods; and, for the Proxy, CORS when origins are
+//! configured.
 
 use std::any::Any;
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -19,7 +22,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
-use crate::extract::REQUEST_ID_HEADER;
+use crate::extract::{TrustedProxies, REQUEST_ID_HEADER};
+use crate::metrics::Metrics;
+use crate::rate_limit::{self, AnonymousRate};
 
 /// Limits every request of a listener is held to.
 #[derive(Clone, Copy, Debug)]
@@ -31,31 +36,61 @@ pub struct Limits {
 
 pub const TIMED_OUT: &str = "the request took too long and was stopped; retry";
 
-pub fn apply(router: Router, limits: Limits) -> Router {
+/// One listener as the shared middleware sees it.
+#[derive(Clone)]
+pub struct Edge {
+    /// The `surface` label of its request metrics.
+    pub surface: &'static str,
+    pub limits: Limits,
+    pub metrics: Metrics,
+    pub anonymous_rate: AnonymousRate,
+    /// Resolves client addresses for the anonymous rate limit.
+    pub clients: Arc<TrustedProxies>,
+}
+
+/// Wraps `router` in the shared middleware. `anonymous` lists the route templates that take no
+/// credentials (see [`rate_limit::anonymous_paths`]).
+pub fn apply(router: Router, edge: &Edge, anonymous: HashSet<String>) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    let timeout = limits.request_timeout;
-    router
+    let timeout = edge.limits.request_timeout;
+    let router = router
         .fallback(|| async { ApiError::status(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
-        })
-        .layer(middleware::from_fn(move |req: Request<Body>, next: Next| async move {
-            match tokio::time::timeout(timeout, next.run(req)).await {
-                Ok(response) => response,
-                Err(_) => ApiError::status(StatusCode::SERVICE_UNAVAILABLE, TIMED_OUT).into_response(),
-            }
-        }))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                    let id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                }))
-                .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(CatchPanicLayer::custom(panic_response)),
-        )
+        });
+    let router = rate_limit::layer(router, anonymous, edge.anonymous_rate, edge.clients.clone());
+    let router = router.layer(middleware::from_fn(move |req: Request<Body>, next: Next| async move {
+        match tokio::time::timeout(timeout, next.run(req)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::status(StatusCode::SERVICE_UNAVAILABLE, TIMED_OUT).into_response(),
+        }
+    }));
+    edge.metrics.layer(router, edge.surface).layer(DefaultBodyLimit::max(edge.limits.max_body_bytes)).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }))
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(CatchPanicLayer::custom(panic_response)),
+    )
+}
+
+/// Where each listener serves its OpenAPI document, and the browsable page over it.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+pub const DOCS_PATH: &str = "/docs";
+
+/// Serves `doc` at [`OPENAPI_PATH`] and Swagger UI over it at [`DOCS_PATH`] (its files are vendored
+/// into the binary, so the page needs nothing from the internet).
+pub fn documented(router: Router, doc: utoipa::openapi::OpenApi) -> Router {
+    router.merge(utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, doc))
+}
+
+/// `paths` plus the documents' own routes, which take no credentials either.
+pub fn with_documents(mut paths: HashSet<String>) -> HashSet<String> {
+    paths.extend([OPENAPI_PATH, DOCS_PATH, "/docs/", "/docs/{*rest}"].map(str::to_owned));
+    paths
 }
 
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {

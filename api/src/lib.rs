@@ -14,6 +14,8 @@
 //! - [`cloud`] — the Cloud API: identity-provider token verification, Svix webhook signatures.
 //! - [`proxy`] — the Proxy's routes.
 //! - [`layers`] — middleware every listener shares (request ids, tracing, limits, fallbacks).
+//! - [`metrics`] — Prometheus metrics and their listener.
+//! - [`rate_limit`] — per-address limits on the anonymous routes.
 
 pub mod backend;
 pub mod cloud;
@@ -22,7 +24,9 @@ pub mod error;
 pub mod extract;
 pub mod large_body;
 pub mod layers;
+pub mod metrics;
 pub mod proxy;
+pub mod rate_limit;
 pub mod state;
 
 pub use error::ApiError;

@@ -10,8 +10,8 @@
 //! `pg_notify`, which wakes every follower of every instance. The NOTIFY is deliberately not part of
 //! the append transaction: a NOTIFY takes a server-wide lock at commit and would serialize all appends.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -86,10 +86,12 @@ pub struct Committed {
 pub type Store<A> = PersistedEventStore<PostgresEventRepository, A>;
 
 /// Coalesces post-commit wake-ups into as few `pg_notify` calls as possible: many commits while one
-/// NOTIFY is in flight cost one more NOTIFY, not many.
+/// NOTIFY is in flight cost one more NOTIFY, not many. It also counts the events this process
+/// committed, by aggregate type, for the metrics endpoint.
 #[derive(Clone)]
 pub struct Wakeup {
     pending: Arc<Notify>,
+    appended: Arc<Mutex<BTreeMap<&'static str, u64>>>,
 }
 
 impl Wakeup {
@@ -105,11 +107,22 @@ impl Wakeup {
                 }
             }
         });
-        Self { pending }
+        Self { pending, appended: Arc::default() }
     }
 
     pub fn wake(&self) {
         self.pending.notify_one();
+    }
+
+    fn committed(&self, aggregate: &'static str, events: usize) {
+        let mut appended = self.appended.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *appended.entry(aggregate).or_default() += events as u64;
+    }
+
+    /// Events committed through this wake-up's command buses since start, by aggregate type.
+    pub fn appended(&self) -> Vec<(&'static str, u64)> {
+        let appended = self.appended.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        appended.iter().map(|(aggregate, n)| (*aggregate, *n)).collect()
     }
 }
 
@@ -204,6 +217,7 @@ where
             match self.store.commit(events, context, metadata.clone()).await {
                 Ok(envelopes) => {
                     self.wakeup.wake();
+                    self.wakeup.committed(A::TYPE, envelopes.len());
                     let last = envelopes.last().map(|e| e.sequence).unwrap_or_default();
                     let committed = self.commit_of(id, last).await?;
                     return Ok((committed, envelopes.into_iter().map(|e| e.payload).collect()));

@@ -28,7 +28,7 @@ use harden_domain::values::{Email, OrgName, UserName};
 use harden_domain::{OrgId, Role, UserId};
 
 use crate::billing::{BillingError, Checkout, Stripe};
-use crate::bus::{Commands, Committed, Meta, Wakeup};
+use crate::bus::{Commands, Committed, Meta};
 use crate::error::Error;
 use crate::keys;
 use crate::mail::Mailer;
@@ -142,7 +142,7 @@ impl Onboarding {
         config: OnboardingConfig,
     ) -> Self {
         let (registrations, claims) = {
-            let wakeup = Wakeup::spawn(harden.pool().clone());
+            let wakeup = harden.wakeup();
             (Commands::new(harden.pool().clone(), wakeup.clone()), Commands::new(harden.pool().clone(), wakeup))
         };
         Self { harden, registrations, claims, passwords, throttle: LoginThrottle::default(), mailer, stripe, config }

@@ -35,6 +35,7 @@ pub struct Harden {
     pub shares: Commands<Share>,
     pub recoveries: Commands<Recovery>,
     pub files: Commands<harden_domain::file::File>,
+    wakeup: Wakeup,
 }
 
 /// The outcome of a KV write.
@@ -96,13 +97,19 @@ impl Harden {
             secrets: Commands::new(pool.clone(), wakeup.clone()).loading_last_event_only(),
             shares: Commands::new(pool.clone(), wakeup.clone()),
             recoveries: Commands::new(pool.clone(), wakeup.clone()),
-            files: Commands::new(pool.clone(), wakeup),
+            files: Commands::new(pool.clone(), wakeup.clone()),
+            wakeup,
             pool,
         }
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The wake-up every command bus of this process shares (it also counts committed events).
+    pub fn wakeup(&self) -> Wakeup {
+        self.wakeup.clone()
     }
 
     pub fn ids(&self) -> &IdHasher {

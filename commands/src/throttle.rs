@@ -25,7 +25,7 @@ const SWEEP_ABOVE: usize = 10_000;
 
 /// The unit an address is counted in: IPv4 addresses one by one, IPv6 by /64 (one subscriber
 /// usually holds a whole /64, and could otherwise rotate through it for fresh counters).
-fn bucket(address: IpAddr) -> IpAddr {
+pub fn bucket(address: IpAddr) -> IpAddr {
     match address.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
         v4 => v4,

@@ -55,6 +55,8 @@ impl Drop for TestDb {
 pub struct TestApp {
     pub backend: String,
     pub proxy: String,
+    /// `http://127.0.0.1:<port>` of the metrics listener, when `metrics_addr` is set.
+    pub metrics: Option<String>,
     pub global_admin_key: String,
     pub client: reqwest::Client,
     pub pool: PgPool,
@@ -106,13 +108,25 @@ pub async fn start(settings: Settings, db: Arc<TestDb>, data_dir: Arc<TempDir>) 
     let app = Application::build(&settings, Surfaces::Both).await.expect("application builds");
     let backend = format!("http://127.0.0.1:{}", app.backend_port().unwrap());
     let proxy = format!("http://127.0.0.1:{}", app.proxy_port().unwrap());
+    let metrics = app.metrics_port().map(|port| format!("http://127.0.0.1:{port}"));
     let server = tokio::spawn(async move {
         app.run_until(std::future::pending()).await.unwrap();
     });
     let global_admin_key =
         std::fs::read_to_string(settings.data_dir.join("global-admin.key")).expect("global admin key file");
     let pool = PgPool::connect(&db.url()).await.unwrap();
-    TestApp { backend, proxy, global_admin_key, client: reqwest::Client::new(), pool, settings, data_dir, db, server }
+    TestApp {
+        backend,
+        proxy,
+        metrics,
+        global_admin_key,
+        client: reqwest::Client::new(),
+        pool,
+        settings,
+        data_dir,
+        db,
+        server,
+    }
 }
 
 impl TestApp {

@@ -19,6 +19,7 @@ mod limits;
 mod me;
 mod nats;
 mod openapi;
+mod operability;
 mod orgs;
 mod plans;
 mod proxy;

@@ -1,8 +1,7 @@
 //! The Backend API: anonymous account-lifecycle routes, admin routes and user routes. It stores
 //! only ciphertext and wrapped keys; it never receives a user secret or a plaintext value.
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -95,9 +94,9 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(crate::cloud::openapi_router())
 }
 
-/// The Backend's router, with its OpenAPI document at `/openapi.json`.
-pub fn router(state: AppState, limits: layers::Limits) -> Router {
+/// The Backend's router, with its OpenAPI document at `/openapi.json` and a browsable page at `/docs`.
+pub fn router(state: AppState, edge: &layers::Edge) -> Router {
     let (router, doc) = openapi_router().split_for_parts();
-    let router = router.route("/openapi.json", get(move || async move { Json(doc) }));
-    layers::apply(router.with_state(state), limits)
+    let anonymous = layers::with_documents(crate::rate_limit::anonymous_paths(&doc));
+    layers::apply(layers::documented(router.with_state(state), doc), edge, anonymous)
 }

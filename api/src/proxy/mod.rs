@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{any, get};
-use axum::{Json, Router};
+use axum::routing::any;
+use axum::Router;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -126,11 +126,12 @@ pub fn openapi_router() -> OpenApiRouter<ProxyState> {
         .routes(routes!(forward::org_profile))
 }
 
-pub fn router(state: ProxyState) -> Router {
-    let limits = layers::Limits { max_body_bytes: state.max_body_bytes, request_timeout: state.request_timeout };
+pub fn router(state: ProxyState, edge: &layers::Edge) -> Router {
     let (router, doc) = openapi_router().split_for_parts();
+    let mut anonymous = layers::with_documents(crate::rate_limit::anonymous_paths(&doc));
+    // Passed through to the Backend, which limits them again per client address.
+    anonymous.extend(PASSED_THROUGH_ANONYMOUS.iter().map(|p| (*p).to_owned()));
     let router = router
-        .route("/openapi.json", get(move || async move { Json(doc) }))
         .route("/admin/{*rest}", any(forward::pass_through))
         .route("/auth/{*rest}", any(forward::pass_through))
         // The Cloud API, whose callers sign in with the identity provider's tokens (the Backend checks them).
@@ -139,5 +140,8 @@ pub fn router(state: ProxyState) -> Router {
         // (the Backend checks their signatures).
         .route("/webhooks/stripe", axum::routing::post(forward::pass_through))
         .route("/webhooks/clerk", axum::routing::post(forward::pass_through));
-    layers::apply(router.with_state(state), limits)
+    layers::apply(layers::documented(router.with_state(state), doc), edge, anonymous)
 }
+
+/// The pass-through routes that take no credentials.
+const PASSED_THROUGH_ANONYMOUS: [&str; 3] = ["/auth/{*rest}", "/webhooks/stripe", "/webhooks/clerk"];

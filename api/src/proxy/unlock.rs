@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 use harden_domain::crypto::{self, CryptoError, KdfParams, Kek, PrivateKeys};
 
 use crate::error::ApiError;
+use crate::metrics::UnlockCounts;
 use crate::proxy::client::Me;
 
 pub const INVALID_SECRET: &str = "invalid user secret";
@@ -53,6 +54,7 @@ pub struct Unlocker {
     cache_key: Zeroizing<[u8; 32]>,
     cache: Mutex<HashMap<Uuid, Unlocked>>,
     failures: Mutex<HashMap<Uuid, (u32, Instant)>>,
+    counts: UnlockCounts,
 }
 
 impl Unlocker {
@@ -73,7 +75,13 @@ impl Unlocker {
             cache_key,
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            counts: UnlockCounts::default(),
         })
+    }
+
+    /// Cache hits and misses, for the metrics endpoint.
+    pub fn counts(&self) -> &UnlockCounts {
+        &self.counts
     }
 
     pub fn params(&self) -> KdfParams {
@@ -124,8 +132,10 @@ impl Unlocker {
         };
         let tag = self.cache_tag(me.id, ecc, kyber, secret);
         if let Some(keys) = self.cached(me.id, &tag) {
+            self.counts.hits.inc();
             return Ok(keys);
         }
+        self.counts.misses.inc();
         // The attempt counts before the (slow) derivation, so concurrent guesses cannot all slip past
         // the limit; a success clears the count.
         self.count_attempt(me.id)?;
