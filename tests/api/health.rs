@@ -35,7 +35,12 @@ async fn unknown_routes_and_methods_answer_json_errors() {
 
 #[tokio::test]
 async fn ready_checks_the_database_migrations_and_followers_on_both_listeners() {
-    let app = crate::helpers::spawn_app_with(|s| s.follower_stall_secs = 1).await;
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.follower_stall_secs = 1;
+        // The write below cannot be applied while the lock is held: it answers after this bound.
+        s.read_model_wait_ms = 300;
+    })
+    .await;
     for base in [&app.backend, &app.proxy] {
         let body = expect_json(app.client.get(format!("{base}/ready")).send().await.unwrap(), StatusCode::OK).await;
         assert_eq!(body["status"], "ready", "{base}");

@@ -81,6 +81,9 @@ pub fn test_settings(db: &TestDb, data_dir: PathBuf) -> Settings {
         proxy_addr: "127.0.0.1:0".parse().unwrap(),
         log: std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
         follower_poll_ms: 100,
+        // Read-your-writes is waited for longer than in production: on a loaded two-core machine the
+        // followers can be seconds behind, and the tests read right after they write.
+        read_model_wait_ms: 10_000,
         // Each test publishes to a stream of its own on the machine's NATS.
         nats_stream: format!("T_{}", db.name.to_uppercase()),
         nats_subject_prefix: format!("t.{}", db.name),
