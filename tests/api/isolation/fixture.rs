@@ -376,6 +376,8 @@ impl Tenant {
             markers: vec![tag, invite_email],
         };
         tenant.markers.extend(tenant.identifiers());
+        tenant.markers.sort();
+        tenant.markers.dedup();
         tenant
     }
 

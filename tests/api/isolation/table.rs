@@ -8,7 +8,7 @@
 //! with the other org's things inside it. `t.secret` is a credential only its own tenant holds (a
 //! registration token, a password, a webhook signing secret): a cross-tenant call guesses it.
 
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -169,7 +169,10 @@ pub fn cases() -> Vec<Case> {
             }))
         }),
         // ---- Backend: KV records and their shares ----------------------------------------------------
-        Case::new(Backend, "GET /kv", Own, Read, Member, |_| call()),
+        // A cursor is a record name: the other tenant's lists the caller's own records after it.
+        Case::new(Backend, "GET /kv", Own, Read, Member, |t| {
+            call().query("cursor", URL_SAFE_NO_PAD.encode(&t.inner.records[0].name)).query("limit", 10)
+        }),
         Case::new(Backend, "GET /kv/{key}", Tenant, Read, Member, |t| {
             call().param("key", &t.inner.records[0].name).query("version", "1")
         }),
@@ -219,7 +222,9 @@ pub fn cases() -> Vec<Case> {
             call().param("key", &t.inner.records[0].name)
         }),
         // ---- Backend: files and their shares -------------------------------------------------------
-        Case::new(Backend, "GET /files", Own, Read, Member, |_| call()),
+        Case::new(Backend, "GET /files", Own, Read, Member, |t| {
+            call().query("cursor", URL_SAFE_NO_PAD.encode(format!("0|{}", t.inner.files[0].id)))
+        }),
         Case::new(Backend, "POST /files", Own, Create, Member, |t| {
             call().body(with(envelope(), json!({ "encryptedFileNameB64": t.outer.files[0].encrypted_name })))
         }),
