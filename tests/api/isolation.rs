@@ -11,17 +11,23 @@
 //! - a route that addresses B's things (`Tenant`, `Global`) answers 403 or 404 (401 when the
 //!   principal's kind of credential is not the route's), with a `{ "error": ... }` body, and
 //!   appends no event at all;
+//! - where a request has both a container and things inside it, A also sends its own container
+//!   (its org, its record, its file) with B's things inside (B's user, share, member, invite, key):
+//!   refused with a 4xx (a rule of A's own record may answer first), nothing appended;
+//! - the global admin's routes are refused to A's principals for A's own org too;
 //! - a route that acts on the caller alone (`Own`) or on nobody (`Public`) may answer anything but a
 //!   5xx, and the events it appends mention nothing of B's;
 //! - no answer (body or headers) holds anything that identifies B (ids, names, key names, emails,
 //!   tokens, ciphertexts) that the request itself did not carry.
 //!
-//! Every failure is collected, then all are reported at once.
+//! Every failure is collected, then all are reported at once, with what each A principal was
+//! answered per operation (`--nocapture` shows it on success).
 
 mod fixture;
 mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -51,7 +57,7 @@ pub enum Reach {
 /// When an operation runs. A's calls run reads, writes, removals, then its own creations (which
 /// make things of A's under B's names); B's run reads, writes, creations, then removals, so each
 /// destructive one comes after everything that needs what it destroys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     Read,
     Write,
@@ -495,9 +501,11 @@ fn crossings(
 
 #[tokio::test]
 async fn no_principal_of_one_org_reaches_anything_of_another_on_any_route() {
+    let started = Instant::now();
     let env = Env::start().await;
     let a = Tenant::build(&env, "A", false).await;
     let b = Tenant::build(&env, "B", true).await;
+    let built = started.elapsed();
     let cases = table::cases();
     let mut failures = Vec::new();
     let documented = documented(&env).await;
@@ -537,6 +545,8 @@ async fn no_principal_of_one_org_reaches_anything_of_another_on_any_route() {
         }
     }
 
+    let crossed = started.elapsed() - built;
+
     // The positive control: org B's own principals, with B's ids, succeed.
     let mut controls = plan.clone();
     controls.sort_by_key(|(case, _)| case.phase.rank(false));
@@ -565,15 +575,25 @@ async fn no_principal_of_one_org_reaches_anything_of_another_on_any_route() {
     for (route, statuses) in &seen {
         println!("  {route}: {statuses:?}");
     }
+    let count = |f: &dyn Fn(&Case) -> bool| plan.iter().filter(|(c, _)| f(c)).count();
     println!(
-        "isolation matrix: {} operations ({} Backend incl. Cloud, {} Proxy) × {} principals of org A = {} pairs; \
-         {variant_count} id variants; {calls} cross-tenant calls; {succeeded} of {} positive controls by org B succeeded",
+        "isolation matrix: {} operations ({} Backend incl. {} Cloud, {} Proxy; {} tenant, {} own, {} global, {} public) \
+         × {} principals of org A = {} pairs; {variant_count} id variants; {calls} cross-tenant calls; \
+         {succeeded} of {} positive controls by org B succeeded; fixtures {:.1} s, cross calls {:.1} s, total {:.1} s",
         plan.len(),
-        plan.iter().filter(|(c, _)| c.doc == Doc::Backend).count(),
-        plan.iter().filter(|(c, _)| c.doc == Doc::Proxy).count(),
+        count(&|c| c.doc == Doc::Backend),
+        count(&|c| c.route.contains(" /cloud/")),
+        count(&|c| c.doc == Doc::Proxy),
+        count(&|c| c.reach == Reach::Tenant),
+        count(&|c| c.reach == Reach::Own),
+        count(&|c| c.reach == Reach::Global),
+        count(&|c| c.reach == Reach::Public),
         CROSS_PRINCIPALS.len(),
         plan.len() * CROSS_PRINCIPALS.len(),
         plan.len(),
+        built.as_secs_f64(),
+        crossed.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
     );
     assert!(failures.is_empty(), "{} isolation failures:\n{}", failures.len(), failures.join("\n"));
 }
