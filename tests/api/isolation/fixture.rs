@@ -171,11 +171,16 @@ pub struct Tenant {
     pub fresh2: User,
     pub leaver: User,
     pub rotated: User,
-    /// The user's records, each shared with the admin: [0] is read and updated, [1] rotated and its
-    /// share revoked on the Backend, [2] its share revoked and deleted through the Proxy, [3] its
-    /// share given up by the admin through the Proxy.
+    /// The user's records (two versions each), each shared with the admin. The positive control
+    /// reads and updates [0], then the admin gives its share up and the user deletes it on the
+    /// Backend; rotates [1] and revokes its share on the Backend; shares [2] with the project user on
+    /// the Backend, then revokes the admin's share and deletes it through the Proxy; shares [3] with
+    /// the project user through the Proxy, and the admin gives its share up there.
     pub records: Vec<Record>,
-    /// The user's files, each shared with the admin, used as the records are.
+    /// The user's files, each shared with the admin. The positive control reads [0], shares it with
+    /// the project user and the admin gives its share up on the Backend; shares [1] through the
+    /// Proxy, revokes the admin's share and deletes it on the Backend; does that to [2] through the
+    /// Proxy; and the admin gives [3]'s share up through the Proxy.
     pub files: Vec<File>,
     pub bucket: String,
     /// A registration waiting for verification.

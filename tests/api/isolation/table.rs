@@ -10,7 +10,7 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::json;
 use uuid::Uuid;
 
 use super::fixture::{ANSWER, PASSWORD, RECOVERY, SECRET, STRIPE_WEBHOOK_SECRET};
@@ -22,15 +22,6 @@ use crate::storage::{S3_ACCESS_KEY, S3_URL};
 /// `n` bytes as base64: ciphertexts and wraps the Backend stores without opening.
 fn b64(n: usize, fill: u8) -> String {
     STANDARD.encode(vec![fill; n])
-}
-
-fn envelope() -> Value {
-    json!({ "ciphertextB64": b64(64, 7), "encryptedAesKeyEccB64": b64(33, 1), "encryptedAesKeyKyberB64": b64(1149, 2) })
-}
-
-fn with(mut base: Value, extra: Value) -> Value {
-    base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    base
 }
 
 fn future() -> String {
@@ -226,7 +217,10 @@ pub fn cases() -> Vec<Case> {
             call().query("cursor", URL_SAFE_NO_PAD.encode(format!("0|{}", t.inner.files[0].id)))
         }),
         Case::new(Backend, "POST /files", Own, Create, Member, |t| {
-            call().body(with(envelope(), json!({ "encryptedFileNameB64": t.outer.files[0].encrypted_name })))
+            call().body(json!({
+                "encryptedFileNameB64": t.outer.files[0].encrypted_name, "ciphertextB64": b64(64, 7),
+                "encryptedAesKeyEccB64": b64(33, 1), "encryptedAesKeyKyberB64": b64(1149, 2),
+            }))
         }),
         Case::new(Backend, "GET /files/{id}", Tenant, Read, Member, |t| call().param("id", t.inner.files[0].id)),
         Case::new(Backend, "GET /files/{id}/shares", Tenant, Read, Member, |t| call().param("id", t.inner.files[0].id)),
