@@ -236,6 +236,11 @@ impl Harden {
         let org = access::own_org(caller).map_err(|_| Error::forbidden("the global admin has no KV records"))?;
         let id = self.ids().secret_id(caller.user_id, key_name);
         let secret = self.secrets.load(&id).await?;
+        // Only a live record of the caller's has a key to rotate: any other name is not theirs (404,
+        // not a version conflict with a record that does not exist).
+        if secret.current_version() == 0 {
+            return Err(Error::not_found("key not found"));
+        }
         if secret.current_version() != expected_version {
             return Err(Error::VersionConflict { current: secret.current_version() });
         }

@@ -347,14 +347,17 @@ pub async fn create_file_share(
     Ok((StatusCode::CREATED, Consistency(freshness), Json(crate::backend::shares::ShareCreated { share_id })))
 }
 
-/// The open shares of the caller's file.
+/// The open shares of the caller's file; 404 when the caller has no such live file (another user's
+/// file does not exist for them, as for its other routes).
 #[utoipa::path(get, path = "/files/{id}/shares", tag = "files", params(("id" = Uuid, Path)), security(("apiKey" = [])),
-    responses((status = 200, body = Vec<OutgoingFileShareDto>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Vec<OutgoingFileShareDto>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn list_file_shares(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Json<Vec<OutgoingFileShareDto>>, ApiError> {
+    state.harden.live_file(caller.user_id, id).await?;
     let rows = state.shares.file_outgoing(caller.user_id, id).await?;
     Ok(Json(
         rows.into_iter()

@@ -139,15 +139,20 @@ pub async fn create_share(
     Ok((StatusCode::CREATED, Consistency(freshness), Json(ShareCreated { share_id })))
 }
 
-/// The open shares of the caller's record (its current life), with each recipient's public keys.
+/// The open shares of the caller's record (its current life), with each recipient's public keys;
+/// 404 when the caller has no such record, as for its other routes.
 #[utoipa::path(get, path = "/kv/{key}/shares", tag = "shares", params(("key" = String, Path)), security(("apiKey" = [])),
-    responses((status = 200, body = Vec<OutgoingShareDto>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Vec<OutgoingShareDto>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn list_shares(
     State(state): State<AppState>,
     caller: Caller,
     AppPath(key): AppPath<String>,
 ) -> Result<Json<Vec<OutgoingShareDto>>, ApiError> {
     let name = key_name(&key)?;
+    if state.kv.current(caller.user_id, name.as_str()).await?.is_none() {
+        return Err(ApiError::not_found("key not found"));
+    }
     let shares = state.shares.outgoing(caller.user_id, name.as_str()).await?;
     Ok(Json(
         shares
