@@ -1,7 +1,6 @@
 //! `/auth/orgadmin/*`: self-service registration, email verification and org-admin sign-in; and
 //! `/webhooks/stripe`, where Stripe says a subscription ended.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -15,7 +14,7 @@ use harden_commands::onboarding::RegistrationRequest;
 
 use crate::dto::{ApiKeyResponse, Consistency};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{AppJson, AppQuery, Client};
+use crate::extract::{AppBytes, AppJson, AppQuery, Client};
 use crate::state::AppState;
 
 const EMAIL_SENT: &str = "Verification email sent. Please verify your email to complete registration.";
@@ -139,12 +138,13 @@ pub async fn login(
 /// canceled, moves its org to the free plan's limits (once, however often Stripe delivers it).
 /// Every request must carry a valid `Stripe-Signature`.
 #[utoipa::path(post, path = "/webhooks/stripe", tag = "auth", request_body(content = String, content_type = "application/json"),
-    responses((status = 200, description = "received"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "received"), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn stripe_webhook(
     State(state): State<AppState>,
     client: Client,
     headers: HeaderMap,
-    body: Bytes,
+    AppBytes(body): AppBytes,
 ) -> Result<Json<Value>, ApiError> {
     let stripe =
         state.onboarding.stripe().filter(|s| s.webhooks_enabled()).ok_or_else(|| {

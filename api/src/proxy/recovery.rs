@@ -22,7 +22,7 @@ use harden_domain::crypto;
 use harden_domain::recovery_crypto::{self, MaskHeader};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{AppJson, AppPath};
+use crate::extract::{AppBytes, AppJson, AppPath};
 use crate::proxy::keys::KeysResponse;
 use crate::proxy::kv::{backend_public_keys, decode, unlocked};
 use crate::proxy::{random, ProxyState, NEW_USER_SECRET_HEADER, RECOVERY_SECRET_HEADER};
@@ -182,12 +182,12 @@ pub async fn set_trustee(
         ("X-Recovery-Secret" = String, Header)),
     security(("apiKey" = [], "userSecret" = [])),
     responses((status = 200, description = "{ \"requiresRekey\": true }"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn restore(
     State(state): State<ProxyState>,
     headers: HeaderMap,
     AppPath(owner): AppPath<Uuid>,
-    body: axum::body::Bytes,
+    AppBytes(body): AppBytes,
 ) -> Result<Response, ApiError> {
     let made_by_client = if body.iter().all(u8::is_ascii_whitespace) {
         RestoreRequest::default()
