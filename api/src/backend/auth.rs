@@ -13,7 +13,7 @@ use harden_commands::billing::WebhookEvent;
 use harden_commands::onboarding::RegistrationRequest;
 
 use crate::dto::{ApiKeyResponse, Consistency};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppBytes, AppJson, AppQuery, Client};
 use crate::state::AppState;
 
@@ -52,7 +52,9 @@ pub struct RegisterResponse {
 /// otherwise the token is in the answer). An address that already has an account gets an email
 /// saying so, and the same answer as anyone else.
 #[utoipa::path(post, path = "/auth/orgadmin/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 202, body = RegisterResponse), (status = 400, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 202, body = RegisterResponse), JsonBodyErrors,
+        (status = 429, body = ErrorBody, description = "too many registrations from this client address"),
+        (status = 502, body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     client: Client,
@@ -122,7 +124,7 @@ pub struct LoginRequest {
 /// Signs an org admin in with email and password: a fresh API key, and the previous one stops
 /// working. Wrong password and unknown email get the same 401; repeated failures are slowed, then 429.
 #[utoipa::path(post, path = "/auth/orgadmin/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = ApiKeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = ApiKeyResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
         (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
