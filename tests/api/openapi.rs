@@ -1,5 +1,5 @@
-use reqwest::StatusCode;
-use serde_json::Value;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
 
 use crate::helpers::{expect_json, spawn_app};
 
@@ -152,4 +152,50 @@ async fn every_operation_documents_the_answers_of_its_extractors() {
         missing.dedup();
         assert!(missing.is_empty(), "answers missing from {listener}/openapi.json: {missing:#?}");
     }
+}
+
+/// The schema a document names for an answer, with its `$ref` resolved.
+fn answer_schema<'d>(doc: &'d Value, path: &str, method: &str, status: &str) -> &'d Value {
+    let schema = &doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"];
+    match schema["$ref"].as_str() {
+        Some(reference) => &doc["components"]["schemas"][reference.trim_start_matches("#/components/schemas/")],
+        None => schema,
+    }
+}
+
+/// `GET /v1/files/shared/{shareId}` was documented as the owner's file (`id`, no `shareId`): a
+/// schemathesis run found the answer violating its schema.
+#[tokio::test]
+async fn a_shared_file_read_through_the_proxy_has_the_fields_its_document_names() {
+    let app = crate::files::app().await;
+    let team = crate::files::file_team(&app, "starter").await;
+    let file =
+        expect_json(crate::files::upload(&app, &team.owner, "notes.txt", b"hello").await, StatusCode::CREATED).await;
+    let share = crate::files::with_secret(
+        &app,
+        Method::POST,
+        &format!("/v1/files/{}/shares", file["id"].as_str().unwrap()),
+        &team.owner,
+        Some(json!({ "recipientUserId": team.member_id, "permission": "read" })),
+    )
+    .await;
+    let share_id = expect_json(share, StatusCode::CREATED).await["shareId"].as_str().unwrap().to_owned();
+    let path = format!("/v1/files/shared/{share_id}");
+    let read =
+        expect_json(crate::files::with_secret(&app, Method::GET, &path, &team.member, None).await, StatusCode::OK)
+            .await;
+
+    let doc =
+        expect_json(app.client.get(format!("{}/openapi.json", app.proxy)).send().await.unwrap(), StatusCode::OK).await;
+    let schema = answer_schema(&doc, "/v1/files/shared/{shareId}", "get", "200");
+    let mut fields: Vec<&str> = read.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut named: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    fields.sort();
+    named.sort();
+    required.sort();
+    assert_eq!(fields, named, "the answer's fields are the documented ones");
+    assert_eq!(required, named, "all of them are always there");
+    assert_eq!(read["shareId"], share_id.as_str());
+    assert_eq!(read["fileName"], "notes.txt");
 }

@@ -99,6 +99,20 @@ pub struct ProxyFile {
     pub content_b64: String,
 }
 
+/// `GET /v1/files/shared/{shareId}`: a file shared with the caller, decrypted (the content last,
+/// streamed).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxySharedFile {
+    pub share_id: Uuid,
+    pub owner_user_id: Uuid,
+    pub file_id: Uuid,
+    pub file_name: String,
+    pub content_type: String,
+    pub size_bytes: u64,
+    pub content_b64: String,
+}
+
 /// The Backend's `GET /files` entries, as far as the Proxy needs them.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -494,7 +508,7 @@ pub async fn inbox(State(state): State<ProxyState>, headers: HeaderMap) -> Resul
 /// Downloads and decrypts a file shared with the caller.
 #[utoipa::path(get, path = "/v1/files/shared/{shareId}", tag = "files", params(("shareId" = Uuid, Path)),
     security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 200, body = ProxyFile), UnlockErrors, (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ProxySharedFile), UnlockErrors, (status = 404, body = ErrorBody)))]
 pub async fn read_shared(
     State(state): State<ProxyState>,
     headers: HeaderMap,
