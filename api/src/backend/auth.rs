@@ -31,7 +31,9 @@ pub struct RegisterRequest {
     pub password: String,
     /// One of US, CA, GB, EU, CH, NO, IS, AL, AZ, AM, TR, MK, ME, AU, NZ, SG, MY, JP, KR.
     pub country_code: String,
-    /// free, starter, smb or business (enterprise: contact us).
+    /// free, starter, smb or business (enterprise: contact us). Required (an `Option` only so
+    /// that its absence gets harden's own message).
+    #[schema(required = true, value_type = String)]
     pub plan: Option<String>,
     /// monthly (default) or annual.
     pub billing_cycle: Option<String>,

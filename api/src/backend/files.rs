@@ -326,7 +326,9 @@ pub struct SharedFileDto {
 #[utoipa::path(post, path = "/files/{id}/shares", tag = "files", params(("id" = Uuid, Path)), request_body = CreateFileShareRequest,
     security(("apiKey" = [])),
     responses((status = 201, body = crate::backend::shares::ShareCreated), JsonBodyErrors,
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_file_share(
     State(state): State<AppState>,
     caller: Caller,

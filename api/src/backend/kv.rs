@@ -253,7 +253,7 @@ pub async fn kv_versions(
 /// new life with a higher version.
 #[utoipa::path(delete, path = "/kv/{key}", tag = "kv", params(("key" = String, Path)), security(("apiKey" = [])),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "the global admin has no KV records"),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
         (status = 404, body = ErrorBody)))]
 pub async fn delete_kv(
     State(state): State<AppState>,

@@ -119,6 +119,7 @@ fn trustee_share(trustee: UserId, m: &RecoveryMaterial) -> TrusteeShare {
 #[utoipa::path(put, path = "/users/me/recovery/trustees/{trusteeUserId}", tag = "recovery", params(("trusteeUserId" = Uuid, Path)),
     request_body = TrusteeShareRequest, security(("apiKey" = [])),
     responses((status = 200, body = TrusteeShare), JsonBodyErrors, (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
         (status = 404, body = ErrorBody)))]
 pub async fn set_trustee(
     State(state): State<AppState>,
@@ -168,7 +169,9 @@ pub async fn get_trustee(
 /// Removes a trustee (and voids a restore they submitted).
 #[utoipa::path(delete, path = "/users/me/recovery/trustees/{trusteeUserId}", tag = "recovery", params(("trusteeUserId" = Uuid, Path)),
     security(("apiKey" = [])),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
+        (status = 404, body = ErrorBody)))]
 pub async fn remove_trustee(
     State(state): State<AppState>,
     caller: Caller,
@@ -253,7 +256,9 @@ pub async fn pending(State(state): State<AppState>, caller: Caller) -> Result<Js
 /// sealed keys (allowed only while a trustee's restore is pending).
 #[utoipa::path(post, path = "/users/me/recovery/complete", tag = "recovery", request_body = CompleteRecoveryRequest,
     security(("apiKey" = [])),
-    responses((status = 204), JsonBodyErrors, (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), JsonBodyErrors, (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
+        (status = 404, body = ErrorBody)))]
 pub async fn complete(
     State(state): State<AppState>,
     caller: Caller,

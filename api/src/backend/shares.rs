@@ -117,6 +117,7 @@ pub struct RotateRequest {
 #[utoipa::path(post, path = "/kv/{key}/shares", tag = "shares", params(("key" = String, Path)), request_body = CreateShareRequest,
     security(("apiKey" = [])),
     responses((status = 201, body = ShareCreated), JsonBodyErrors, (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_share(
     State(state): State<AppState>,
@@ -185,6 +186,7 @@ pub async fn revoke_share(
 #[utoipa::path(post, path = "/kv/{key}/rotate", tag = "shares", params(("key" = String, Path)), request_body = RotateRequest,
     security(("apiKey" = [])),
     responses((status = 200, body = KvWriteResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn rotate(
     State(state): State<AppState>,

@@ -25,6 +25,8 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardingRequest {
+    /// Required (an `Option` only so that its absence gets harden's own message).
+    #[schema(required = true, value_type = String)]
     pub org_name: Option<String>,
     pub billing_email: Option<String>,
 }
@@ -149,6 +151,8 @@ pub async fn get_organization(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrganizationRequest {
+    /// Required (an `Option` only so that its absence gets harden's own message).
+    #[schema(required = true, value_type = String)]
     pub name: Option<String>,
     pub billing_email: Option<String>,
 }
