@@ -8,7 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 use harden_commands::Error as CommandError;
 
@@ -20,6 +20,22 @@ pub struct ErrorBody {
     /// On a KV check-and-set conflict: the version that is current.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_version: Option<u64>,
+}
+
+/// The answers every route that reads a JSON body ([`crate::extract::AppJson`]) can give before
+/// its handler runs. A route lists it in `responses(...)` beside its own answers, so its document
+/// names them (schemathesis checks that every status a route answers is documented).
+#[derive(IntoResponses)]
+pub enum JsonBodyErrors {
+    /// Malformed or mistyped JSON, an unknown field, or a value that breaks a rule.
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// The body is larger than the limit (`HARDEN_MAX_BODY_BYTES`).
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The body was not sent with `Content-Type: application/json`.
+    #[response(status = 415)]
+    NotJson(ErrorBody),
 }
 
 #[derive(Debug)]

@@ -58,6 +58,27 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
+/// A raw body (a webhook whose signature covers its exact bytes, an optional JSON body) with
+/// harden's error bodies: over the limit is 413 `{ "error": ... }`, not axum's plain text.
+pub struct AppBytes(pub axum::body::Bytes);
+
+impl<S> FromRequest<S> for AppBytes
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(AppBytes(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))
+            }
+            Err(rejection) => Err(ApiError::status(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
 /// axum prefixes serde's reason with its own sentence; the reason alone is what helps.
 fn serde_reason(text: &str) -> String {
     text.rsplit_once(": ").map(|(_, reason)| reason).unwrap_or(text).to_owned()

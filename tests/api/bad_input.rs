@@ -145,3 +145,30 @@ async fn nul_bytes_and_bad_cursors_in_query_parameters_are_400() {
         expect_error(app.get(path, key).await, StatusCode::BAD_REQUEST).await;
     }
 }
+
+/// The routes that read a raw body (the webhooks, whose signatures cover its exact bytes, and the
+/// Proxy's restore, whose body is optional) answered a body over the limit with axum's plain-text
+/// 413; found while documenting the answers schemathesis checks.
+#[tokio::test]
+async fn raw_bodies_over_the_limit_are_413_with_a_json_error() {
+    let app = spawn_app().await;
+    let huge = format!("{{\"data\":\"{}\"}}", "a".repeat(70 * 1024));
+    let urls = [
+        format!("{}/webhooks/clerk", app.backend),
+        format!("{}/webhooks/stripe", app.backend),
+        format!("{}/v1/recovery/restore/{}", app.proxy, uuid::Uuid::new_v4()),
+    ];
+    for url in urls {
+        let res = app
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("X-Api-Key", app.global_admin_key.as_str())
+            .header("X-User-Secret", "a user secret")
+            .body(huge.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(expect_error(res, StatusCode::PAYLOAD_TOO_LARGE).await, "request body too large", "{url}");
+    }
+}

@@ -1,7 +1,6 @@
 //! `/auth/orgadmin/*`: self-service registration, email verification and org-admin sign-in; and
 //! `/webhooks/stripe`, where Stripe says a subscription ended.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -14,8 +13,8 @@ use harden_commands::billing::WebhookEvent;
 use harden_commands::onboarding::RegistrationRequest;
 
 use crate::dto::{ApiKeyResponse, Consistency};
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{AppJson, AppQuery, Client};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
+use crate::extract::{AppBytes, AppJson, AppQuery, Client};
 use crate::state::AppState;
 
 const EMAIL_SENT: &str = "Verification email sent. Please verify your email to complete registration.";
@@ -32,7 +31,9 @@ pub struct RegisterRequest {
     pub password: String,
     /// One of US, CA, GB, EU, CH, NO, IS, AL, AZ, AM, TR, MK, ME, AU, NZ, SG, MY, JP, KR.
     pub country_code: String,
-    /// free, starter, smb or business (enterprise: contact us).
+    /// free, starter, smb or business (enterprise: contact us). Required (an `Option` only so
+    /// that its absence gets harden's own message).
+    #[schema(required = true, value_type = String)]
     pub plan: Option<String>,
     /// monthly (default) or annual.
     pub billing_cycle: Option<String>,
@@ -53,7 +54,9 @@ pub struct RegisterResponse {
 /// otherwise the token is in the answer). An address that already has an account gets an email
 /// saying so, and the same answer as anyone else.
 #[utoipa::path(post, path = "/auth/orgadmin/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 202, body = RegisterResponse), (status = 400, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 202, body = RegisterResponse), JsonBodyErrors,
+        (status = 429, body = ErrorBody, description = "too many registrations from this client address"),
+        (status = 502, body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     client: Client,
@@ -123,7 +126,7 @@ pub struct LoginRequest {
 /// Signs an org admin in with email and password: a fresh API key, and the previous one stops
 /// working. Wrong password and unknown email get the same 401; repeated failures are slowed, then 429.
 #[utoipa::path(post, path = "/auth/orgadmin/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = ApiKeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = ApiKeyResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
         (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
@@ -139,12 +142,13 @@ pub async fn login(
 /// canceled, moves its org to the free plan's limits (once, however often Stripe delivers it).
 /// Every request must carry a valid `Stripe-Signature`.
 #[utoipa::path(post, path = "/webhooks/stripe", tag = "auth", request_body(content = String, content_type = "application/json"),
-    responses((status = 200, description = "received"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "received"), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn stripe_webhook(
     State(state): State<AppState>,
     client: Client,
     headers: HeaderMap,
-    body: Bytes,
+    AppBytes(body): AppBytes,
 ) -> Result<Json<Value>, ApiError> {
     let stripe =
         state.onboarding.stripe().filter(|s| s.webhooks_enabled()).ok_or_else(|| {

@@ -28,7 +28,7 @@ use harden_projections::files::FileRow;
 
 use crate::backend::kv::{page_limit, ListQuery};
 use crate::dto::{page, Consistency};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppPath, AppQuery, Caller};
 use crate::large_body::{self, B64Field};
 use crate::state::AppState;
@@ -325,7 +325,9 @@ pub struct SharedFileDto {
 /// future or absent; the recipient must have keys. Answers the share id.
 #[utoipa::path(post, path = "/files/{id}/shares", tag = "files", params(("id" = Uuid, Path)), request_body = CreateFileShareRequest,
     security(("apiKey" = [])),
-    responses((status = 201, body = crate::backend::shares::ShareCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 201, body = crate::backend::shares::ShareCreated), JsonBodyErrors,
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_file_share(
     State(state): State<AppState>,

@@ -16,7 +16,7 @@ use harden_domain::secret::{KeyName, KeyUse, SecretEnvelope};
 use harden_projections::kv::KvValue;
 
 use crate::dto::{page, Consistency};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath, AppQuery, Caller};
 use crate::state::AppState;
 
@@ -178,8 +178,8 @@ fn expected_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         ("If-Match" = Option<String>, Header, description = "expected current version")),
     security(("apiKey" = [])),
     responses((status = 201, body = KvWriteResponse, description = "a new record (or a new life of a deleted one)"),
-        (status = 200, body = KvWriteResponse, description = "a new version"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 200, body = KvWriteResponse, description = "a new version"), JsonBodyErrors,
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn put_kv(
     State(state): State<AppState>,
     caller: Caller,
@@ -252,7 +252,9 @@ pub async fn kv_versions(
 /// Soft delete: gone from reads and listings, kept in the history. Writing the key again starts a
 /// new life with a higher version.
 #[utoipa::path(delete, path = "/kv/{key}", tag = "kv", params(("key" = String, Path)), security(("apiKey" = [])),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
+        (status = 404, body = ErrorBody)))]
 pub async fn delete_kv(
     State(state): State<AppState>,
     caller: Caller,

@@ -9,7 +9,7 @@ use harden_domain::values::{PublicKeys, SealProof, SealedPrivateKeys};
 use harden_domain::UserId;
 
 use crate::dto::{Consistency, MeResponse, PublicProfile, StoreKeysRequest};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath, Caller};
 use crate::state::AppState;
 
@@ -35,7 +35,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me
 /// the current user secret: an API key alone cannot replace them); different public keys are a 409,
 /// so keys that protect data are never silently replaced.
 #[utoipa::path(post, path = "/users/me/keys", tag = "users", request_body = StoreKeysRequest, security(("apiKey" = [])),
-    responses((status = 200, body = MeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = MeResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn store_keys(
     State(state): State<AppState>,

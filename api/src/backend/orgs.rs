@@ -9,14 +9,15 @@ use harden_commands::access;
 use harden_domain::OrgId;
 
 use crate::dto::{ChangePlanRequest, Consistency, CreateOrgRequest, OrgResponse};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath, Caller};
 use crate::state::AppState;
 
 /// Creates an organization (global admin only). `plan` defaults to `free`.
 #[utoipa::path(post, path = "/admin/orgs", tag = "admin", request_body = CreateOrgRequest,
     security(("apiKey" = [])),
-    responses((status = 201, body = OrgResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = OrgResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
 pub async fn create_org(
     State(state): State<AppState>,
     caller: Caller,
@@ -45,7 +46,7 @@ pub async fn list_orgs(State(state): State<AppState>, caller: Caller) -> Result<
 /// Moves an org to another plan (global admin only); the new limits apply from the next command.
 #[utoipa::path(put, path = "/admin/orgs/{orgId}/plan", tag = "admin", request_body = ChangePlanRequest,
     params(("orgId" = uuid::Uuid, Path)), security(("apiKey" = [])),
-    responses((status = 200, body = OrgResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = OrgResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn change_plan(
     State(state): State<AppState>,

@@ -17,7 +17,7 @@ use harden_domain::values::{SealProof, SealedPrivateKeys};
 use harden_domain::UserId;
 
 use crate::dto::Consistency;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath, Caller};
 use crate::state::AppState;
 
@@ -118,7 +118,9 @@ fn trustee_share(trustee: UserId, m: &RecoveryMaterial) -> TrusteeShare {
 /// Creates or replaces the recovery share for a trustee: a user of the caller's org, not the caller.
 #[utoipa::path(put, path = "/users/me/recovery/trustees/{trusteeUserId}", tag = "recovery", params(("trusteeUserId" = Uuid, Path)),
     request_body = TrusteeShareRequest, security(("apiKey" = [])),
-    responses((status = 200, body = TrusteeShare), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TrusteeShare), JsonBodyErrors, (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
+        (status = 404, body = ErrorBody)))]
 pub async fn set_trustee(
     State(state): State<AppState>,
     caller: Caller,
@@ -167,7 +169,9 @@ pub async fn get_trustee(
 /// Removes a trustee (and voids a restore they submitted).
 #[utoipa::path(delete, path = "/users/me/recovery/trustees/{trusteeUserId}", tag = "recovery", params(("trusteeUserId" = Uuid, Path)),
     security(("apiKey" = [])),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
+        (status = 404, body = ErrorBody)))]
 pub async fn remove_trustee(
     State(state): State<AppState>,
     caller: Caller,
@@ -213,7 +217,8 @@ pub async fn owner_share(
 /// replace the owner's keys: they wait, as a pending recovery, for the owner to complete it.
 #[utoipa::path(post, path = "/users/me/recovery/restore/{ownerUserId}", tag = "recovery", params(("ownerUserId" = Uuid, Path)),
     request_body = RestoreRequest, security(("apiKey" = [])),
-    responses((status = 200, body = RestoreResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RestoreResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn restore(
     State(state): State<AppState>,
     caller: Caller,
@@ -251,7 +256,9 @@ pub async fn pending(State(state): State<AppState>, caller: Caller) -> Result<Js
 /// sealed keys (allowed only while a trustee's restore is pending).
 #[utoipa::path(post, path = "/users/me/recovery/complete", tag = "recovery", request_body = CompleteRecoveryRequest,
     security(("apiKey" = [])),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), JsonBodyErrors, (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
+        (status = 404, body = ErrorBody)))]
 pub async fn complete(
     State(state): State<AppState>,
     caller: Caller,

@@ -20,7 +20,7 @@ use harden_domain::UserId;
 
 use crate::backend::kv::{key_name, KvWriteResponse};
 use crate::dto::Consistency;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath, Caller};
 use crate::state::AppState;
 
@@ -116,7 +116,8 @@ pub struct RotateRequest {
 /// future or absent; the recipient must have keys. Answers the share id.
 #[utoipa::path(post, path = "/kv/{key}/shares", tag = "shares", params(("key" = String, Path)), request_body = CreateShareRequest,
     security(("apiKey" = [])),
-    responses((status = 201, body = ShareCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 201, body = ShareCreated), JsonBodyErrors, (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_share(
     State(state): State<AppState>,
@@ -189,7 +190,8 @@ pub async fn revoke_share(
 /// key wrapped for the owner and for every remaining recipient. A check-and-set on `expectedVersion`.
 #[utoipa::path(post, path = "/kv/{key}/rotate", tag = "shares", params(("key" = String, Path)), request_body = RotateRequest,
     security(("apiKey" = [])),
-    responses((status = 200, body = KvWriteResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = KvWriteResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin, who has no records, keys or recovery"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn rotate(
     State(state): State<AppState>,

@@ -14,7 +14,7 @@ use harden_domain::storage::StorageSettings;
 use harden_domain::OrgId;
 
 use crate::dto::Consistency;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath, Caller};
 use crate::state::AppState;
 
@@ -60,7 +60,8 @@ impl From<StorageSettings> for StorageResponse {
 
 /// The org's storage settings (its org admins and the global admin); 404 until configured.
 #[utoipa::path(get, path = "/admin/orgs/{orgId}/storage", tag = "admin", params(("orgId" = Uuid, Path)), security(("apiKey" = [])),
-    responses((status = 200, body = StorageResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = StorageResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_storage(
     State(state): State<AppState>,
     caller: Caller,
@@ -74,7 +75,7 @@ pub async fn get_storage(
 /// 400 names what failed (DNS, connection, credentials, missing bucket, a private address).
 #[utoipa::path(put, path = "/admin/orgs/{orgId}/storage", tag = "admin", params(("orgId" = Uuid, Path)), request_body = StorageRequestDto,
     security(("apiKey" = [])),
-    responses((status = 200, body = StorageResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = StorageResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn put_storage(
     State(state): State<AppState>,

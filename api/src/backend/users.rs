@@ -10,7 +10,7 @@ use harden_commands::service::NewUser;
 use harden_domain::{OrgId, Role, UserId};
 
 use crate::dto::{ApiKeyResponse, Consistency, CreateUserRequest, CreatedUserResponse, UserRecord};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath, Caller};
 use crate::state::AppState;
 
@@ -19,7 +19,7 @@ use crate::state::AppState;
 /// and (as the spec documents) in `apiKeyHash`.
 #[utoipa::path(post, path = "/admin/orgs/{orgId}/users", tag = "admin", request_body = CreateUserRequest,
     params(("orgId" = uuid::Uuid, Path)), security(("apiKey" = [])),
-    responses((status = 201, body = CreatedUserResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 201, body = CreatedUserResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_user(
     State(state): State<AppState>,
@@ -55,7 +55,8 @@ pub async fn create_user(
 /// org's org admins. API key hashes are blank.
 #[utoipa::path(get, path = "/admin/orgs/{orgId}/users", tag = "admin",
     params(("orgId" = uuid::Uuid, Path)), security(("apiKey" = [])),
-    responses((status = 200, body = Vec<UserRecord>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Vec<UserRecord>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
@@ -72,8 +73,9 @@ pub async fn list_users(
 /// Rotates a user's API key: every key the user holds stops working before this returns.
 #[utoipa::path(post, path = "/admin/orgs/{orgId}/users/{userId}/apikey/rotate", tag = "admin",
     params(("orgId" = uuid::Uuid, Path), ("userId" = uuid::Uuid, Path)), security(("apiKey" = [])),
-    responses((status = 200, body = ApiKeyResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = ApiKeyResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub async fn rotate_key(
     State(state): State<AppState>,
     caller: Caller,

@@ -18,13 +18,15 @@ use harden_projections::cloud::{CloudOrgRow, InviteRow};
 
 use crate::cloud::auth::{self, Cloud};
 use crate::dto::Consistency;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath};
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardingRequest {
+    /// Required (an `Option` only so that its absence gets harden's own message).
+    #[schema(required = true, value_type = String)]
     pub org_name: Option<String>,
     pub billing_email: Option<String>,
 }
@@ -43,8 +45,8 @@ pub struct OnboardingResponse {
 /// already onboarded (200).
 #[utoipa::path(post, path = "/cloud/onboarding", tag = "cloud", request_body = OnboardingRequest,
     security(("bearer" = [])),
-    responses((status = 201, body = OnboardingResponse), (status = 200, body = OnboardingResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = OnboardingResponse), (status = 200, body = OnboardingResponse), JsonBodyErrors,
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn onboarding(
     State(state): State<AppState>,
     Cloud(caller): Cloud,
@@ -135,8 +137,8 @@ impl From<CloudOrgRow> for Organization {
 /// An org's details (minimum role: viewer).
 #[utoipa::path(get, path = "/cloud/organizations/{org_id}", tag = "cloud", params(("org_id" = Uuid, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = Organization), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Organization), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_organization(
     State(state): State<AppState>,
     Cloud(caller): Cloud,
@@ -149,6 +151,8 @@ pub async fn get_organization(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrganizationRequest {
+    /// Required (an `Option` only so that its absence gets harden's own message).
+    #[schema(required = true, value_type = String)]
     pub name: Option<String>,
     pub billing_email: Option<String>,
 }
@@ -156,7 +160,7 @@ pub struct UpdateOrganizationRequest {
 /// Renames the org and sets its billing email (minimum role: admin).
 #[utoipa::path(patch, path = "/cloud/organizations/{org_id}", tag = "cloud", params(("org_id" = Uuid, Path)),
     request_body = UpdateOrganizationRequest, security(("bearer" = [])),
-    responses((status = 200, body = Organization), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = Organization), JsonBodyErrors, (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_organization(
     State(state): State<AppState>,
@@ -180,8 +184,8 @@ pub struct OrganizationDeleted {
 /// once; its events and audit stay.
 #[utoipa::path(delete, path = "/cloud/organizations/{org_id}", tag = "cloud", params(("org_id" = Uuid, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = OrganizationDeleted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = OrganizationDeleted), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_organization(
     State(state): State<AppState>,
     Cloud(caller): Cloud,
@@ -213,8 +217,8 @@ pub struct MemberList {
 /// viewer).
 #[utoipa::path(get, path = "/cloud/organizations/{org_id}/members", tag = "cloud", params(("org_id" = Uuid, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = MemberList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = MemberList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_members(
     State(state): State<AppState>,
     Cloud(caller): Cloud,
@@ -259,7 +263,7 @@ pub struct MemberRoleResponse {
 #[utoipa::path(patch, path = "/cloud/organizations/{org_id}/members/{clerk_user_id}", tag = "cloud",
     params(("org_id" = Uuid, Path), ("clerk_user_id" = String, Path)), request_body = UpdateMemberRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = MemberRoleResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = MemberRoleResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_member(
     State(state): State<AppState>,
@@ -289,8 +293,8 @@ pub struct MemberRemoved {
 /// Removes a member (minimum role: admin); the owner cannot be removed.
 #[utoipa::path(delete, path = "/cloud/organizations/{org_id}/members/{clerk_user_id}", tag = "cloud",
     params(("org_id" = Uuid, Path), ("clerk_user_id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = MemberRemoved), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = MemberRemoved), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn remove_member(
     State(state): State<AppState>,
     Cloud(caller): Cloud,
@@ -343,7 +347,7 @@ impl From<InviteRow> for InviteResponse {
 /// Invites an email address (minimum role: admin); the invite expires after 7 days.
 #[utoipa::path(post, path = "/cloud/organizations/{org_id}/invites", tag = "cloud", params(("org_id" = Uuid, Path)),
     request_body = CreateInviteRequest, security(("bearer" = [])),
-    responses((status = 201, body = InviteResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 201, body = InviteResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_invite(
     State(state): State<AppState>,
@@ -367,8 +371,8 @@ pub struct InviteList {
 /// Pending, accepted and revoked invites (minimum role: viewer).
 #[utoipa::path(get, path = "/cloud/organizations/{org_id}/invites", tag = "cloud", params(("org_id" = Uuid, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = InviteList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = InviteList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_invites(
     State(state): State<AppState>,
     Cloud(caller): Cloud,
@@ -387,8 +391,9 @@ pub struct StatusResponse {
 /// Revokes a pending invite (minimum role: admin).
 #[utoipa::path(delete, path = "/cloud/organizations/{org_id}/invites/{token}", tag = "cloud",
     params(("org_id" = Uuid, Path), ("token" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = StatusResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = StatusResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub async fn revoke_invite(
     State(state): State<AppState>,
     Cloud(caller): Cloud,
@@ -409,8 +414,9 @@ pub struct InviteAccepted {
 /// Joins the invite's org. The caller's verified email must be the invite's.
 #[utoipa::path(post, path = "/cloud/invites/{token}/accept", tag = "cloud", params(("token" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = InviteAccepted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+    responses((status = 200, body = InviteAccepted), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
 pub async fn accept_invite(
     State(state): State<AppState>,
     Cloud(caller): Cloud,
@@ -447,7 +453,7 @@ pub struct ApiKeyCreated {
 /// here, is an org-admin `X-Api-Key` for the Backend and the Proxy.
 #[utoipa::path(post, path = "/cloud/organizations/{org_id}/api-keys", tag = "cloud", params(("org_id" = Uuid, Path)),
     request_body = CreateApiKeyRequest, security(("bearer" = [])),
-    responses((status = 201, body = ApiKeyCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 201, body = ApiKeyCreated), JsonBodyErrors, (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_api_key(
     State(state): State<AppState>,
@@ -486,8 +492,8 @@ pub struct ApiKeyList {
 /// written in batches, so it may trail the latest use by the flush interval.
 #[utoipa::path(get, path = "/cloud/organizations/{org_id}/api-keys", tag = "cloud", params(("org_id" = Uuid, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = ApiKeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ApiKeyList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_api_keys(
     State(state): State<AppState>,
     Cloud(caller): Cloud,
@@ -520,8 +526,8 @@ pub struct ApiKeyRevoked {
 /// Revokes an API key for good (minimum role: admin); its next request gets 401.
 #[utoipa::path(delete, path = "/cloud/organizations/{org_id}/api-keys/{key_id}", tag = "cloud",
     params(("org_id" = Uuid, Path), ("key_id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 200, body = ApiKeyRevoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ApiKeyRevoked), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke_api_key(
     State(state): State<AppState>,
     Cloud(caller): Cloud,

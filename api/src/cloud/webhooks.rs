@@ -5,7 +5,6 @@
 //! that failed half-way is not recorded, so Svix's retry applies it again, and every step is
 //! idempotent (an upsert, memberships that end once).
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -14,6 +13,7 @@ use harden_domain::cloud::IdentityId;
 
 use crate::cloud::svix;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::AppBytes;
 use crate::state::AppState;
 
 pub const INVALID_SIGNATURE: &str = "invalid webhook signature";
@@ -82,12 +82,13 @@ fn bad_payload(what: &str) -> ApiError {
 /// acknowledged and ignored). Authenticated by its Svix signature, not by a token.
 #[utoipa::path(post, path = "/webhooks/clerk", tag = "cloud", request_body(content = String, content_type = "application/json"),
     params(("svix-id" = String, Header), ("svix-timestamp" = String, Header), ("svix-signature" = String, Header)),
-    responses((status = 204, description = "Applied, ignored, or already applied"), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Applied, ignored, or already applied"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
 pub async fn clerk_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    AppBytes(body): AppBytes,
 ) -> Result<StatusCode, ApiError> {
     let secret = state
         .cloud_auth

@@ -28,10 +28,12 @@ use harden_domain::crypto::{self, DataKey, RecordContext};
 use harden_domain::file::MAX_NAME_BYTES;
 use harden_domain::Plan;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::backend::files::{FileStoredResponse, OutgoingFileShareDto};
+use crate::backend::shares::ShareCreated;
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::AppPath;
 use crate::large_body::{self, B64Field};
-use crate::proxy::kv::{decode, unlocked, Caller};
+use crate::proxy::kv::{decode, unlocked, Caller, UnlockErrors};
 use crate::proxy::{forward, random, ProxyState};
 
 /// The largest `POST /v1/files` body: the biggest plan's file in base64, with its fields.
@@ -91,6 +93,20 @@ pub struct ProxyFileList {
 #[serde(rename_all = "camelCase")]
 pub struct ProxyFile {
     pub id: Uuid,
+    pub file_name: String,
+    pub content_type: String,
+    pub size_bytes: u64,
+    pub content_b64: String,
+}
+
+/// `GET /v1/files/shared/{shareId}`: a file shared with the caller, decrypted (the content last,
+/// streamed).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxySharedFile {
+    pub share_id: Uuid,
+    pub owner_user_id: Uuid,
+    pub file_id: Uuid,
     pub file_name: String,
     pub content_type: String,
     pub size_bytes: u64,
@@ -181,8 +197,8 @@ pub(crate) fn open_name(key: &DataKey, org: Uuid, owner: Uuid, encrypted: &[u8])
 /// Encrypts a file and stores it through the Backend's `POST /files`.
 #[utoipa::path(post, path = "/v1/files", tag = "files", request_body = ProxyFileUpload,
     security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 201, description = "as the Backend's POST /files"), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 201, body = FileStoredResponse), UnlockErrors, (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub async fn upload_file(
     State(state): State<ProxyState>,
     headers: HeaderMap,
@@ -240,7 +256,7 @@ pub async fn upload_file(
 /// The caller's files with their names decrypted (the Backend's `GET /files`, paginated the same way).
 #[utoipa::path(get, path = "/v1/files", tag = "files", security(("apiKey" = [], "userSecret" = [])),
     params(("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
-    responses((status = 200, body = ProxyFileList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = ProxyFileList), UnlockErrors))]
 pub async fn list_files(State(state): State<ProxyState>, request: Request) -> Result<Json<ProxyFileList>, ApiError> {
     let query = request.uri().query().map(str::to_owned);
     let caller = unlocked(&state, request.headers()).await?;
@@ -298,8 +314,7 @@ pub(crate) fn open_file(
 /// Downloads and decrypts a file.
 #[utoipa::path(get, path = "/v1/files/{id}", tag = "files", params(("id" = Uuid, Path)),
     security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 200, body = ProxyFile), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = ProxyFile), UnlockErrors, (status = 404, body = ErrorBody)))]
 pub async fn get_file(
     State(state): State<ProxyState>,
     headers: HeaderMap,
@@ -319,7 +334,8 @@ pub async fn get_file(
 
 /// Deletes a file (the Backend's `DELETE /files/{id}`).
 #[utoipa::path(delete, path = "/v1/files/{id}", tag = "files", params(("id" = Uuid, Path)), security(("apiKey" = [])),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn delete_file(
     state: State<ProxyState>,
     peer: ConnectInfo<SocketAddr>,
@@ -380,8 +396,7 @@ struct StoredMeta {
 /// Shares the caller's file with a user of their org. Answers the share id.
 #[utoipa::path(post, path = "/v1/files/{fileId}/shares", tag = "files", params(("fileId" = Uuid, Path)), request_body = FileShareRequest,
     security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 201, description = "{ \"shareId\" }"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 201, body = ShareCreated), UnlockErrors, JsonBodyErrors, (status = 404, body = ErrorBody)))]
 pub async fn create_share(
     State(state): State<ProxyState>,
     headers: HeaderMap,
@@ -437,7 +452,8 @@ pub async fn create_share(
 
 /// The open shares of the caller's file (the Backend's `GET /files/{id}/shares`).
 #[utoipa::path(get, path = "/v1/files/{fileId}/shares", tag = "files", params(("fileId" = Uuid, Path)), security(("apiKey" = [])),
-    responses((status = 200, description = "as the Backend's GET /files/{id}/shares"), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = Vec<OutgoingFileShareDto>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn list_shares(
     state: State<ProxyState>,
     peer: ConnectInfo<SocketAddr>,
@@ -449,7 +465,8 @@ pub async fn list_shares(
 /// Revokes a share of the caller's file: the recipient is refused at once.
 #[utoipa::path(delete, path = "/v1/files/{fileId}/shares/{shareId}", tag = "files", params(("fileId" = Uuid, Path), ("shareId" = Uuid, Path)),
     security(("apiKey" = [])),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn revoke_share(
     state: State<ProxyState>,
     peer: ConnectInfo<SocketAddr>,
@@ -460,7 +477,7 @@ pub async fn revoke_share(
 
 /// The caller's inbox of shared files, with the names decrypted.
 #[utoipa::path(get, path = "/v1/files/shared", tag = "files", security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 200, body = Vec<FileInboxItem>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = Vec<FileInboxItem>), UnlockErrors))]
 pub async fn inbox(State(state): State<ProxyState>, headers: HeaderMap) -> Result<Json<Vec<FileInboxItem>>, ApiError> {
     let caller = unlocked(&state, &headers).await?;
     let entries: Vec<StoredInboxEntry> =
@@ -491,8 +508,7 @@ pub async fn inbox(State(state): State<ProxyState>, headers: HeaderMap) -> Resul
 /// Downloads and decrypts a file shared with the caller.
 #[utoipa::path(get, path = "/v1/files/shared/{shareId}", tag = "files", params(("shareId" = Uuid, Path)),
     security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 200, body = ProxyFile), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = ProxySharedFile), UnlockErrors, (status = 404, body = ErrorBody)))]
 pub async fn read_shared(
     State(state): State<ProxyState>,
     headers: HeaderMap,
@@ -518,7 +534,8 @@ pub async fn read_shared(
 
 /// The recipient gives up a file share (the Backend's `DELETE /files/shared/{shareId}`).
 #[utoipa::path(delete, path = "/v1/files/shared/{shareId}", tag = "files", params(("shareId" = Uuid, Path)), security(("apiKey" = [])),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn remove_shared(
     state: State<ProxyState>,
     peer: ConnectInfo<SocketAddr>,

@@ -9,6 +9,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::dto::PublicProfile;
 use crate::error::{ApiError, ErrorBody};
 use crate::proxy::client::is_hop_by_hop;
 use crate::proxy::{ProxyState, NEW_USER_SECRET_HEADER, USER_SECRET_HEADER};
@@ -83,7 +84,8 @@ impl RetainHopByHop for axum::http::HeaderMap {
 
 /// Public profiles of the caller's org (the Backend's `GET /users/org`).
 #[utoipa::path(get, path = "/v1/users/org", tag = "users", security(("apiKey" = [])),
-    responses((status = 200, description = "as the Backend's GET /users/org"), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = Vec<PublicProfile>), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn org_directory(
     state: State<ProxyState>,
     peer: ConnectInfo<SocketAddr>,
@@ -108,7 +110,9 @@ pub async fn ready(state: State<ProxyState>, peer: ConnectInfo<SocketAddr>, requ
 
 /// One public profile of the caller's org (the Backend's `GET /users/org/{userId}`).
 #[utoipa::path(get, path = "/v1/users/org/{userId}", tag = "users", params(("userId" = uuid::Uuid, Path)), security(("apiKey" = [])),
-    responses((status = 200, description = "as the Backend's GET /users/org/{userId}"), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = PublicProfile), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 502, body = ErrorBody)))]
 pub async fn org_profile(
     state: State<ProxyState>,
     peer: ConnectInfo<SocketAddr>,

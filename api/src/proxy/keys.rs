@@ -64,7 +64,9 @@ async fn seal_and_store(
 /// Generates the caller's X25519 and ML-KEM-768 key pairs and stores them, the private keys sealed
 /// under `X-User-Secret` (Argon2id). Once only: a user who has keys gets 409, never new keys.
 #[utoipa::path(post, path = "/v1/keys/generate", tag = "keys", security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 201, body = KeysResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 201, body = KeysResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin has no key material"),
         (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn generate(
     State(state): State<ProxyState>,

@@ -15,13 +15,14 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 use uuid::Uuid;
 
 use harden_domain::crypto::{self, DataKey, RecordContext};
 use harden_domain::secret::KeyName;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::backend::kv::{KvListResponse, KvWriteResponse, ListQuery};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath, AppQuery};
 use crate::proxy::client::Me;
 use crate::proxy::unlock::{UnlockedKeys, NO_KEYS};
@@ -90,6 +91,30 @@ impl Caller<'_> {
     }
 }
 
+/// What every route that unlocks the caller's keys ([`unlocked`]) can answer before its own work.
+/// Routes list it in `responses(...)` beside their own answers.
+#[derive(IntoResponses)]
+pub enum UnlockErrors {
+    /// `X-User-Secret` is missing or not visible ASCII.
+    #[response(status = 400)]
+    MissingSecret(ErrorBody),
+    /// No or an unknown API key, or a user secret that does not open the keys.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The global admin, who has no keys and no records.
+    #[response(status = 403)]
+    GlobalAdmin(ErrorBody),
+    /// The user has no keys yet (`POST /v1/keys/generate`), or a stored value does not open with them.
+    #[response(status = 409)]
+    NoKeys(ErrorBody),
+    /// Five failed unlocks of this user within a minute.
+    #[response(status = 429)]
+    Throttled(ErrorBody),
+    /// The Backend could not be reached.
+    #[response(status = 502)]
+    BackendUnreachable(ErrorBody),
+}
+
 /// The caller, their org and their unlocked keys.
 pub(crate) async fn unlocked<'h>(state: &ProxyState, headers: &'h HeaderMap) -> Result<Caller<'h>, ApiError> {
     let api_key = ProxyState::api_key(headers)?;
@@ -122,10 +147,11 @@ pub(crate) fn unwrap_key(
 }
 
 /// Encrypts the value and stores it. `If-Match` is passed on (check-and-set, as on the Backend).
-#[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv", request_body = PutValue, params(("key" = String, Path)),
+#[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv", request_body = PutValue,
+    params(("key" = String, Path), ("If-Match" = Option<String>, Header, description = "expected current version")),
     security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 201, description = "as the Backend's PUT /kv/{key}"), (status = 200, description = "a new version"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 201, body = KvWriteResponse, description = "a new record (or a new life of a deleted one)"),
+        (status = 200, body = KvWriteResponse, description = "a new version"), UnlockErrors, JsonBodyErrors))]
 pub async fn put_kv(
     State(state): State<ProxyState>,
     headers: HeaderMap,
@@ -183,8 +209,7 @@ pub async fn put_kv(
 /// Reads and decrypts the value (`?version=N` for an older version of its current life).
 #[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv", params(("key" = String, Path), VersionQuery),
     security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 200, body = ValueResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = ValueResponse), UnlockErrors, (status = 404, body = ErrorBody)))]
 pub async fn get_kv(
     State(state): State<ProxyState>,
     headers: HeaderMap,
@@ -210,7 +235,9 @@ pub async fn get_kv(
 
 /// Soft-deletes the record (the Backend's `DELETE /kv/{key}`).
 #[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv", params(("key" = String, Path)), security(("apiKey" = [])),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the global admin has no KV records"),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn delete_kv(
     state: State<ProxyState>,
     peer: ConnectInfo<SocketAddr>,
@@ -220,8 +247,9 @@ pub async fn delete_kv(
 }
 
 /// The caller's live keys (the Backend's `GET /kv`, paginated the same way).
-#[utoipa::path(get, path = "/v1/kv", tag = "kv", security(("apiKey" = [])),
-    responses((status = 200, description = "as the Backend's GET /kv"), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/kv", tag = "kv", params(ListQuery), security(("apiKey" = [])),
+    responses((status = 200, body = KvListResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn list_kv(
     state: State<ProxyState>,
     peer: ConnectInfo<SocketAddr>,

@@ -21,10 +21,11 @@ use uuid::Uuid;
 use harden_domain::crypto;
 use harden_domain::recovery_crypto::{self, MaskHeader};
 
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{AppJson, AppPath};
+use crate::backend::recovery::{RestoreResponse, TrusteeShare};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
+use crate::extract::{AppBytes, AppJson, AppPath};
 use crate::proxy::keys::KeysResponse;
-use crate::proxy::kv::{backend_public_keys, decode, unlocked};
+use crate::proxy::kv::{backend_public_keys, decode, unlocked, UnlockErrors};
 use crate::proxy::{random, ProxyState, NEW_USER_SECRET_HEADER, RECOVERY_SECRET_HEADER};
 
 #[derive(Deserialize, ToSchema)]
@@ -99,8 +100,7 @@ fn json_response(status: StatusCode, body: axum::body::Bytes) -> Response {
 /// trustee, masked by the answer when `xorApplied`).
 #[utoipa::path(put, path = "/v1/recovery/trustees/{trusteeUserId}", tag = "recovery", params(("trusteeUserId" = Uuid, Path)),
     request_body = TrusteeRequest, security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 200, description = "as the Backend's PUT /users/me/recovery/trustees/{trusteeUserId}"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = TrusteeShare), UnlockErrors, JsonBodyErrors, (status = 404, body = ErrorBody)))]
 pub async fn set_trustee(
     State(state): State<ProxyState>,
     headers: HeaderMap,
@@ -181,13 +181,13 @@ pub async fn set_trustee(
 #[utoipa::path(post, path = "/v1/recovery/restore/{ownerUserId}", tag = "recovery", params(("ownerUserId" = Uuid, Path),
         ("X-Recovery-Secret" = String, Header)),
     security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 200, description = "{ \"requiresRekey\": true }"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = RestoreResponse), UnlockErrors, (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
 pub async fn restore(
     State(state): State<ProxyState>,
     headers: HeaderMap,
     AppPath(owner): AppPath<Uuid>,
-    body: axum::body::Bytes,
+    AppBytes(body): AppBytes,
 ) -> Result<Response, ApiError> {
     let made_by_client = if body.iter().all(u8::is_ascii_whitespace) {
         RestoreRequest::default()
@@ -249,8 +249,9 @@ pub async fn restore(
 /// match); they are sealed under the new secret, which from now on is the only one that works.
 #[utoipa::path(post, path = "/v1/recovery/complete", tag = "recovery", request_body = CompleteRequest,
     params(("X-Recovery-Secret" = String, Header), ("X-New-User-Secret" = String, Header)), security(("apiKey" = [])),
-    responses((status = 200, body = KeysResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = KeysResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 502, body = ErrorBody)))]
 pub async fn complete(
     State(state): State<ProxyState>,
     headers: HeaderMap,

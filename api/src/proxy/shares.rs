@@ -21,10 +21,11 @@ use uuid::Uuid;
 use harden_domain::crypto::{self, DataKey, PublicKeys, RecordContext};
 use harden_domain::secret::KeyName;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::backend::shares::{OutgoingShareDto, ShareCreated};
+use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath};
 use crate::proxy::client::Answer;
-use crate::proxy::kv::{backend_public_keys, decode, unlocked, unwrap_key, Caller, Stored};
+use crate::proxy::kv::{backend_public_keys, decode, unlocked, unwrap_key, Caller, Stored, UnlockErrors};
 use crate::proxy::{random, ProxyState};
 
 const ALIAS_KIND: &str = "share-alias";
@@ -140,8 +141,7 @@ async fn current(state: &ProxyState, caller: &Caller<'_>, name: &KeyName) -> Res
 /// the alias encrypted to them. Answers the share id.
 #[utoipa::path(post, path = "/v1/kv/{key}/shares", tag = "shares", params(("key" = String, Path)), request_body = ShareRequest,
     security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 201, description = "{ \"shareId\" }"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 201, body = ShareCreated), UnlockErrors, JsonBodyErrors, (status = 404, body = ErrorBody)))]
 pub async fn create_share(
     State(state): State<ProxyState>,
     headers: HeaderMap,
@@ -193,7 +193,8 @@ pub async fn create_share(
 
 /// The open shares of the caller's value (recipient, permission, expiry).
 #[utoipa::path(get, path = "/v1/kv/{key}/shares", tag = "shares", params(("key" = String, Path)), security(("apiKey" = [])),
-    responses((status = 200, description = "as the Backend's GET /kv/{key}/shares"), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = Vec<OutgoingShareDto>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn list_shares(
     State(state): State<ProxyState>,
     headers: HeaderMap,
@@ -295,7 +296,7 @@ pub async fn revoke_share(
 
 /// The caller's inbox: shares of other users' values, with their aliases decrypted.
 #[utoipa::path(get, path = "/v1/kv/shared", tag = "shares", security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 200, body = Vec<InboxItem>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = Vec<InboxItem>), UnlockErrors))]
 pub async fn inbox(State(state): State<ProxyState>, headers: HeaderMap) -> Result<Json<Vec<InboxItem>>, ApiError> {
     let caller = unlocked(&state, &headers).await?;
     let entries: Vec<InboxEntry> =
@@ -327,8 +328,7 @@ pub(crate) fn open_alias(caller: &Caller<'_>, owner: Uuid, key: &str, blob_b64: 
 /// Opens a share: the value, decrypted with the recipient's keys.
 #[utoipa::path(get, path = "/v1/kv/shared/{shareId}", tag = "shares", params(("shareId" = Uuid, Path)),
     security(("apiKey" = [], "userSecret" = [])),
-    responses((status = 200, body = SharedValue), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = SharedValue), UnlockErrors, (status = 404, body = ErrorBody)))]
 pub async fn read_shared(
     State(state): State<ProxyState>,
     headers: HeaderMap,
@@ -367,7 +367,8 @@ pub async fn read_shared(
 
 /// The recipient gives up a share (the Backend's `DELETE /kv/shared/{shareId}`).
 #[utoipa::path(delete, path = "/v1/kv/shared/{shareId}", tag = "shares", params(("shareId" = Uuid, Path)), security(("apiKey" = [])),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn remove_shared(
     State(state): State<ProxyState>,
     headers: HeaderMap,
