@@ -95,6 +95,23 @@ pub fn anonymous_paths(doc: &OpenApi) -> HashSet<String> {
         .collect()
 }
 
+/// Documents the 429 the limit answers on every operation of `doc` that takes no credentials.
+pub fn document(doc: &mut OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let too_many = ResponseBuilder::new()
+        .description("Too many requests from this client address to the anonymous routes; see `Retry-After`")
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for op in operations.into_iter().flatten() {
+            if op.security.as_ref().is_none_or(Vec::is_empty) {
+                op.responses.responses.entry("429".to_owned()).or_insert_with(|| too_many.clone().into());
+            }
+        }
+    }
+}
+
 /// Limits the requests of `router` to `anonymous` routes (templates as axum matches them) and to
 /// no route at all, per client address as `clients` resolves it.
 pub fn layer(router: Router, anonymous: HashSet<String>, rate: AnonymousRate, clients: Arc<TrustedProxies>) -> Router {

@@ -131,6 +131,16 @@ async fn anonymous_routes_are_rate_limited_per_client_address() {
         // Another address has its own allowance.
         assert_eq!(from("/auth/plans", other).await.unwrap().status(), StatusCode::OK, "{base}");
     }
+    // The documents name the 429 on the anonymous operations, and only there.
+    for base in [&app.backend, &app.proxy] {
+        let res = app.client.get(format!("{base}/openapi.json")).header("x-forwarded-for", "192.0.2.1").send().await;
+        let doc = expect_json(res.unwrap(), StatusCode::OK).await;
+        assert!(doc["paths"]["/health"]["get"]["responses"]["429"].is_object(), "{base}");
+    }
+    let res = app.client.get(format!("{}/openapi.json", app.backend)).header("x-forwarded-for", "192.0.2.1").send();
+    let doc = expect_json(res.await.unwrap(), StatusCode::OK).await;
+    assert!(doc["paths"]["/auth/orgadmin/login"]["post"]["responses"]["429"].is_object());
+    assert!(doc["paths"]["/kv"]["get"]["responses"].get("429").is_none());
     // Routes that take credentials are not limited by it.
     for _ in 0..10 {
         let res = app

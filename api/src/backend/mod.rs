@@ -96,7 +96,8 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
 
 /// The Backend's router, with its OpenAPI document at `/openapi.json` and a browsable page at `/docs`.
 pub fn router(state: AppState, edge: &layers::Edge) -> Router {
-    let (router, doc) = openapi_router().split_for_parts();
+    let (router, mut doc) = openapi_router().split_for_parts();
+    crate::rate_limit::document(&mut doc);
     let anonymous = layers::with_documents(crate::rate_limit::anonymous_paths(&doc));
     layers::apply(layers::documented(router.with_state(state), doc), edge, anonymous)
 }

@@ -127,7 +127,8 @@ pub fn openapi_router() -> OpenApiRouter<ProxyState> {
 }
 
 pub fn router(state: ProxyState, edge: &layers::Edge) -> Router {
-    let (router, doc) = openapi_router().split_for_parts();
+    let (router, mut doc) = openapi_router().split_for_parts();
+    crate::rate_limit::document(&mut doc);
     let mut anonymous = layers::with_documents(crate::rate_limit::anonymous_paths(&doc));
     // Passed through to the Backend, which limits them again per client address.
     anonymous.extend(PASSED_THROUGH_ANONYMOUS.iter().map(|p| (*p).to_owned()));
