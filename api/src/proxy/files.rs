@@ -453,7 +453,8 @@ pub async fn create_share(
 /// The open shares of the caller's file (the Backend's `GET /files/{id}/shares`).
 #[utoipa::path(get, path = "/v1/files/{fileId}/shares", tag = "files", params(("fileId" = Uuid, Path)), security(("apiKey" = [])),
     responses((status = 200, body = Vec<OutgoingFileShareDto>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 502, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "the caller has no such file"),
+        (status = 413, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn list_shares(
     state: State<ProxyState>,
     peer: ConnectInfo<SocketAddr>,

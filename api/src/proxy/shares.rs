@@ -194,7 +194,8 @@ pub async fn create_share(
 /// The open shares of the caller's value (recipient, permission, expiry).
 #[utoipa::path(get, path = "/v1/kv/{key}/shares", tag = "shares", params(("key" = String, Path)), security(("apiKey" = [])),
     responses((status = 200, body = Vec<OutgoingShareDto>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "the caller has no such record"),
+        (status = 502, body = ErrorBody)))]
 pub async fn list_shares(
     State(state): State<ProxyState>,
     headers: HeaderMap,
