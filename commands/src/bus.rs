@@ -167,7 +167,7 @@ where
 
     async fn load_context(&self, id: &str) -> Result<EventStoreAggregateContext<A>, Error> {
         if !self.tail_only {
-            return self.store.load_aggregate(id).await.map_err(store_error::<A>);
+            return self.store.load_aggregate(id).await.map_err(|e| store_error::<A>(e, "load", id));
         }
         let mut aggregate = A::default();
         let mut current_sequence = 0;
@@ -212,7 +212,7 @@ where
                     tracing::debug!(aggregate = A::TYPE, attempt, "concurrency conflict, retrying");
                     tokio::time::sleep(Duration::from_millis(2u64 << attempt)).await;
                 }
-                Err(e) => return Err(store_error::<A>(e)),
+                Err(e) => return Err(store_error::<A>(e, "append events to", id)),
             }
         }
         Err(Error::Busy)
@@ -221,10 +221,7 @@ where
     /// The aggregate as its events make it now: for rules that need the authoritative state (does
     /// this org exist, which org is this user in) rather than a read model that may lag.
     pub async fn load(&self, id: &str) -> Result<A, Error> {
-        let mut context =
-            self.store.load_aggregate(id).await.map_err(|e| {
-                Error::Internal(anyhow::anyhow!("{e}").context(format!("Failed to load {} {id}", A::TYPE)))
-            })?;
+        let mut context = self.store.load_aggregate(id).await.map_err(|e| store_error::<A>(e, "load", id))?;
         Ok(std::mem::take(cqrs_es::AggregateContext::aggregate(&mut context)))
     }
 
@@ -250,12 +247,15 @@ pub const PLAN_LIMIT_SQLSTATE: &str = "HL001";
 pub const INACTIVE_ACTOR_SQLSTATE: &str = "HL003";
 
 /// Store failures other than conflicts: a plan limit refused at append time is the caller's 400;
-/// anything else is infrastructure.
-fn store_error<A: Aggregate>(e: AggregateError<A::Error>) -> Error {
+/// anything else is infrastructure (`Unavailable` when the database is out of reach: the cause
+/// keeps its type, so [`Error::from`] can tell).
+fn store_error<A: Aggregate>(e: AggregateError<A::Error>, doing: &str, id: &str) -> Error {
     let cause = match e {
         AggregateError::UnexpectedError(cause) | AggregateError::DatabaseConnectionError(cause) => cause,
         AggregateError::DeserializationError(cause) => {
-            return Error::Internal(anyhow::anyhow!("{cause}").context(format!("Failed to decode {} events", A::TYPE)))
+            return Error::Internal(
+                anyhow::Error::from_boxed(cause).context(format!("Failed to decode {} {id}", A::TYPE)),
+            )
         }
         AggregateError::AggregateConflict => return Error::Busy,
         AggregateError::UserError(user) => return Error::Internal(anyhow::anyhow!("{user}")),
@@ -263,7 +263,7 @@ fn store_error<A: Aggregate>(e: AggregateError<A::Error>) -> Error {
     if let Some(limit) = plan_limit(cause.as_ref()) {
         return limit;
     }
-    Error::Internal(anyhow::anyhow!("{cause}").context(format!("Failed to append {} events", A::TYPE)))
+    anyhow::Error::from_boxed(cause).context(format!("Failed to {doing} {} {id}", A::TYPE)).into()
 }
 
 fn plan_limit(cause: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<Error> {

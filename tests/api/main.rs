@@ -20,6 +20,7 @@ mod me;
 mod nats;
 mod openapi;
 mod orgs;
+mod outage;
 mod plans;
 mod proxy;
 mod recovery;
