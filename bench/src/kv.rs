@@ -1,4 +1,4 @@
-//! `harden-bench`: drives a running harden with concurrent clients and reports throughput and
+//! `harden-bench kv`: drives a running harden with concurrent clients and reports throughput and
 //! latency percentiles. `bench/run` starts harden on a fresh database, runs this, and measures raw
 //! PostgreSQL with pgbench in the same run for comparison.
 //!
@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use clap::Parser;
 use serde_json::{json, Value};
 
-#[derive(Parser)]
-struct Args {
+#[derive(clap::Args)]
+pub struct Args {
     /// The Backend's base URL.
     #[arg(long, default_value = "http://127.0.0.1:18080")]
     backend: String,
@@ -47,9 +46,6 @@ struct Args {
     /// Label for the Proxy phases (e.g. "cache on").
     #[arg(long, default_value = "")]
     label: String,
-    /// Time the envelope crypto in-process (one unlock, one wrap, one unwrap) and exit.
-    #[arg(long)]
-    crypto: bool,
 }
 
 const USER_SECRET: &str = "bench user secret 0123456789";
@@ -77,12 +73,7 @@ impl Phase {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if args.crypto {
-        return crypto_costs();
-    }
+pub async fn run(args: Args) -> anyhow::Result<()> {
     let admin_key = std::fs::read_to_string(&args.admin_key_file).context("read the global admin key")?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).build()?;
     let keys = setup(&client, &args, admin_key.trim()).await?;
@@ -95,15 +86,18 @@ async fn main() -> anyhow::Result<()> {
     if !args.proxy_only {
         // New keys: each create also moves the org's record count, which serializes creates per org.
         let create =
-            run(&client, &args.backend, &args, &keys, "PUT /kv/{key} new", Some(body.clone()), Naming::Fresh).await;
+            run_phase(&client, &args.backend, &args, &keys, "PUT /kv/{key} new", Some(body.clone()), Naming::Fresh)
+                .await;
         ensure!(
             create.ops >= args.keys * args.clients,
             "the create phase wrote fewer keys than the other phases use; lower --keys"
         );
         phases.push(create);
         // Updates and reads cycle over keys that exist.
-        phases.push(run(&client, &args.backend, &args, &keys, "PUT /kv/{key} update", Some(body), Naming::Cycle).await);
-        phases.push(run(&client, &args.backend, &args, &keys, "GET /kv/{key}", None, Naming::Cycle).await);
+        phases.push(
+            run_phase(&client, &args.backend, &args, &keys, "PUT /kv/{key} update", Some(body), Naming::Cycle).await,
+        );
+        phases.push(run_phase(&client, &args.backend, &args, &keys, "GET /kv/{key}", None, Naming::Cycle).await);
     }
     if let Some(proxy) = &args.proxy {
         for key in &keys {
@@ -146,9 +140,12 @@ async fn main() -> anyhow::Result<()> {
             Box::leak(format!("{what} {}", args.label).trim().to_owned().into_boxed_str())
         };
         phases.push(
-            run(&client, &base, &args, &keys, label("Proxy PUT /v1/kv/{key}"), Some(value), Naming::ProxyCycle).await,
+            run_phase(&client, &base, &args, &keys, label("Proxy PUT /v1/kv/{key}"), Some(value), Naming::ProxyCycle)
+                .await,
         );
-        phases.push(run(&client, &base, &args, &keys, label("Proxy GET /v1/kv/{key}"), None, Naming::ProxyCycle).await);
+        phases.push(
+            run_phase(&client, &base, &args, &keys, label("Proxy GET /v1/kv/{key}"), None, Naming::ProxyCycle).await,
+        );
     }
     for phase in &phases {
         println!(
@@ -221,7 +218,7 @@ enum Naming {
     ProxyCycle,
 }
 
-async fn run(
+async fn run_phase(
     client: &reqwest::Client,
     base: &str,
     args: &Args,
@@ -292,7 +289,7 @@ async fn run(
 
 /// The cost of one unlock (Argon2id at the default parameters), one wrap and one unwrap, measured
 /// in this process (release build), as JSON lines.
-fn crypto_costs() -> anyhow::Result<()> {
+pub fn crypto_costs() -> anyhow::Result<()> {
     use harden_domain::crypto::{self, DataKey, KdfParams, PrivateKeys, RecordContext};
     let time = |name: &str, runs: u32, f: &mut dyn FnMut()| {
         f();
