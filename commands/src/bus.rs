@@ -247,8 +247,7 @@ pub const PLAN_LIMIT_SQLSTATE: &str = "HL001";
 pub const INACTIVE_ACTOR_SQLSTATE: &str = "HL003";
 
 /// Store failures other than conflicts: a plan limit refused at append time is the caller's 400;
-/// anything else is infrastructure (`Unavailable` when the database is out of reach: the cause
-/// keeps its type, so [`Error::from`] can tell).
+/// anything else is infrastructure, `Unavailable` when the database is out of reach.
 fn store_error<A: Aggregate>(e: AggregateError<A::Error>, doing: &str, id: &str) -> Error {
     let cause = match e {
         AggregateError::UnexpectedError(cause) | AggregateError::DatabaseConnectionError(cause) => cause,
@@ -263,7 +262,15 @@ fn store_error<A: Aggregate>(e: AggregateError<A::Error>, doing: &str, id: &str)
     if let Some(limit) = plan_limit(cause.as_ref()) {
         return limit;
     }
-    anyhow::Error::from_boxed(cause).context(format!("Failed to {doing} {} {id}", A::TYPE)).into()
+    // Decided here, on the typed cause: an anyhow error made from a box hides the box's type from
+    // its chain.
+    let outage = cause.downcast_ref::<sqlx::Error>().is_some_and(crate::error::is_database_outage);
+    let error = anyhow::Error::from_boxed(cause).context(format!("Failed to {doing} {} {id}", A::TYPE));
+    if outage {
+        Error::Unavailable(error)
+    } else {
+        Error::Internal(error)
+    }
 }
 
 fn plan_limit(cause: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<Error> {
@@ -277,4 +284,26 @@ fn plan_limit(cause: &(dyn std::error::Error + Send + Sync + 'static)) -> Option
     let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
     let (limit, plan, max) = (pg.message(), pg.detail().unwrap_or("?"), pg.hint().unwrap_or("?"));
     Some(Error::Invalid(format!("plan limit reached: {limit} is {max} on the {plan} plan")))
+}
+
+#[cfg(test)]
+mod tests {
+    use harden_domain::secret::Secret;
+
+    use super::*;
+
+    #[test]
+    fn an_event_store_that_lost_the_database_is_unavailable() {
+        let reset = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let cases: [(&str, AggregateError<_>); 3] = [
+            ("connection error", AggregateError::DatabaseConnectionError(Box::new(reset()))),
+            ("pool timed out", AggregateError::UnexpectedError(Box::new(sqlx::Error::PoolTimedOut))),
+            ("reset mid-append", AggregateError::UnexpectedError(Box::new(reset()))),
+        ];
+        for (case, error) in cases {
+            assert!(matches!(store_error::<Secret>(error, "append events to", "x"), Error::Unavailable(_)), "{case}");
+        }
+        let other = AggregateError::UnexpectedError(Box::new(sqlx::Error::RowNotFound));
+        assert!(matches!(store_error::<Secret>(other, "load", "x"), Error::Internal(_)), "a failed query is internal");
+    }
 }

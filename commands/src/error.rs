@@ -58,7 +58,8 @@ pub enum Error {
 }
 
 /// Infrastructure failures: a database outage anywhere in the cause's chain is `Unavailable`,
-/// anything else `Internal`.
+/// anything else `Internal`. (The chain shows typed errors only: an error made with
+/// `anyhow::Error::from_boxed` must be classified where its type is still known.)
 impl From<anyhow::Error> for Error {
     fn from(e: anyhow::Error) -> Self {
         if e.chain().any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(is_database_outage)) {
