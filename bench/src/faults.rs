@@ -81,6 +81,9 @@ pub enum Fault {
     Pg,
     /// NATS stopped and started.
     Nats,
+    /// NATS killed with SIGKILL and started (optional: a killed process, not a lost machine, so the
+    /// operating system still holds what it wrote).
+    NatsKill,
     /// harden killed with SIGKILL and restarted.
     Kill,
 }
@@ -90,6 +93,7 @@ impl Fault {
         match self {
             Fault::Pg => "PostgreSQL restart",
             Fault::Nats => "NATS stop/start",
+            Fault::NatsKill => "SIGKILL of NATS",
             Fault::Kill => "SIGKILL of harden",
         }
     }
@@ -235,8 +239,9 @@ async fn inject(fault: Fault, args: &Args, services: &mut Services) -> anyhow::R
             tokio::time::sleep(Duration::from_secs(args.pg_down_secs)).await;
             blocking(&mut || services.postgres.start_again())?;
         }
-        Fault::Nats => {
-            blocking(&mut || services.nats.stop())?;
+        Fault::Nats | Fault::NatsKill => {
+            let kill = fault == Fault::NatsKill;
+            blocking(&mut || if kill { services.nats.kill() } else { services.nats.stop() })?;
             tokio::time::sleep(Duration::from_secs(args.nats_down_secs)).await;
             blocking(&mut || services.nats.start_again())?;
         }
@@ -347,7 +352,7 @@ async fn check_phase(
                 }
             }
         }
-        Fault::Nats => {
+        Fault::Nats | Fault::NatsKill => {
             if !failures.is_empty() {
                 violations.push(format!("{} requests failed while NATS was away: {by_status:?}", failures.len()));
             }

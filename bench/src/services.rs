@@ -177,6 +177,16 @@ impl Nats {
     }
 }
 
+impl Nats {
+    /// SIGKILL: no flush of the store.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let mut child = self.child.take().context("NATS is not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+}
+
 impl Drop for Nats {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
