@@ -340,9 +340,10 @@ async fn check_phase(
     if slowest > limit {
         violations.push(format!("a request took {:.1} s, beyond the request timeout", slowest.as_secs_f64()));
     }
-    // Recovery: the first acknowledged write sent after the service was back.
+    // Recovery: the first write acknowledged once the service was back (it may have been sent
+    // during the outage and waited).
     let recovered =
-        outcomes.iter().filter(|o| o.sent >= restored && matches!(o.reply, Reply::Ok)).map(|o| o.done).min();
+        outcomes.iter().filter(|o| o.done >= restored && matches!(o.reply, Reply::Ok)).map(|o| o.done).min();
     let last_failure = failures.iter().map(|o| o.done).max();
     match fault {
         Fault::Pg => {
@@ -452,7 +453,7 @@ async fn readback(api: &Api, users: &[User], acked: &[Acked]) -> Vec<String> {
 fn print_table(reports: &[Value]) {
     println!();
     println!(
-        "| fault | requests | acknowledged | failed (by status) | failures seen (s after fault) | recovery after restore (s) \
+        "| fault | requests | acknowledged | failed (by status) | failures seen (s after fault) | first ack after restore (s) \
          | slowest request (s) | acked writes read back | writes committed | catch-up (s) | events in store (so far) \
          | stream messages (doubled/missing) | violations |"
     );
