@@ -1,8 +1,9 @@
 //! The one place where failures become HTTP statuses.
 //!
 //! rule violation → 400, missing or bad credentials → 401, role → 403, missing or another tenant's
-//! → 404, state conflict → 409, too many concurrent writers → 503 with `Retry-After`, anything else →
-//! an opaque 500 whose cause is logged here, inside the request's span, and never sent.
+//! → 404, state conflict → 409, too many concurrent writers or the database out of reach → 503 with
+//! `Retry-After`, anything else → an opaque 500 whose cause is logged here, inside the request's
+//! span, and never sent.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -74,12 +75,19 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
-        ApiError::Command(CommandError::Internal(e))
+        ApiError::Command(e.into())
     }
 }
 
 fn body(status: StatusCode, msg: String) -> Response {
     (status, Json(ErrorBody { error: msg, current_version: None })).into_response()
+}
+
+/// 503 with `Retry-After: 1`: nothing was wrong with the request, and it may succeed soon.
+fn retry_soon(msg: String) -> Response {
+    let mut response = body(StatusCode::SERVICE_UNAVAILABLE, msg);
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
 }
 
 impl IntoResponse for ApiError {
@@ -109,10 +117,10 @@ impl IntoResponse for ApiError {
                     let error = CommandError::VersionConflict { current }.to_string();
                     (StatusCode::CONFLICT, Json(ErrorBody { error, current_version: Some(current) })).into_response()
                 }
-                CommandError::Busy => {
-                    let mut response = body(StatusCode::SERVICE_UNAVAILABLE, CommandError::Busy.to_string());
-                    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                    response
+                CommandError::Busy => retry_soon(CommandError::Busy.to_string()),
+                CommandError::Unavailable(cause) => {
+                    tracing::warn!(error = format!("{cause:#}"), "the database is unavailable");
+                    retry_soon(CommandError::Unavailable(cause).to_string())
                 }
                 CommandError::Internal(cause) => {
                     tracing::error!(error = format!("{cause:#}"), "request failed");

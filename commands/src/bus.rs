@@ -180,7 +180,7 @@ where
 
     async fn load_context(&self, id: &str) -> Result<EventStoreAggregateContext<A>, Error> {
         if !self.tail_only {
-            return self.store.load_aggregate(id).await.map_err(store_error::<A>);
+            return self.store.load_aggregate(id).await.map_err(|e| store_error::<A>(e, "load", id));
         }
         let mut aggregate = A::default();
         let mut current_sequence = 0;
@@ -226,7 +226,7 @@ where
                     tracing::debug!(aggregate = A::TYPE, attempt, "concurrency conflict, retrying");
                     tokio::time::sleep(Duration::from_millis(2u64 << attempt)).await;
                 }
-                Err(e) => return Err(store_error::<A>(e)),
+                Err(e) => return Err(store_error::<A>(e, "append events to", id)),
             }
         }
         Err(Error::Busy)
@@ -235,10 +235,7 @@ where
     /// The aggregate as its events make it now: for rules that need the authoritative state (does
     /// this org exist, which org is this user in) rather than a read model that may lag.
     pub async fn load(&self, id: &str) -> Result<A, Error> {
-        let mut context =
-            self.store.load_aggregate(id).await.map_err(|e| {
-                Error::Internal(anyhow::anyhow!("{e}").context(format!("Failed to load {} {id}", A::TYPE)))
-            })?;
+        let mut context = self.store.load_aggregate(id).await.map_err(|e| store_error::<A>(e, "load", id))?;
         Ok(std::mem::take(cqrs_es::AggregateContext::aggregate(&mut context)))
     }
 
@@ -264,12 +261,14 @@ pub const PLAN_LIMIT_SQLSTATE: &str = "HL001";
 pub const INACTIVE_ACTOR_SQLSTATE: &str = "HL003";
 
 /// Store failures other than conflicts: a plan limit refused at append time is the caller's 400;
-/// anything else is infrastructure.
-fn store_error<A: Aggregate>(e: AggregateError<A::Error>) -> Error {
+/// anything else is infrastructure, `Unavailable` when the database is out of reach.
+fn store_error<A: Aggregate>(e: AggregateError<A::Error>, doing: &str, id: &str) -> Error {
     let cause = match e {
         AggregateError::UnexpectedError(cause) | AggregateError::DatabaseConnectionError(cause) => cause,
         AggregateError::DeserializationError(cause) => {
-            return Error::Internal(anyhow::anyhow!("{cause}").context(format!("Failed to decode {} events", A::TYPE)))
+            return Error::Internal(
+                anyhow::Error::from_boxed(cause).context(format!("Failed to decode {} {id}", A::TYPE)),
+            )
         }
         AggregateError::AggregateConflict => return Error::Busy,
         AggregateError::UserError(user) => return Error::Internal(anyhow::anyhow!("{user}")),
@@ -277,7 +276,15 @@ fn store_error<A: Aggregate>(e: AggregateError<A::Error>) -> Error {
     if let Some(limit) = plan_limit(cause.as_ref()) {
         return limit;
     }
-    Error::Internal(anyhow::anyhow!("{cause}").context(format!("Failed to append {} events", A::TYPE)))
+    // Decided here, on the typed cause: an anyhow error made from a box hides the box's type from
+    // its chain.
+    let outage = cause.downcast_ref::<sqlx::Error>().is_some_and(crate::error::is_database_outage);
+    let error = anyhow::Error::from_boxed(cause).context(format!("Failed to {doing} {} {id}", A::TYPE));
+    if outage {
+        Error::Unavailable(error)
+    } else {
+        Error::Internal(error)
+    }
 }
 
 fn plan_limit(cause: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<Error> {
@@ -291,4 +298,26 @@ fn plan_limit(cause: &(dyn std::error::Error + Send + Sync + 'static)) -> Option
     let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
     let (limit, plan, max) = (pg.message(), pg.detail().unwrap_or("?"), pg.hint().unwrap_or("?"));
     Some(Error::Invalid(format!("plan limit reached: {limit} is {max} on the {plan} plan")))
+}
+
+#[cfg(test)]
+mod tests {
+    use harden_domain::secret::Secret;
+
+    use super::*;
+
+    #[test]
+    fn an_event_store_that_lost_the_database_is_unavailable() {
+        let reset = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let cases: [(&str, AggregateError<_>); 3] = [
+            ("connection error", AggregateError::DatabaseConnectionError(Box::new(reset()))),
+            ("pool timed out", AggregateError::UnexpectedError(Box::new(sqlx::Error::PoolTimedOut))),
+            ("reset mid-append", AggregateError::UnexpectedError(Box::new(reset()))),
+        ];
+        for (case, error) in cases {
+            assert!(matches!(store_error::<Secret>(error, "append events to", "x"), Error::Unavailable(_)), "{case}");
+        }
+        let other = AggregateError::UnexpectedError(Box::new(sqlx::Error::RowNotFound));
+        assert!(matches!(store_error::<Secret>(other, "load", "x"), Error::Internal(_)), "a failed query is internal");
+    }
 }

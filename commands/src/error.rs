@@ -1,6 +1,6 @@
 //! The outcomes of a command other than success. Each kind is one HTTP status in `api/`; the
-//! message of every kind but `Internal` is written for the caller. `Internal` carries the cause for
-//! the log and is never shown.
+//! message of every kind but `Internal` is written for the caller. `Internal` and `Unavailable`
+//! carry the cause for the log, which is never shown.
 
 use harden_domain::email_claim::EmailClaimError;
 use harden_domain::org::OrgError;
@@ -47,9 +47,45 @@ pub enum Error {
     /// Concurrent writers kept winning; the caller may retry.
     #[error("too many concurrent changes to the same record, retry shortly")]
     Busy,
+    /// The database is out of reach (down, restarting, refusing or dropping connections, or no
+    /// pooled connection came free in time): the request could not be served now, and a retry
+    /// may succeed. The cause is logged, never shown.
+    #[error("the database is unavailable, retry shortly")]
+    Unavailable(#[source] anyhow::Error),
     /// Infrastructure failure; logged, never shown.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+/// Infrastructure failures: a database outage anywhere in the cause's chain is `Unavailable`,
+/// anything else `Internal`. (The chain shows typed errors only: an error made with
+/// `anyhow::Error::from_boxed` must be classified where its type is still known.)
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Self {
+        if e.chain().any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(is_database_outage)) {
+            Error::Unavailable(e)
+        } else {
+            Error::Internal(e)
+        }
+    }
+}
+
+/// Whether a database error says the database is out of reach rather than that a query failed:
+/// no connection (refused, reset, cut by a shutdown), none free before the pool's acquire timeout,
+/// or the server refusing work while it shuts down, restarts or recovers (SQLSTATE class 08,
+/// 57P01 to 57P03, 53300).
+pub fn is_database_outage(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
 }
 
 impl Error {
@@ -80,7 +116,7 @@ impl From<sqlx::Error> for Error {
                 );
             }
         }
-        Error::Internal(anyhow::Error::new(e).context("database query failed"))
+        anyhow::Error::new(e).context("database query failed").into()
     }
 }
 
@@ -168,5 +204,27 @@ impl From<RecoveryError> for Error {
             RecoveryError::NotFound | RecoveryError::NothingPending => Error::NotFound(msg),
             RecoveryError::SelfTrustee => Error::Invalid(msg),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_out_of_reach_is_unavailable_however_deep_in_the_cause() {
+        let reset = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let wrapped = anyhow::Error::new(reset()).context("Failed to load Secret x").context("while writing");
+        assert!(matches!(Error::from(wrapped), Error::Unavailable(_)), "a reset connection under two contexts");
+        assert!(matches!(Error::from(sqlx::Error::PoolTimedOut), Error::Unavailable(_)), "no connection came free");
+        assert!(matches!(Error::from(reset()), Error::Unavailable(_)), "a bare reset");
+    }
+
+    #[test]
+    fn other_infrastructure_failures_stay_internal() {
+        assert!(matches!(Error::from(sqlx::Error::RowNotFound), Error::Internal(_)));
+        assert!(matches!(Error::from(anyhow::anyhow!("an invariant broke")), Error::Internal(_)));
+        let decode = sqlx::Error::Decode("bad column".into());
+        assert!(matches!(Error::from(anyhow::Error::new(decode).context("Failed to read")), Error::Internal(_)));
     }
 }

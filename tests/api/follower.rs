@@ -93,14 +93,14 @@ fn follower(pool: &PgPool, projector: Recorder) -> Follower<Recorder> {
 }
 
 /// A PostgreSQL cluster of this test's own, stopped and deleted on drop.
-struct PrivateCluster {
+pub(crate) struct PrivateCluster {
     dir: TempDir,
     bin: PathBuf,
     port: u16,
 }
 
 impl PrivateCluster {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL server binaries under /usr/lib/postgresql")
             .filter_map(|e| e.ok())
@@ -128,14 +128,40 @@ impl PrivateCluster {
             assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         };
         run(&["initdb", "-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres"]);
-        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.path().display());
-        let log = dir.path().join("log");
-        run(&["pg_ctl", "-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"]);
-        Self { dir, bin, port }
+        let cluster = Self { dir, bin, port };
+        cluster.start_again();
+        cluster
     }
 
-    fn url(&self, db: &str) -> String {
+    pub(crate) fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs `pg_ctl` on the cluster, as the postgres user when the suite runs as root.
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.dir.path().join("data");
+        let mut cmd = if unsafe { libc_geteuid() } == 0 {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            Command::new(self.bin.join("pg_ctl"))
+        };
+        let out = cmd.arg("-D").arg(&data).args(args).output().expect("run pg_ctl");
+        assert!(out.status.success(), "pg_ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts the cluster (again) and waits until it accepts connections.
+    pub(crate) fn start_again(&self) {
+        let opts =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        let log = self.dir.path().join("log");
+        self.pg_ctl(&["-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"]);
+    }
+
+    /// A fast shutdown, as an operator's restart does: sessions are ended, then the server stops.
+    pub(crate) fn stop(&self) {
+        self.pg_ctl(&["-m", "fast", "-w", "stop"]);
     }
 }
 
@@ -149,6 +175,7 @@ impl Drop for PrivateCluster {
         } else {
             Command::new(self.bin.join("pg_ctl"))
         };
+        // Quietly: the cluster may be stopped already.
         let _ = cmd.args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]).output();
     }
 }

@@ -21,6 +21,7 @@ mod nats;
 mod openapi;
 mod operability;
 mod orgs;
+mod outage;
 mod plans;
 mod proxy;
 mod recovery;

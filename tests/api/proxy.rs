@@ -515,3 +515,16 @@ async fn concurrent_wrong_guesses_cannot_slip_past_the_throttle() {
     assert!(tried <= 5, "at most five guesses ran: {guesses:?}");
     assert_eq!(tried + refused, 20, "{guesses:?}");
 }
+
+#[tokio::test]
+async fn many_requests_of_one_user_on_a_cold_unlock_cache_are_not_throttled() {
+    let app = spawn_app().await;
+    // Generating keys leaves nothing in the unlock cache: the first requests all find it cold.
+    let fx = with_keys(&app).await;
+    let writes = futures::future::join_all((0..12).map(|i| {
+        let (app, key) = (&app, fx.member_key.clone());
+        async move { put(app, &key, SECRET, &format!("k{i}"), b"v").await.status() }
+    }))
+    .await;
+    assert!(writes.iter().all(|s| *s == StatusCode::CREATED), "the right secret is never refused: {writes:?}");
+}

@@ -4,6 +4,11 @@
 //! The cache is keyed by an HMAC (under a key drawn at start) of the user id, the sealed keys
 //! themselves (so a rekey anywhere, which re-seals them, retires old entries) and the secret. The
 //! unlocked keys zeroize themselves when the last reference goes.
+//!
+//! Concurrent unlocks of one user with one secret (the same cache key) take turns: the first runs
+//! Argon2id, the others then find its result in the cache. Without that, a user whose cache entry
+//! is cold (a restart, an expiry) and who sends more than [`MAX_FAILURES`] requests at once would
+//! be refused 429 with the right secret, every attempt counting before any could succeed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -55,6 +60,28 @@ pub struct Unlocker {
     cache: Mutex<HashMap<Uuid, Unlocked>>,
     failures: Mutex<HashMap<Uuid, (u32, Instant)>>,
     counts: UnlockCounts,
+    /// One turn at a time per user and cache key: the unlocks in progress and those waiting.
+    turns: Arc<Turns>,
+}
+
+/// The gate of each (user, cache tag) that has an unlock in progress.
+type Turns = Mutex<HashMap<(Uuid, [u8; 32]), Arc<tokio::sync::Mutex<()>>>>;
+
+/// A turn to unlock one user's keys with one secret; when the last waiter is done, the entry goes.
+struct Turn {
+    key: (Uuid, [u8; 32]),
+    turns: Arc<Turns>,
+    guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut turns = self.turns.lock().expect("turns lock");
+        // The map's reference and this guard's: nobody else waits.
+        if Arc::strong_count(tokio::sync::OwnedMutexGuard::mutex(&self.guard)) <= 2 {
+            turns.remove(&self.key);
+        }
+    }
 }
 
 impl Unlocker {
@@ -76,6 +103,7 @@ impl Unlocker {
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             counts: UnlockCounts::default(),
+            turns: Arc::default(),
         })
     }
 
@@ -135,6 +163,12 @@ impl Unlocker {
             self.counts.hits.inc();
             return Ok(keys);
         }
+        let _turn = self.turn(me.id, &tag).await;
+        // Another request with the same secret may have unlocked them while this one waited.
+        if let Some(keys) = self.cached(me.id, &tag) {
+            self.counts.hits.inc();
+            return Ok(keys);
+        }
         self.counts.misses.inc();
         // The attempt counts before the (slow) derivation, so concurrent guesses cannot all slip past
         // the limit; a success clears the count.
@@ -159,6 +193,13 @@ impl Unlocker {
             }
             Err(_) => Err(invalid()),
         }
+    }
+
+    /// Waits for the turn to unlock `user`'s keys with the secret `tag` stands for.
+    async fn turn(&self, user: Uuid, tag: &[u8; 32]) -> Turn {
+        let key = (user, *tag);
+        let gate = self.turns.lock().expect("turns lock").entry(key).or_default().clone();
+        Turn { key, turns: self.turns.clone(), guard: gate.lock_owned().await }
     }
 
     /// Counts an attempt to open something with a secret of `user` (a recovery), under the same
