@@ -124,11 +124,13 @@ struct Acked {
     version: i64,
 }
 
+/// Dropped in this order (fields drop in declaration order): harden, then the services it uses,
+/// then their directory.
 struct Services {
-    _scratch: Scratch,
-    postgres: Postgres,
-    nats: Nats,
     harden: Harden,
+    nats: Nats,
+    postgres: Postgres,
+    _scratch: Scratch,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -150,7 +152,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         harden.proxy_port,
         harden.log().display()
     );
-    let mut services = Services { _scratch: scratch, postgres, nats, harden };
+    let mut services = Services { harden, nats, postgres, _scratch: scratch };
     let outcome = drive(&args, &mut services).await;
     if outcome.is_err() {
         // The scratch directory is removed on the way out: keep the server's log.
