@@ -15,6 +15,25 @@ use crate::proxy::{ProxyState, NEW_USER_SECRET_HEADER, USER_SECRET_HEADER};
 
 const FORWARDED_FOR: &str = "x-forwarded-for";
 
+/// The Backend URL a passed-through request goes to: `path` and `query` on the Backend's `base`,
+/// or `None` when the path would leave the subtree of its first segment. Only the route's own
+/// subtree: a dot segment (plain or percent-encoded) would be resolved by the URL parser and could
+/// reach any Backend route, so none is accepted. Public for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn backend_url(mut url: reqwest::Url, path: &str, query: Option<&str>) -> Option<reqwest::Url> {
+    let dot_segment = path.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    });
+    let prefix = path.split('/').nth(1).map(|first| format!("/{first}")).unwrap_or_default();
+    url.set_path(path);
+    url.set_query(query);
+    if dot_segment || prefix.len() < 2 || !url.path().starts_with(&prefix) {
+        return None;
+    }
+    Some(url)
+}
+
 /// Forwards the request to the same path on the Backend (without a `/v1` prefix).
 pub async fn pass_through(
     State(state): State<ProxyState>,
@@ -24,19 +43,8 @@ pub async fn pass_through(
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let path = path.strip_prefix("/v1").unwrap_or(path);
-    // Only the route's own subtree: a dot segment (plain or percent-encoded) would be resolved by the
-    // URL parser and could reach any Backend route, so none is accepted.
-    let dot_segment = path.split('/').any(|segment| {
-        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
-        decoded == "." || decoded == ".."
-    });
-    let prefix = path.split('/').nth(1).map(|first| format!("/{first}")).unwrap_or_default();
-    let mut url = state.backend.url(&[], None);
-    url.set_path(path);
-    url.set_query(parts.uri.query());
-    if dot_segment || prefix.len() < 2 || !url.path().starts_with(&prefix) {
-        return Err(ApiError::status(StatusCode::BAD_REQUEST, "invalid path"));
-    }
+    let url = backend_url(state.backend.url(&[], None), path, parts.uri.query())
+        .ok_or_else(|| ApiError::status(StatusCode::BAD_REQUEST, "invalid path"))?;
     let body = axum::body::to_bytes(body, state.max_body_bytes)
         .await
         .map_err(|_| ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
