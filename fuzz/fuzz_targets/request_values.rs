@@ -147,8 +147,11 @@ fn mode_pass_through(data: &[u8]) {
     let query = (!query.is_empty()).then_some(query.as_str());
     let Some(url) = backend_url(base, &path, query) else { return };
     assert_eq!((url.scheme(), url.host_str(), url.port()), ("http", Some("127.0.0.1"), Some(8080)));
-    let first = path.split('/').nth(1).unwrap_or_default();
-    assert!(url.path().starts_with(&format!("/{first}")), "{path:?} went to {}", url.path());
+    // The subtree of the first segment (`\` separates segments in http URLs too): `/first` itself
+    // or below `/first/`.
+    let first = format!("/{}", path.split(['/', '\\']).nth(1).unwrap_or_default());
+    let in_subtree = url.path() == first || url.path().starts_with(&format!("{first}/"));
+    assert!(in_subtree, "{path:?} left {first} for {}", url.path());
     for segment in url.path().split('/') {
         let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
         assert!(decoded != "." && decoded != "..", "{path:?} kept a dot segment: {}", url.path());
