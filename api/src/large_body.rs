@@ -123,6 +123,11 @@ pub fn decode_in_place(buf: &mut [u8]) -> Option<usize> {
     while read < buf.len() {
         let end = (read + DECODE_STEP).min(buf.len());
         let n = STANDARD.decode_slice(&buf[read..end], &mut out).ok()?;
+        // Padding may only end the whole text: a step before the last must decode to whole groups,
+        // or `AA==` at a step's end would be taken for the middle of a longer value.
+        if end < buf.len() && n != out.len() {
+            return None;
+        }
         buf[written..written + n].copy_from_slice(&out[..n]);
         read = end;
         written += n;
@@ -236,6 +241,22 @@ mod tests {
         assert!(decode_in_place(&mut b"not base64!".to_vec()).is_none());
         assert!(decode_in_place(&mut b"AA==AAAA".to_vec()).is_none(), "padding inside");
         assert!(decode_in_place(&mut b"AAA".to_vec()).is_none(), "unpadded");
+    }
+
+    #[test]
+    fn padding_at_the_end_of_a_step_before_the_last_is_refused() {
+        // Found by `bench/fuzz` (base64_fields): a padded group ending the first 16 KiB step, then
+        // more text, was decoded as two values glued together instead of refused.
+        let mut buf = [b"QUJD".repeat(DECODE_STEP / 4 - 1), b"AA==".to_vec(), b"QUJD".to_vec()].concat();
+        assert!(STANDARD.decode(&buf).is_err());
+        assert!(decode_in_place(&mut buf).is_none(), "padding inside the text");
+        // The same padded group at the very end is fine.
+        let mut buf = [b"QUJD".repeat(DECODE_STEP / 4), b"AA==".to_vec()].concat();
+        let written = decode_in_place(&mut buf).unwrap();
+        assert_eq!(
+            &buf[..written],
+            &STANDARD.decode([b"QUJD".repeat(DECODE_STEP / 4), b"AA==".to_vec()].concat()).unwrap()[..]
+        );
     }
 
     #[test]

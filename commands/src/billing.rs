@@ -242,7 +242,9 @@ pub fn verify_signature(secret: &str, header: &str, body: &[u8], now: i64) -> Re
     }
 }
 
-fn parse_event(body: &[u8]) -> Result<WebhookEvent, &'static str> {
+/// Reads a verified webhook's body. Public for the fuzz targets (`fuzz/`) only.
+#[doc(hidden)]
+pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, &'static str> {
     let event: serde_json::Value = serde_json::from_slice(body).map_err(|_| "the webhook body is not JSON")?;
     let kind = event["type"].as_str().ok_or("the webhook event has no type")?;
     let object = &event["data"]["object"];

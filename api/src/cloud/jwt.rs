@@ -406,15 +406,20 @@ impl Jwks {
 }
 
 async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<HashMap<String, VerifyingKey>, String> {
+    let body = tokio::time::timeout(FETCH_TIMEOUT, fetch_body(http, url))
+        .await
+        .map_err(|_| format!("no answer within {}s", FETCH_TIMEOUT.as_secs()))??;
+    jwks_keys(&body)
+}
+
+/// The usable keys of a JWKS document, by kid.
+fn jwks_keys(body: &[u8]) -> Result<HashMap<String, VerifyingKey>, String> {
     #[derive(Deserialize)]
     struct RawSet {
         keys: Vec<Value>,
     }
 
-    let body = tokio::time::timeout(FETCH_TIMEOUT, fetch_body(http, url))
-        .await
-        .map_err(|_| format!("no answer within {}s", FETCH_TIMEOUT.as_secs()))??;
-    let set: RawSet = serde_json::from_slice(&body).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let set: RawSet = serde_json::from_slice(body).map_err(|e| format!("not a JWKS document: {e}"))?;
     // Entries are parsed one by one so that a key type jsonwebtoken cannot read skips that key
     // rather than the whole set.
     let keys: HashMap<_, _> = set
@@ -427,6 +432,12 @@ async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<HashMap<String,
         return Err("the JWKS has no RS256 or ES256 signing key with a kid".into());
     }
     Ok(keys)
+}
+
+/// For the fuzz targets (`fuzz/`): the kids and algorithms [`jwks_keys`] takes from a JWKS document.
+#[doc(hidden)]
+pub fn fuzz_jwks_keys(body: &[u8]) -> Result<Vec<(String, Algorithm)>, String> {
+    Ok(jwks_keys(body)?.into_iter().map(|(kid, key)| (kid, key.alg)).collect())
 }
 
 async fn fetch_body(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {

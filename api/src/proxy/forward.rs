@@ -16,6 +16,29 @@ use crate::proxy::{ProxyState, NEW_USER_SECRET_HEADER, USER_SECRET_HEADER};
 
 const FORWARDED_FOR: &str = "x-forwarded-for";
 
+/// The Backend URL a passed-through request goes to: `path` and `query` on the Backend's `base`,
+/// or `None` when the path would leave the subtree of its first segment. Only the route's own
+/// subtree: a dot segment (plain or percent-encoded) would be resolved by the URL parser and could
+/// reach any Backend route, so none is accepted. The URL parser also takes `\` for `/` in http
+/// URLs (and hyper lets it through), so it separates segments here too, and the subtree is
+/// `/first` itself or below `/first/`, never a sibling such as `/firstX`. Public for the fuzz
+/// targets (`fuzz/`).
+#[doc(hidden)]
+pub fn backend_url(mut url: reqwest::Url, path: &str, query: Option<&str>) -> Option<reqwest::Url> {
+    let dot_segment = path.split(['/', '\\']).any(|segment| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    });
+    let prefix = path.split(['/', '\\']).nth(1).map(|first| format!("/{first}")).unwrap_or_default();
+    url.set_path(path);
+    url.set_query(query);
+    let in_subtree = url.path() == prefix || url.path().starts_with(&format!("{prefix}/"));
+    if dot_segment || prefix.len() < 2 || !in_subtree {
+        return None;
+    }
+    Some(url)
+}
+
 /// Forwards the request to the same path on the Backend (without a `/v1` prefix).
 pub async fn pass_through(
     State(state): State<ProxyState>,
@@ -25,19 +48,8 @@ pub async fn pass_through(
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let path = path.strip_prefix("/v1").unwrap_or(path);
-    // Only the route's own subtree: a dot segment (plain or percent-encoded) would be resolved by the
-    // URL parser and could reach any Backend route, so none is accepted.
-    let dot_segment = path.split('/').any(|segment| {
-        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
-        decoded == "." || decoded == ".."
-    });
-    let prefix = path.split('/').nth(1).map(|first| format!("/{first}")).unwrap_or_default();
-    let mut url = state.backend.url(&[], None);
-    url.set_path(path);
-    url.set_query(parts.uri.query());
-    if dot_segment || prefix.len() < 2 || !url.path().starts_with(&prefix) {
-        return Err(ApiError::status(StatusCode::BAD_REQUEST, "invalid path"));
-    }
+    let url = backend_url(state.backend.url(&[], None), path, parts.uri.query())
+        .ok_or_else(|| ApiError::status(StatusCode::BAD_REQUEST, "invalid path"))?;
     let body = axum::body::to_bytes(body, state.max_body_bytes)
         .await
         .map_err(|_| ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
@@ -119,4 +131,32 @@ pub async fn org_profile(
     request: Request,
 ) -> Result<Response, ApiError> {
     pass_through(state, peer, request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(path: &str) -> Option<String> {
+        let base = reqwest::Url::parse("http://127.0.0.1:8080/").unwrap();
+        backend_url(base, path, Some("limit=1")).map(|url| url.to_string())
+    }
+
+    #[test]
+    fn a_passed_through_path_stays_in_its_first_segment_s_subtree() {
+        assert_eq!(backend("/admin/orgs").as_deref(), Some("http://127.0.0.1:8080/admin/orgs?limit=1"));
+        assert_eq!(backend("/webhooks/stripe").as_deref(), Some("http://127.0.0.1:8080/webhooks/stripe?limit=1"));
+        for path in ["/auth/../kv", "/auth/%2e%2E/kv", "/auth/./plans", "/", ""] {
+            assert_eq!(backend(path), None, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn backslashes_are_segment_separators_and_siblings_are_outside_the_subtree() {
+        // Found while writing the request_values fuzz target: the URL parser reads `\` as `/`, so
+        // `/auth/x\..\..\authz` went to the Backend's `/authz`, a sibling of `/auth`.
+        for path in ["/auth/x\\..\\..\\authz", "/admin/a\\..\\b", "/auth/..\\kv", "/auth\\..\\kv"] {
+            assert_eq!(backend(path), None, "{path:?}");
+        }
+    }
 }
