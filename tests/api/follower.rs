@@ -137,9 +137,8 @@ impl PrivateCluster {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// Runs `pg_ctl` on the cluster, as the postgres user when the suite runs as root.
-    fn pg_ctl(&self, args: &[&str]) {
-        let data = self.dir.path().join("data");
+    /// `pg_ctl -D <data dir>` for the cluster, as the postgres user when the suite runs as root.
+    fn pg_ctl_command(&self) -> Command {
         let mut cmd = if unsafe { libc_geteuid() } == 0 {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl"));
@@ -147,7 +146,12 @@ impl PrivateCluster {
         } else {
             Command::new(self.bin.join("pg_ctl"))
         };
-        let out = cmd.arg("-D").arg(&data).args(args).output().expect("run pg_ctl");
+        cmd.arg("-D").arg(self.dir.path().join("data"));
+        cmd
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let out = self.pg_ctl_command().args(args).output().expect("run pg_ctl");
         assert!(out.status.success(), "pg_ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
@@ -167,16 +171,8 @@ impl PrivateCluster {
 
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let mut cmd = if unsafe { libc_geteuid() } == 0 {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl"));
-            c
-        } else {
-            Command::new(self.bin.join("pg_ctl"))
-        };
         // Quietly: the cluster may be stopped already.
-        let _ = cmd.args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]).output();
+        let _ = self.pg_ctl_command().args(["-m", "immediate", "stop"]).output();
     }
 }
 
