@@ -89,7 +89,13 @@ pub fn documented(router: Router, doc: utoipa::openapi::OpenApi) -> Router {
 
 /// `paths` plus the documents' own routes, which take no credentials either.
 pub fn with_documents(mut paths: HashSet<String>) -> HashSet<String> {
-    paths.extend([OPENAPI_PATH, DOCS_PATH, "/docs/", "/docs/{*rest}"].map(str::to_owned));
+    // The page's routes as Swagger UI registers them: the redirect, the page, and its files.
+    paths.extend([
+        OPENAPI_PATH.to_owned(),
+        DOCS_PATH.to_owned(),
+        format!("{DOCS_PATH}/"),
+        format!("{DOCS_PATH}/{{*rest}}"),
+    ]);
     paths
 }
 

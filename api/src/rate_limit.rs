@@ -15,6 +15,7 @@ use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::OpenApi;
 
 use harden_commands::throttle::bucket;
@@ -80,6 +81,11 @@ impl Limiter {
     }
 }
 
+/// An operation whose document names no security requirement takes no credentials.
+fn takes_no_credentials(op: &Operation) -> bool {
+    op.security.as_ref().is_none_or(Vec::is_empty)
+}
+
 /// The route templates of `doc` whose operations all take no credentials.
 pub fn anonymous_paths(doc: &OpenApi) -> HashSet<String> {
     doc.paths
@@ -89,7 +95,7 @@ pub fn anonymous_paths(doc: &OpenApi) -> HashSet<String> {
             [&item.get, &item.put, &item.post, &item.delete, &item.patch, &item.head, &item.options]
                 .into_iter()
                 .flatten()
-                .all(|op| op.security.as_ref().is_none_or(Vec::is_empty))
+                .all(takes_no_credentials)
         })
         .map(|(path, _)| path.clone())
         .collect()
@@ -103,9 +109,17 @@ pub fn document(doc: &mut OpenApi) {
         .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
         .build();
     for item in doc.paths.paths.values_mut() {
-        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+        ];
         for op in operations.into_iter().flatten() {
-            if op.security.as_ref().is_none_or(Vec::is_empty) {
+            if takes_no_credentials(op) {
                 op.responses.responses.entry("429".to_owned()).or_insert_with(|| too_many.clone().into());
             }
         }
