@@ -98,9 +98,12 @@ pub struct Settings {
     pub stripe_price_smb_annual: String,
     pub stripe_price_business_monthly: String,
     pub stripe_price_business_annual: String,
-    /// Lets org storage point at loopback, private or link-local addresses. Off: a tenant must not
-    /// make this server call its internal network.
+    /// Lets org storage point at loopback, private or link-local addresses: for single-tenant
+    /// installs only. Off: a tenant must not make this server call its internal network.
     pub storage_allow_private_networks: bool,
+    /// Exact `host:port` pairs org storage may point at whatever they resolve to (comma-separated,
+    /// e.g. `minio:9000`): the object store of a multi-tenant stack, and nothing else of its network.
+    pub storage_allowed_hosts: String,
     /// How often deleted files' objects still in a bucket (the store was down) are retried.
     pub file_reaper_interval_ms: u64,
     /// The Cloud API is on when an issuer and one of a JWKS URL or a PEM key are set.
@@ -194,6 +197,7 @@ impl Default for Settings {
             stripe_price_business_monthly: String::new(),
             stripe_price_business_annual: String::new(),
             storage_allow_private_networks: false,
+            storage_allowed_hosts: String::new(),
             file_reaper_interval_ms: 30_000,
             cloud_jwt_issuer: None,
             cloud_jwks_url: None,
@@ -277,6 +281,12 @@ impl Settings {
             (None, None) => Ok(None),
             _ => anyhow::bail!("HARDEN_TLS_CERT_FILE and HARDEN_TLS_KEY_FILE must be set together"),
         }
+    }
+
+    /// Where org storage may point (see [`harden_commands::storage::NetworkPolicy`]).
+    pub fn storage_policy(&self) -> anyhow::Result<harden_commands::storage::NetworkPolicy> {
+        harden_commands::storage::NetworkPolicy::new(self.storage_allow_private_networks, &self.storage_allowed_hosts)
+            .map_err(|e| anyhow::anyhow!("HARDEN_STORAGE_ALLOWED_HOSTS: {e}"))
     }
 
     pub fn cors_origins(&self) -> Vec<String> {

@@ -30,6 +30,7 @@ use harden_commands::db;
 use harden_commands::mail::Mailer;
 use harden_commands::onboarding::{Onboarding, OnboardingConfig};
 use harden_commands::passwords::Passwords;
+use harden_commands::storage::NetworkPolicy;
 use harden_commands::Harden;
 use harden_domain::crypto::KdfParams;
 use harden_nats::relay::{Relay, RelayConfig};
@@ -97,7 +98,7 @@ async fn flush_key_usage(usage: KeyUsage, pool: PgPool, every: Duration) {
     }
 }
 
-async fn reap_deleted_objects(harden: Arc<Harden>, files: Files, every: Duration, allow_private: bool) {
+async fn reap_deleted_objects(harden: Arc<Harden>, files: Files, every: Duration, policy: NetworkPolicy) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -106,7 +107,7 @@ async fn reap_deleted_objects(harden: Arc<Harden>, files: Files, every: Duration
             Ok(pending) if pending.is_empty() => {}
             Ok(pending) => {
                 let ids = pending.into_iter().map(|p| p.file_id).collect();
-                let removed = harden.remove_deleted_objects(ids, allow_private).await;
+                let removed = harden.remove_deleted_objects(ids, &policy).await;
                 tracing::debug!(removed, "file reaper pass");
             }
             Err(e) => tracing::warn!(error = %e, "the file reaper could not read its queue"),
@@ -190,12 +191,13 @@ impl Application {
             );
             // The dummy password hash is made now, so no sign-in pays for it.
             onboarding.warm_up().await?;
+            let storage_policy = settings.storage_policy()?;
             let files = Files::new(pool.clone());
             app.followers.push(Background(tokio::spawn(reap_deleted_objects(
                 harden.clone(),
                 files.clone(),
                 Duration::from_millis(settings.file_reaper_interval_ms.max(10)),
-                settings.storage_allow_private_networks,
+                storage_policy.clone(),
             ))));
             let cloud_auth = match settings.cloud_jwt()? {
                 None => None,
@@ -220,7 +222,7 @@ impl Application {
                 follower_stall: Duration::from_secs(settings.follower_stall_secs),
                 onboarding: Arc::new(onboarding),
                 trusted_proxies: trusted_proxies.clone(),
-                storage_allow_private: settings.storage_allow_private_networks,
+                storage_policy,
                 harden,
                 directory: Directory::new(pool.clone()),
                 kv: Kv::new(pool.clone()),
@@ -232,7 +234,11 @@ impl Application {
             };
             app.backend = Some(Listener {
                 listener: bind(settings.backend_addr, "backend").await?,
-                router: harden_api::backend::router(state, &edge("backend")),
+                router: harden_api::layers::cors(
+                    harden_api::backend::router(state, &edge("backend")),
+                    &settings.cors_origins(),
+                )
+                .map_err(|e| anyhow::anyhow!("HARDEN_CORS_ALLOWED_ORIGINS: {e}"))?,
                 tls: None,
             });
         }

@@ -28,6 +28,16 @@ impl IntoResponseParts for Consistency {
     }
 }
 
+/// For PATCH bodies (with `#[serde(default, deserialize_with = "present")]`): a field left out is
+/// `None` (keep the value), an explicit `null` is `Some(None)` (clear it).
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct HealthResponse {
     pub status: &'static str,

@@ -12,12 +12,14 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
 
-use harden_commands::{Meta, Principal};
+use harden_commands::{Meta, Presented, Principal};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
+/// The second half of the Cloud API's key pair (`X-API-Secret`).
+pub const API_SECRET_HEADER: &str = "x-api-secret";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// `Json` with harden's error bodies: malformed JSON, wrong types and unknown fields are 400, a
@@ -136,13 +138,88 @@ where
     }
 }
 
-/// The `X-Api-Key` header, as presented (401 if it is missing or not text).
-pub fn api_key_header(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
-    headers
-        .get(API_KEY_HEADER)
-        .ok_or_else(|| ApiError::unauthorized("missing X-Api-Key header"))?
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("invalid API key"))
+/// The API key a request presents: `X-Api-Key: <secret>` alone, or the Cloud API's pair,
+/// `X-Api-Key: <key>` with `X-API-Secret: <secret>` (header names are case-insensitive). The Proxy
+/// forwards it to the Backend exactly as it came, both halves.
+#[derive(Clone, Copy)]
+pub struct ApiCredential<'h> {
+    pub key: &'h str,
+    pub secret: Option<&'h str>,
+}
+
+impl<'h> ApiCredential<'h> {
+    /// 401 when `X-Api-Key` is missing or either header is not text.
+    pub fn from_headers(headers: &'h axum::http::HeaderMap) -> Result<Self, ApiError> {
+        let text = |name: &str| {
+            headers.get(name).map(|v| v.to_str().map(str::trim).map_err(|_| ApiError::unauthorized("invalid API key")))
+        };
+        let key = text(API_KEY_HEADER).ok_or_else(|| ApiError::unauthorized("missing X-Api-Key header"))??;
+        let secret = text(API_SECRET_HEADER).transpose()?;
+        Ok(Self { key, secret })
+    }
+
+    pub fn presented(&self) -> Presented<'h> {
+        match self.secret {
+            None => Presented::Key(self.key),
+            Some(secret) => Presented::Pair { key: self.key, secret },
+        }
+    }
+
+    /// The headers that present this credential on a request of one's own.
+    pub fn headers(&self) -> Result<axum::http::HeaderMap, ApiError> {
+        let value = |v: &str| {
+            axum::http::HeaderValue::from_str(v).map_err(|_| ApiError::unauthorized("invalid API key")).map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+        };
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(axum::http::HeaderName::from_static(API_KEY_HEADER), value(self.key)?);
+        if let Some(secret) = self.secret {
+            headers.insert(axum::http::HeaderName::from_static(API_SECRET_HEADER), value(secret)?);
+        }
+        Ok(headers)
+    }
+}
+
+/// Documents the two forms of an API key on every operation of `doc` that takes one: the key
+/// alone (`apiKey`: `X-Api-Key: hk_…`), or the Cloud API's pair (`apiKeyId` with `apiKeySecret`:
+/// `X-API-Key: hkid_…` and `X-API-Secret: hk_…`), each requirement alongside whatever else the
+/// operation needs (the Proxy's `userSecret`).
+pub fn document_api_keys(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+    let components = doc.components.get_or_insert_with(Default::default);
+    let scheme =
+        |name: &str, text: &str| SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(name, text)));
+    components.add_security_scheme("apiKey", scheme("X-Api-Key", "An API key (`hk_…`) on its own."));
+    components.add_security_scheme(
+        "apiKeyId",
+        scheme("X-API-Key", "The Cloud API's key pair: the key's public identifier (`hkid_…`, the `key` of its creation), with `X-API-Secret`."),
+    );
+    components.add_security_scheme(
+        "apiKeySecret",
+        scheme(
+            "X-API-Secret",
+            "The Cloud API's key pair: the key's secret (`hk_…`, shown once at its creation), with `X-API-Key`.",
+        ),
+    );
+    for op in crate::rate_limit::operations_mut(doc) {
+        let Some(security) = op.security.as_mut() else { continue };
+        let mut pairs = Vec::new();
+        for requirement in security.iter() {
+            let names: std::collections::BTreeMap<String, Vec<String>> =
+                serde_json::from_value(serde_json::to_value(requirement).unwrap_or_default()).unwrap_or_default();
+            if !names.contains_key("apiKey") {
+                continue;
+            }
+            let pair = names.keys().filter(|n| *n != "apiKey").fold(
+                SecurityRequirement::new("apiKeyId", Vec::<String>::new()).add("apiKeySecret", Vec::<String>::new()),
+                |pair, other| pair.add(other.as_str(), Vec::<String>::new()),
+            );
+            pairs.push(pair);
+        }
+        security.extend(pairs);
+    }
 }
 
 /// The authenticated caller of a request (from `X-Api-Key`), and the request's id for the events it
@@ -175,10 +252,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let presented = api_key_header(&parts.headers)?;
+        let presented = ApiCredential::from_headers(&parts.headers)?;
         let principal = state
             .harden
-            .authenticate(presented.trim())
+            .authenticate(presented.presented())
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
         state.key_usage.record(principal.key_id, chrono::Utc::now());

@@ -1,8 +1,7 @@
 //! Middleware shared by every listener: request ids (generated unless the client sent one, and
 //! echoed in `X-Request-Id`), a tracing span per request, request metrics, the body-size limit, a
 //! time limit per request, rate limits on the anonymous routes, panics turned into an opaque 500,
-//! and JSON bodies for unknown routes and methods; and, for the Proxy, CORS when origins are
-//! configured.
+//! and JSON bodies for unknown routes and methods; and CORS when origins are configured.
 
 use std::any::Any;
 use std::collections::HashSet;
@@ -104,9 +103,11 @@ fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, "internal server error").into_response()
 }
 
-/// CORS for browser clients of the Proxy: off (no CORS headers, so browsers refuse cross-origin
-/// calls) unless origins are listed. Listed origins may send harden's headers and read its
-/// request id and read-model headers.
+/// CORS for browser clients of the Proxy and of the Backend's listener (the Cloud API's dashboard
+/// runs in a browser): off (no CORS headers, so browsers refuse cross-origin calls) unless origins
+/// are listed. Listed origins may send every header harden reads and read its request id,
+/// `Retry-After` and read-model headers. No credentials mode: harden's credentials are headers,
+/// never cookies.
 pub fn cors(router: Router, origins: &[String]) -> Result<Router, String> {
     use axum::http::{header, HeaderValue, Method};
     use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -120,16 +121,24 @@ pub fn cors(router: Router, origins: &[String]) -> Result<Router, String> {
     let layer = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::AUTHORIZATION,
-            HeaderName::from_static("x-api-key"),
-            HeaderName::from_static("x-user-secret"),
-            HeaderName::from_static("x-new-user-secret"),
-            HeaderName::from_static(REQUEST_ID_HEADER),
-        ])
+        .allow_headers(
+            [
+                header::CONTENT_TYPE.as_str(),
+                header::AUTHORIZATION.as_str(),
+                header::IF_MATCH.as_str(),
+                crate::extract::API_KEY_HEADER,
+                crate::extract::API_SECRET_HEADER,
+                crate::proxy::USER_SECRET_HEADER,
+                crate::proxy::NEW_USER_SECRET_HEADER,
+                crate::proxy::RECOVERY_SECRET_HEADER,
+                REQUEST_ID_HEADER,
+            ]
+            .map(HeaderName::from_static),
+        )
         .expose_headers([
             HeaderName::from_static(REQUEST_ID_HEADER),
+            header::RETRY_AFTER,
+            header::ETAG,
             HeaderName::from_static(harden_projections::read_models::CATCHING_UP_HEADER),
         ])
         .max_age(Duration::from_secs(600));

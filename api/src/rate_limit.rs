@@ -108,8 +108,17 @@ pub fn document(doc: &mut OpenApi) {
         .description("Too many requests from this client address to the anonymous routes; see `Retry-After`")
         .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
         .build();
-    for item in doc.paths.paths.values_mut() {
-        let operations = [
+    for op in operations_mut(doc) {
+        if takes_no_credentials(op) {
+            op.responses.responses.entry("429".to_owned()).or_insert_with(|| too_many.clone().into());
+        }
+    }
+}
+
+/// Every operation of `doc`, to be amended.
+pub(crate) fn operations_mut(doc: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
             &mut item.get,
             &mut item.put,
             &mut item.post,
@@ -117,13 +126,10 @@ pub fn document(doc: &mut OpenApi) {
             &mut item.patch,
             &mut item.head,
             &mut item.options,
-        ];
-        for op in operations.into_iter().flatten() {
-            if takes_no_credentials(op) {
-                op.responses.responses.entry("429".to_owned()).or_insert_with(|| too_many.clone().into());
-            }
-        }
-    }
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 /// Limits the requests of `router` to `anonymous` routes (templates as axum matches them) and to

@@ -30,8 +30,8 @@ pub struct AppState {
     pub read_models: ReadModels,
     pub onboarding: Arc<Onboarding>,
     pub trusted_proxies: Arc<TrustedProxies>,
-    /// Org storage may point at loopback, private or link-local addresses (tests, private clouds).
-    pub storage_allow_private: bool,
+    /// Which storage addresses an org may point harden at.
+    pub storage_policy: harden_commands::storage::NetworkPolicy,
     pub cloud: Cloud,
     /// None: the Cloud API is not configured and `/cloud/*` answers 404.
     pub cloud_auth: Option<Arc<CloudAuth>>,

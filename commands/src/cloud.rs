@@ -172,11 +172,12 @@ impl Harden {
         caller: &CloudCaller,
         org: OrgId,
         name: &str,
-        billing_email: Option<&str>,
+        billing_email: Option<Option<&str>>,
     ) -> Result<Committed, Error> {
-        self.cloud_member(caller, org, MemberRole::Admin).await?;
+        // The body is checked before any state is: a bad field is 400 whoever asks.
         let name = parse_org_name("name", "name is required", name)?;
-        let billing_email = parse_billing_email(billing_email)?;
+        let billing_email = billing_email.map(parse_billing_email).transpose()?;
+        self.cloud_member(caller, org, MemberRole::Admin).await?;
         self.orgs.execute(&org.to_string(), OrgCommand::UpdateProfile { name, billing_email }, &caller.meta(org)).await
     }
 
@@ -192,9 +193,9 @@ impl Harden {
         member: &str,
         role: &str,
     ) -> Result<(Member, Committed), Error> {
-        let (state, _) = self.cloud_member(caller, org, MemberRole::Admin).await?;
         let identity = IdentityId::parse(member)?;
         let role = MemberRole::parse_assignable(role)?;
+        let (state, _) = self.cloud_member(caller, org, MemberRole::Admin).await?;
         let target = state.member(&identity).ok_or_else(|| Error::not_found("member not found"))?;
         let command = OrgCommand::ChangeMemberRole { identity, role };
         let committed = self.orgs.execute(&org.to_string(), command, &caller.meta(org)).await?;
@@ -202,8 +203,8 @@ impl Harden {
     }
 
     pub async fn remove_member(&self, caller: &CloudCaller, org: OrgId, member: &str) -> Result<Committed, Error> {
-        self.cloud_member(caller, org, MemberRole::Admin).await?;
         let identity = IdentityId::parse(member)?;
+        self.cloud_member(caller, org, MemberRole::Admin).await?;
         let command = OrgCommand::RemoveMember { identity, identity_deleted: false };
         self.orgs.execute(&org.to_string(), command, &caller.meta(org)).await
     }
@@ -216,9 +217,9 @@ impl Harden {
         email: &str,
         role: Option<&str>,
     ) -> Result<NewInvite, Error> {
-        self.cloud_member(caller, org, MemberRole::Admin).await?;
         let email = Email::parse(email).map_err(|_| Error::invalid(VALID_EMAIL_REQUIRED))?;
         let role = role.map(MemberRole::parse_assignable).transpose()?.unwrap_or(MemberRole::Developer);
+        self.cloud_member(caller, org, MemberRole::Admin).await?;
         let (invite_id, token) = (Uuid::new_v4(), random_hex(24));
         let command = OrgCommand::CreateInvite {
             invite_id,
@@ -271,7 +272,6 @@ impl Harden {
         org: OrgId,
         name: Option<&str>,
     ) -> Result<NewApiKey, Error> {
-        self.cloud_member(caller, org, MemberRole::Admin).await?;
         let name = match name.map(str::trim) {
             None | Some("") => format!("Key {}", chrono::Utc::now().format("%Y-%m-%d")),
             Some(n) if n.chars().count() > MAX_KEY_NAME_CHARS || n.chars().any(char::is_control) => {
@@ -281,10 +281,11 @@ impl Harden {
             }
             Some(n) => n.to_owned(),
         };
+        self.cloud_member(caller, org, MemberRole::Admin).await?;
         let meta = caller.meta(org);
         self.ensure_project_user(org, &meta).await?;
         let key = keys::draw();
-        let label = format!("hkid_{}", random_hex(12));
+        let label = keys::draw_label();
         let key_id = key.issued.key_id;
         let command =
             UserCommand::IssueApiKey { key: key.issued, label: ApiKeyLabel { name: name.clone(), key: label.clone() } };

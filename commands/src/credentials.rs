@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use harden_domain::{ApiKeyId, OrgId, Role, UserId};
@@ -29,27 +30,58 @@ impl Principal {
     }
 }
 
-/// `Ok(None)` for a malformed, unknown, revoked or offboarded key.
-pub async fn authenticate(pool: &PgPool, presented: &str) -> Result<Option<Principal>, sqlx::Error> {
-    if !keys::looks_like_key(presented) {
+/// An API key as a request presents it: the key alone (`X-Api-Key: hk_…`), or the Cloud API's
+/// pair (`X-Api-Key: hkid_…` names the key, `X-API-Secret: hk_…` proves it).
+#[derive(Clone, Copy, Debug)]
+pub enum Presented<'a> {
+    Key(&'a str),
+    Pair { key: &'a str, secret: &'a str },
+}
+
+/// `Ok(None)` for a malformed, unknown, revoked or offboarded key, and for a pair whose halves do
+/// not belong together. A pair is one credential: its `key` finds the record by its unique public
+/// identifier, and the hash of its `secret` is compared with the record's in constant time.
+pub async fn authenticate(pool: &PgPool, presented: Presented<'_>) -> Result<Option<Principal>, sqlx::Error> {
+    type Row = (Uuid, Option<Uuid>, String, Uuid, String);
+    let (row, secret): (Option<Row>, &str) = match presented {
+        Presented::Key(secret) => {
+            if !keys::looks_like_key(secret) {
+                return Ok(None);
+            }
+            let row = sqlx::query_as(
+                "SELECT p.user_id, p.org_id, p.role, k.key_id, k.key_hash
+                 FROM api_keys k JOIN principals p ON p.user_id = k.user_id
+                 WHERE k.key_hash = $1 AND p.active",
+            )
+            .bind(keys::hash(secret).as_str())
+            .fetch_optional(pool)
+            .await?;
+            (row, secret)
+        }
+        Presented::Pair { key, secret } => {
+            if !keys::looks_like_label(key) || !keys::looks_like_key(secret) {
+                return Ok(None);
+            }
+            let row = sqlx::query_as(
+                "SELECT p.user_id, p.org_id, p.role, k.key_id, k.key_hash
+                 FROM api_keys k JOIN principals p ON p.user_id = k.user_id
+                 WHERE k.label = $1 AND p.active",
+            )
+            .bind(key)
+            .fetch_optional(pool)
+            .await?;
+            (row, secret)
+        }
+    };
+    let Some((user_id, org_id, role, key_id, stored)) = row else { return Ok(None) };
+    if !bool::from(keys::hash(secret).as_str().as_bytes().ct_eq(stored.as_bytes())) {
         return Ok(None);
     }
-    let hash = keys::hash(presented);
-    let row: Option<(Uuid, Option<Uuid>, String, Uuid)> = sqlx::query_as(
-        "SELECT p.user_id, p.org_id, p.role, k.key_id
-         FROM api_keys k JOIN principals p ON p.user_id = k.user_id
-         WHERE k.key_hash = $1 AND p.active",
-    )
-    .bind(hash.as_str())
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.and_then(|(user_id, org_id, role, key_id)| {
-        Some(Principal {
-            user_id: user_id.into(),
-            org_id: org_id.map(Into::into),
-            role: Role::parse(&role)?,
-            key_id: key_id.into(),
-        })
+    Ok(Role::parse(&role).map(|role| Principal {
+        user_id: user_id.into(),
+        org_id: org_id.map(Into::into),
+        role,
+        key_id: key_id.into(),
     }))
 }
 

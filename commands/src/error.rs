@@ -192,7 +192,7 @@ impl From<ShareError> for Error {
         match e {
             ShareError::NotFound => Error::NotFound(msg),
             ShareError::AlreadyExists => Error::Conflict(msg),
-            ShareError::ExpiryInThePast => Error::Invalid(msg),
+            ShareError::ExpiryInThePast | ShareError::UnknownPermission => Error::Invalid(msg),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::credentials::Principal;
 use crate::error::Error;
 use crate::object_store;
 use crate::service::Harden;
-use crate::storage::{resolve_checked, Reachable};
+use crate::storage::{resolve_checked, NetworkPolicy, Reachable};
 
 pub const FILE_NOT_FOUND: &str = "file not found";
 pub const FREE_PLAN: &str = "file storage is not available on the free plan";
@@ -78,18 +78,18 @@ impl NewFile<'_> {
 
 impl Harden {
     /// The org's bucket, reachable under the network policy, or why not.
-    async fn bucket_of(&self, org: OrgId, allow_private: bool) -> Result<Option<Reachable>, Error> {
+    async fn bucket_of(&self, org: OrgId, policy: &NetworkPolicy) -> Result<Option<Reachable>, Error> {
         let state = self.orgs.load(&org.to_string()).await?;
         let Some(settings) = state.storage().cloned() else { return Ok(None) };
         let secret_key = self.sealer().open(org, &settings.sealed_secret_key)?;
-        let address = resolve_checked(&settings.service_url, allow_private)
+        let address = resolve_checked(&settings.service_url, policy)
             .await
             .map_err(|e| Error::Upstream(format!("file storage is unreachable: {e}")))?;
         Ok(Some(Reachable { settings, secret_key, address }))
     }
 
     /// Checks the plan and the storage before anything is uploaded.
-    async fn bucket_for_upload(&self, org: OrgId, file_bytes: u64, allow_private: bool) -> Result<Reachable, Error> {
+    async fn bucket_for_upload(&self, org: OrgId, file_bytes: u64, policy: &NetworkPolicy) -> Result<Reachable, Error> {
         let limits: FileLimits =
             sqlx::query_as("SELECT plan, max_files, max_file_bytes, files_used FROM org_limits WHERE org_id = $1")
                 .bind(org.as_uuid())
@@ -106,7 +106,7 @@ impl Harden {
         if limits.files_used >= limits.max_files {
             return Err(plan_limit("maxFiles", limits.max_files, &limits.plan));
         }
-        self.bucket_of(org, allow_private).await?.ok_or_else(|| {
+        self.bucket_of(org, policy).await?.ok_or_else(|| {
             Error::invalid(format!(
                 "file storage is not configured for this organization: an org admin must set it with PUT /admin/orgs/{org}/storage"
             ))
@@ -119,12 +119,12 @@ impl Harden {
         caller: &Principal,
         new: NewFile<'_>,
         ciphertext: Bytes,
-        allow_private: bool,
+        policy: &NetworkPolicy,
         meta: Meta,
     ) -> Result<StoredFile, Error> {
         let org = crate::access::own_org(caller).map_err(|_| Error::forbidden("the global admin has no files"))?;
         let file_meta = new.meta(ciphertext.len())?;
-        let bucket = self.bucket_for_upload(org, file_meta.file_bytes(), allow_private).await?;
+        let bucket = self.bucket_for_upload(org, file_meta.file_bytes(), policy).await?;
         let client = object_store::client(&bucket)?;
         let file_id = Uuid::new_v4();
         let object_key = Uuid::new_v4().simple().to_string();
@@ -162,12 +162,12 @@ impl Harden {
         &self,
         owner: UserId,
         file_id: Uuid,
-        allow_private: bool,
+        policy: &NetworkPolicy,
     ) -> Result<(FileMeta, ByteStream), Error> {
         let file = self.live_file(owner, file_id).await?;
         let (_, org, object_key, meta) = file.live().ok_or_else(|| Error::not_found(FILE_NOT_FOUND))?;
         let bucket = self
-            .bucket_of(org, allow_private)
+            .bucket_of(org, policy)
             .await?
             .ok_or_else(|| Error::Upstream("file storage is no longer configured for this organization".into()))?;
         let client = object_store::client(&bucket)?;
@@ -195,7 +195,7 @@ impl Harden {
         &self,
         caller: &Principal,
         file_id: Uuid,
-        allow_private: bool,
+        policy: &NetworkPolicy,
         meta: Meta,
     ) -> Result<Committed, Error> {
         let org = crate::access::own_org(caller).map_err(|_| Error::not_found(FILE_NOT_FOUND))?;
@@ -203,7 +203,7 @@ impl Harden {
         let (committed, events) = self.files.run(&file_id.to_string(), delete, &meta.clone().with_org(org)).await?;
         // The deletion's event names the object: no second load to find it.
         if let Some(FileEvent::FileDeleted { org_id, object_key, .. }) = events.last() {
-            if let Err(e) = self.remove_object_at(file_id, *org_id, object_key, allow_private, &meta).await {
+            if let Err(e) = self.remove_object_at(file_id, *org_id, object_key, policy, &meta).await {
                 tracing::warn!(%file_id, error = %e, "a deleted file's object could not be removed yet; the reaper retries");
             }
         }
@@ -211,10 +211,10 @@ impl Harden {
     }
 
     /// Removes a deleted file's object from its bucket and records it (nothing to do otherwise).
-    async fn remove_object(&self, file_id: Uuid, allow_private: bool, meta: &Meta) -> Result<(), Error> {
+    async fn remove_object(&self, file_id: Uuid, policy: &NetworkPolicy, meta: &Meta) -> Result<(), Error> {
         let file: File = self.files.load(&file_id.to_string()).await?;
         match file.object_to_remove() {
-            Some((org, object_key)) => self.remove_object_at(file_id, org, object_key, allow_private, meta).await,
+            Some((org, object_key)) => self.remove_object_at(file_id, org, object_key, policy, meta).await,
             None => Ok(()),
         }
     }
@@ -224,10 +224,10 @@ impl Harden {
         file_id: Uuid,
         org: OrgId,
         object_key: &str,
-        allow_private: bool,
+        policy: &NetworkPolicy,
         meta: &Meta,
     ) -> Result<(), Error> {
-        if let Some(bucket) = self.bucket_of(org, allow_private).await? {
+        if let Some(bucket) = self.bucket_of(org, policy).await? {
             let client = object_store::client(&bucket)?;
             object_store::delete(&client, &bucket.settings.bucket, object_key)
                 .await
@@ -241,10 +241,10 @@ impl Harden {
 
     /// One pass of the reaper over deleted files (from the read model's queue): removes their
     /// objects. Answers how many were removed; failures are logged and retried on the next pass.
-    pub async fn remove_deleted_objects(&self, pending: Vec<Uuid>, allow_private: bool) -> usize {
+    pub async fn remove_deleted_objects(&self, pending: Vec<Uuid>, policy: &NetworkPolicy) -> usize {
         let mut removed = 0;
         for file_id in pending {
-            match self.remove_object(file_id, allow_private, &Meta::default()).await {
+            match self.remove_object(file_id, policy, &Meta::default()).await {
                 Ok(()) => removed += 1,
                 Err(e) => tracing::warn!(%file_id, error = %e, "a deleted file's object could not be removed yet"),
             }
@@ -337,7 +337,7 @@ impl Harden {
         &self,
         caller: &Principal,
         id: Uuid,
-        allow_private: bool,
+        policy: &NetworkPolicy,
     ) -> Result<SharedFile, Error> {
         let not_found = || Error::not_found(crate::sharing::SHARE_NOT_FOUND);
         let share = self.shares.load(&crate::sharing::share_id(id)).await?;
@@ -345,7 +345,7 @@ impl Harden {
             share.open_at(chrono::Utc::now()).filter(|g| g.recipient == caller.user_id).ok_or_else(not_found)?;
         let file_id = grant.record.file_id().ok_or_else(not_found)?;
         let wrap = share.wrap_for(FILE_EPOCH, None).cloned().ok_or_else(not_found)?;
-        let (mut meta, content) = self.open_file(grant.owner, file_id, allow_private).await.map_err(|e| match e {
+        let (mut meta, content) = self.open_file(grant.owner, file_id, policy).await.map_err(|e| match e {
             Error::NotFound(_) => not_found(),
             other => other,
         })?;

@@ -45,6 +45,22 @@ pub fn looks_like_key(presented: &str) -> bool {
         && presented[PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The public identifier of a key that has one (the Cloud API's `key`): `hkid_` and 24 lower-case
+/// hex digits. It names a key; only its secret authenticates.
+pub const LABEL_PREFIX: &str = "hkid_";
+
+pub fn draw_label() -> String {
+    let mut bytes = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{LABEL_PREFIX}{}", hex::encode(bytes))
+}
+
+pub fn looks_like_label(presented: &str) -> bool {
+    presented.len() == LABEL_PREFIX.len() + 24
+        && presented.starts_with(LABEL_PREFIX)
+        && presented[LABEL_PREFIX.len()..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 pub fn expose(key: &SecretString) -> &str {
     key.expose_secret()
 }
@@ -71,5 +87,15 @@ mod tests {
         assert!(!looks_like_key(&format!("{good}x")));
         assert!(!looks_like_key(&good.replacen("hk_", "xk_", 1)));
         assert!(!looks_like_key(&format!("hk_{}", "+".repeat(43))));
+    }
+
+    #[test]
+    fn labels_have_their_own_shape_and_are_never_keys() {
+        let label = draw_label();
+        assert!(looks_like_label(&label), "{label}");
+        assert!(!looks_like_key(&label));
+        assert!(!looks_like_label(expose(&draw().plaintext)));
+        assert!(!looks_like_label(&label.to_uppercase()));
+        assert!(!looks_like_label(&label[1..]));
     }
 }

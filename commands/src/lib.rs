@@ -45,7 +45,7 @@ pub mod storage;
 pub mod throttle;
 
 pub use bus::{Committed, Meta, Position};
-pub use credentials::Principal;
+pub use credentials::{Presented, Principal};
 pub use error::Error;
 pub use service::Harden;
 

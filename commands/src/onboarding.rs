@@ -234,6 +234,7 @@ impl Onboarding {
         if token.len() != 43 || URL_SAFE_NO_PAD.decode(token).is_err() {
             return Err(invalid());
         }
+        let payment_method = payment_method.map(parse_payment_method).transpose()?;
         let registration_id = self.registration_id(token);
         let mut registration = self.registrations.load(&registration_id).await?;
         // Another card after a refusal: recorded first, then used by this attempt.
@@ -242,7 +243,6 @@ impl Onboarding {
             if !registration.application().is_some_and(|a| a.plan.is_paid()) {
                 return Err(Error::invalid("stripePaymentMethodId is only for paid plans"));
             }
-            let pm = parse_payment_method(pm)?;
             let change = RegistrationCommand::ChangePaymentMethod { payment_method: pm };
             self.registrations.execute(&registration_id, change, &meta).await?;
             registration = self.registrations.load(&registration_id).await?;

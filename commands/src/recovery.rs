@@ -26,16 +26,19 @@ pub struct Material<'a> {
     pub xor_salt_hint: Option<&'a str>,
 }
 
+/// A recovery share's hint to its answer, as stored: trimmed, blank as none.
+pub fn parse_hint(raw: Option<&str>) -> Result<Option<String>, Error> {
+    match raw.map(str::trim).filter(|h| !h.is_empty()) {
+        Some(h) if h.chars().count() > MAX_HINT_CHARS || h.chars().any(char::is_control) => Err(Error::invalid(
+            format!("xorSaltHint must be at most {MAX_HINT_CHARS} characters without control characters"),
+        )),
+        other => Ok(other.map(str::to_owned)),
+    }
+}
+
 impl Material<'_> {
     fn parse(&self) -> Result<RecoveryMaterial, Error> {
-        let hint = match self.xor_salt_hint.map(str::trim).filter(|h| !h.is_empty()) {
-            Some(h) if h.chars().count() > MAX_HINT_CHARS || h.chars().any(char::is_control) => {
-                return Err(Error::invalid(format!(
-                    "xorSaltHint must be at most {MAX_HINT_CHARS} characters without control characters"
-                )))
-            }
-            other => other.map(str::to_owned),
-        };
+        let hint = parse_hint(self.xor_salt_hint)?;
         Ok(RecoveryMaterial {
             ecc: KeyBlob::parse(self.ecc_field, self.ecc_b64, 1..=MAX_MATERIAL_BYTES)?,
             kyber: KeyBlob::parse(self.kyber_field, self.kyber_b64, 1..=MAX_MATERIAL_BYTES)?,

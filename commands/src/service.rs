@@ -120,7 +120,7 @@ impl Harden {
         &self.sealer
     }
 
-    pub async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, Error> {
+    pub async fn authenticate(&self, presented: credentials::Presented<'_>) -> Result<Option<Principal>, Error> {
         Ok(credentials::authenticate(&self.pool, presented).await?)
     }
 

@@ -67,9 +67,8 @@ impl Harden {
         new: &NewShare<'_>,
     ) -> Result<(harden_domain::OrgId, Wrap, KeyBlob), Error> {
         let org = access::own_org(caller).map_err(|_| Error::forbidden("the global admin has nothing to share"))?;
-        if new.permission != "read" {
-            return Err(Error::invalid("permission must be \"read\""));
-        }
+        // The request on its own, before any state: a bad one is 400 whatever exists.
+        harden_domain::share::check_terms(new.permission, new.expires_at, Utc::now())?;
         if new.recipient == caller.user_id {
             return Err(Error::invalid("you cannot share with yourself"));
         }
@@ -234,6 +233,10 @@ impl Harden {
         meta: Meta,
     ) -> Result<crate::service::WrittenSecret, Error> {
         let org = access::own_org(caller).map_err(|_| Error::forbidden("the global admin has no KV records"))?;
+        let rewraps = rewraps
+            .into_iter()
+            .map(|(share, ecc, kyber)| Ok((share, parse_wrap(ecc, kyber)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
         let id = self.ids().secret_id(caller.user_id, key_name);
         let secret = self.secrets.load(&id).await?;
         // Only a live record of the caller's has a key to rotate: any other name is not theirs (404,
@@ -255,13 +258,12 @@ impl Harden {
         .bind(key_name.as_str())
         .fetch_all(self.pool())
         .await?;
-        if let Some(missing) = open.iter().find(|id| !rewraps.iter().any(|(s, _, _)| s == *id)) {
+        if let Some(missing) = open.iter().find(|id| !rewraps.iter().any(|(s, _)| s == *id)) {
             return Err(Error::Conflict(format!(
                 "share {missing} was granted meanwhile and has no wrap of the new key; retry"
             )));
         }
-        for (share, ecc, kyber) in rewraps {
-            let wrap = parse_wrap(ecc, kyber)?;
+        for (share, wrap) in rewraps {
             let state = self.shares.load(&share_id(share)).await?;
             match state.active() {
                 Some(g) if g.owner == caller.user_id && g.record.key_name() == Some(key_name) => {}

@@ -4,6 +4,7 @@
 //! settings are stored.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -55,9 +56,12 @@ impl SecretSealer {
 }
 
 /// Whether an address is one a tenant must not make harden call: loopback, private, link-local,
-/// unique-local, CGNAT, unspecified, multicast, documentation or benchmarking ranges.
+/// unique-local and site-local, CGNAT, unspecified, multicast, documentation or benchmarking ranges,
+/// and every IPv6 form that carries an IPv4 address a gateway or the host itself would reach
+/// (IPv4-mapped, IPv4-compatible, NAT64, 6to4, Teredo): such an address is refused whatever IPv4
+/// address it carries, since which one it reaches is up to the network.
 pub fn is_internal(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
+    match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
             v4.is_loopback()
@@ -77,10 +81,64 @@ pub fn is_internal(ip: IpAddr) -> bool {
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                // IPv4-mapped ::ffff:0:0/96 and IPv4-compatible ::/96 (deprecated, still routed by some stacks).
+                || s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0)
+                // NAT64: the well-known prefix 64:ff9b::/96 and the local-use 64:ff9b:1::/48.
+                || (s[0] == 0x64 && s[1] == 0xff9b)
+                // 6to4 2002::/16 and Teredo 2001::/32.
+                || s[0] == 0x2002
+                || (s[0] == 0x2001 && s[1] == 0)
+                // Unique-local fc00::/7, link-local fe80::/10, site-local fec0::/10 (deprecated).
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                // Documentation 2001:db8::/32, discard-only 100::/64.
                 || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || s[..4] == [0x100, 0, 0, 0]
         }
+    }
+}
+
+/// Where an org's storage may point. By default only public addresses; a multi-tenant stack that
+/// runs its own object store lists exactly that host and port (`HARDEN_STORAGE_ALLOWED_HOSTS`,
+/// e.g. `minio:9000`), and a single-tenant install may allow every internal address
+/// (`HARDEN_STORAGE_ALLOW_PRIVATE_NETWORKS`).
+#[derive(Clone, Debug, Default)]
+pub struct NetworkPolicy {
+    allow_private: bool,
+    allowed_hosts: Arc<[(String, u16)]>,
+}
+
+impl NetworkPolicy {
+    /// `allowed_hosts`: comma-separated `host:port` pairs (`[v6]:port` for an IPv6 literal).
+    pub fn new(allow_private: bool, allowed_hosts: &str) -> Result<Self, String> {
+        let allowed_hosts = allowed_hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|entry| {
+                let (host, port) = entry
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("'{entry}' is not host:port (the port is required)"))?;
+                let port = port.parse::<u16>().map_err(|_| format!("'{entry}' has an invalid port"))?;
+                let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+                if host.is_empty() || host.contains(['/', '@', ' ', '[', ']']) {
+                    return Err(format!("'{entry}' is not host:port"));
+                }
+                Ok((host.to_ascii_lowercase(), port))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self { allow_private, allowed_hosts: allowed_hosts.into() })
+    }
+
+    /// Any address may be called (single-tenant installs and the tests).
+    pub fn allow_private() -> Self {
+        Self { allow_private: true, allowed_hosts: Arc::from([]) }
+    }
+
+    /// Whether `host` and `port` are listed exactly (the host case-insensitively).
+    pub fn lists(&self, host: &str, port: u16) -> bool {
+        self.allowed_hosts.iter().any(|(h, p)| *p == port && h.eq_ignore_ascii_case(host))
     }
 }
 
@@ -109,9 +167,10 @@ pub fn host_port(service_url: &str) -> Result<(String, u16), Error> {
     Ok((host, port))
 }
 
-/// Resolves the service URL's host once, refuses internal addresses unless allowed, and answers
-/// the address to use (the check and the connection see the same address).
-pub async fn resolve_checked(service_url: &str, allow_private: bool) -> Result<SocketAddr, Error> {
+/// Resolves the service URL's host once, refuses internal addresses unless the policy allows them
+/// (every address, or this exact host and port), and answers the address to use (the check and the
+/// connection see the same address).
+pub async fn resolve_checked(service_url: &str, policy: &NetworkPolicy) -> Result<SocketAddr, Error> {
     let (host, port) = host_port(service_url)?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
         .await
@@ -124,12 +183,12 @@ pub async fn resolve_checked(service_url: &str, allow_private: bool) -> Result<S
             "storage check failed: the host '{host}' of serviceUrl does not resolve (DNS)"
         )));
     }
-    if allow_private {
+    if policy.allow_private || policy.lists(&host, port) {
         return Ok(addrs[0]);
     }
     addrs.iter().copied().find(|a| !is_internal(a.ip())).ok_or_else(|| {
         Error::invalid(format!(
-            "serviceUrl resolves to a loopback, private or link-local address ({}); this server does not call its internal network (HARDEN_STORAGE_ALLOW_PRIVATE_NETWORKS)",
+            "serviceUrl resolves to a loopback, private or link-local address ({}); this server calls only public addresses and the hosts it lists (HARDEN_STORAGE_ALLOWED_HOSTS)",
             addrs[0].ip()
         ))
     })
@@ -174,17 +233,19 @@ impl crate::service::Harden {
         caller: &crate::Principal,
         org: OrgId,
         req: StorageRequest<'_>,
-        allow_private: bool,
+        policy: &NetworkPolicy,
     ) -> Result<Reachable, Error> {
         use harden_domain::storage::{parse_bucket, parse_credential, parse_region, parse_service_url};
-        let current = self.storage_settings(caller, org).await?;
+        // The request on its own first: a bad field is 400 whatever the org has stored.
         let service_url = parse_service_url(req.service_url)?;
         let bucket = parse_bucket(req.bucket)?;
         let access_key = parse_credential("accessKey", req.access_key, 128)?;
         let region = parse_region(req.region)?;
-        let (secret_key, sealed) = match (req.secret_key, &current) {
+        let secret_key = req.secret_key.map(|secret| parse_credential("secretKey", secret, 256)).transpose()?;
+        let current = self.storage_settings(caller, org).await?;
+        let (secret_key, sealed) = match (secret_key, &current) {
             (Some(secret), _) => {
-                let secret = SecretString::from(parse_credential("secretKey", secret, 256)?);
+                let secret = SecretString::from(secret);
                 let sealed = self.sealer().seal(org, &secret);
                 (secret, sealed)
             }
@@ -194,7 +255,7 @@ impl crate::service::Harden {
             }
             (None, None) => return Err(Error::invalid("secretKey is required the first time storage is configured")),
         };
-        let address = resolve_checked(&service_url, allow_private).await?;
+        let address = resolve_checked(&service_url, policy).await?;
         let settings = harden_domain::storage::StorageSettings {
             service_url,
             bucket,
@@ -221,26 +282,73 @@ impl crate::service::Harden {
 mod tests {
     use super::*;
 
-    #[test]
-    fn internal_addresses_are_recognised() {
-        for internal in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(is_internal(internal.parse().unwrap()), "{internal}");
+    fn refused(addresses: &[&str]) {
+        for address in addresses {
+            assert!(is_internal(address.parse().unwrap()), "{address} must be refused");
         }
-        for public in ["8.8.8.8", "52.216.1.1", "2a00:1450::1"] {
+    }
+
+    #[test]
+    fn internal_ipv4_addresses_are_refused() {
+        refused(&["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0"]);
+    }
+
+    #[test]
+    fn loopback_unique_local_and_link_local_ipv6_are_refused() {
+        refused(&["::1", "::", "fd00::1", "fc00::1", "fe80::1", "ff02::1"]);
+    }
+
+    #[test]
+    fn site_local_ipv6_is_refused() {
+        refused(&["fec0::1", "fec0:1:2:3::4", "feff:ffff::1"]);
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_is_refused_whatever_address_it_carries() {
+        refused(&["::ffff:10.0.0.1", "::ffff:127.0.0.1", "::ffff:8.8.8.8", "::ffff:169.254.169.254"]);
+    }
+
+    #[test]
+    fn ipv4_compatible_ipv6_is_refused() {
+        refused(&["::127.0.0.1", "::10.0.0.1", "::8.8.8.8"]);
+    }
+
+    #[test]
+    fn nat64_is_refused() {
+        refused(&["64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b::808:808", "64:ff9b:1::a00:1"]);
+    }
+
+    #[test]
+    fn six_to_four_and_teredo_are_refused() {
+        refused(&["2002:7f00:1::1", "2002:a00:1::", "2002:808:808::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2"]);
+    }
+
+    #[test]
+    fn documentation_and_discard_ranges_are_refused() {
+        refused(&["2001:db8::1", "100::1", "192.0.2.1", "198.18.0.1", "240.0.0.1"]);
+    }
+
+    #[test]
+    fn public_addresses_are_allowed() {
+        for public in ["8.8.8.8", "52.216.1.1", "2a00:1450::1", "2600:1f18::1", "2001:4860::8888"] {
             assert!(!is_internal(public.parse().unwrap()), "{public}");
         }
+    }
+
+    #[test]
+    fn allowed_hosts_are_exact_host_and_port_pairs() {
+        let policy = NetworkPolicy::new(false, "minio:9000, [fd00::5]:9000,S3.Internal:443").unwrap();
+        assert!(policy.lists("minio", 9000));
+        assert!(policy.lists("MINIO", 9000));
+        assert!(policy.lists("fd00::5", 9000));
+        assert!(policy.lists("s3.internal", 443));
+        assert!(!policy.lists("minio", 9001), "another port of a listed host");
+        assert!(!policy.lists("minio.evil", 9000));
+        assert!(!policy.lists("postgres", 5432));
+        for bad in ["minio", "minio:port", "minio:70000", ":9000", "user@minio:9000"] {
+            assert!(NetworkPolicy::new(false, bad).is_err(), "{bad}");
+        }
+        assert!(NetworkPolicy::new(false, "").unwrap().allowed_hosts.is_empty());
     }
 
     #[test]

@@ -45,9 +45,10 @@ pub enum OrgCommand {
         profile: CloudProfile,
         owner_user_id: UserId,
     },
+    /// PATCH semantics: `billing_email` `None` keeps the current one, `Some(None)` clears it.
     UpdateProfile {
         name: OrgName,
-        billing_email: Option<Email>,
+        billing_email: Option<Option<Email>>,
     },
     /// Soft delete: members and API keys stop working; events and audit stay.
     Delete,
@@ -226,6 +227,8 @@ pub struct Org {
     members: BTreeMap<IdentityId, Member>,
     #[serde(default)]
     invites: BTreeMap<String, Invite>,
+    #[serde(default)]
+    billing_email: Option<Email>,
 }
 
 /// A member as the Org aggregate keeps it.
@@ -340,6 +343,7 @@ impl Aggregate for Org {
             }
             OrgCommand::UpdateProfile { name, billing_email } => {
                 let org_id = self.live_id()?;
+                let billing_email = billing_email.unwrap_or_else(|| self.billing_email.clone());
                 sink.write(OrgEvent::OrgProfileUpdated { org_id, name, billing_email }, self).await;
             }
             OrgCommand::Delete => {
@@ -417,7 +421,8 @@ impl Aggregate for Org {
             OrgEvent::OrgPlanChanged { to, .. } => self.plan = Some(to),
             OrgEvent::OrgSubscriptionEnded { .. } => self.subscription = None,
             OrgEvent::OrgStorageConfigured { settings, .. } => self.storage = Some(settings),
-            OrgEvent::OrgOnboarded { .. } | OrgEvent::OrgProfileUpdated { .. } => {}
+            OrgEvent::OrgOnboarded { profile, .. } => self.billing_email = profile.billing_email,
+            OrgEvent::OrgProfileUpdated { billing_email, .. } => self.billing_email = billing_email,
             OrgEvent::OrgDeleted { .. } => self.deleted = true,
             OrgEvent::InviteCreated { invite_id, token, email, role, expires_at, .. } => {
                 let state = InviteState::Pending;
@@ -608,6 +613,33 @@ mod tests {
                 invite_id: None,
             });
             events
+        }
+
+        #[test]
+        fn a_profile_update_without_a_billing_email_keeps_it_and_an_explicit_none_clears_it() {
+            let name = || OrgName::parse("acme renamed").unwrap();
+            let mut given = onboarded();
+            given.push(OrgEvent::OrgProfileUpdated {
+                org_id: org_id(),
+                name: OrgName::parse("acme").unwrap(),
+                billing_email: Some(email("billing@acme.test")),
+            });
+            TestFramework::<Org>::with(())
+                .given(given.clone())
+                .when(OrgCommand::UpdateProfile { name: name(), billing_email: None })
+                .then_expect_events(vec![OrgEvent::OrgProfileUpdated {
+                    org_id: org_id(),
+                    name: name(),
+                    billing_email: Some(email("billing@acme.test")),
+                }]);
+            TestFramework::<Org>::with(())
+                .given(given)
+                .when(OrgCommand::UpdateProfile { name: name(), billing_email: Some(None) })
+                .then_expect_events(vec![OrgEvent::OrgProfileUpdated {
+                    org_id: org_id(),
+                    name: name(),
+                    billing_email: None,
+                }]);
         }
 
         fn invited(role: MemberRole) -> OrgEvent {

@@ -135,6 +135,23 @@ pub enum ShareError {
     AlreadyExists,
     #[error("expiresUtc must be in the future")]
     ExpiryInThePast,
+    #[error("permission must be \"read\"")]
+    UnknownPermission,
+}
+
+/// The only permission a share grants.
+pub const READ: &str = "read";
+
+/// The terms of a grant on their own (the permission and the expiry), checked by every front end
+/// before anything is looked up, so a bad request is refused whatever exists.
+pub fn check_terms(permission: &str, expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<(), ShareError> {
+    if permission != READ {
+        return Err(ShareError::UnknownPermission);
+    }
+    if expires_at.is_some_and(|at| at <= now) {
+        return Err(ShareError::ExpiryInThePast);
+    }
+    Ok(())
 }
 
 /// The recipient's wrap of the key of one epoch (and rotation).
@@ -190,11 +207,11 @@ impl Aggregate for Share {
     async fn handle(&mut self, command: ShareCommand, _: &(), sink: &EventSink<Self>) -> Result<(), ShareError> {
         match command {
             ShareCommand::Grant { share_id, grant, now } => {
-                if self.id.is_some() {
-                    return Err(ShareError::AlreadyExists);
-                }
                 if grant.expires_at.is_some_and(|e| e <= now) {
                     return Err(ShareError::ExpiryInThePast);
+                }
+                if self.id.is_some() {
+                    return Err(ShareError::AlreadyExists);
                 }
                 sink.write(ShareEvent::ShareGranted { share_id, grant }, self).await;
             }

@@ -216,7 +216,23 @@ async fn onboarding_creates_one_org_per_owner_with_a_profile_it_can_edit() {
     )
     .await;
     assert_eq!(patched["name"], "Acme Corp (Renamed)");
-    assert_eq!(patched["billing_email"], Value::Null);
+    // PATCH semantics: the rename left out billing_email, so it is kept; an explicit null clears it.
+    assert_eq!(patched["billing_email"], "billing@acme.test");
+    let patch = |body: Value| cloud.call(Method::PATCH, &path, "user_alice", Some(body));
+    let cleared = expect_json(patch(json!({ "name": "Acme", "billing_email": null })).await, StatusCode::OK).await;
+    assert_eq!(cleared["billing_email"], Value::Null);
+    let kept = expect_json(patch(json!({ "name": "Acme Corp" })).await, StatusCode::OK).await;
+    assert_eq!(kept["billing_email"], Value::Null, "a cleared email stays cleared");
+    let set =
+        expect_json(patch(json!({ "name": "Acme Corp", "billing_email": "ap@acme.test" })).await, StatusCode::OK).await;
+    assert_eq!(set["billing_email"], "ap@acme.test");
+    let got = expect_json(cloud.call(Method::GET, &path, "user_alice", None).await, StatusCode::OK).await;
+    assert_eq!((got["name"].as_str(), got["billing_email"].as_str()), (Some("Acme Corp"), Some("ap@acme.test")));
+    let bad = patch(json!({ "name": "Acme Corp", "billing_email": "not an address" })).await;
+    expect_error(bad, StatusCode::BAD_REQUEST).await;
+    // A bad body is 400 before membership is looked at: for someone else's org too.
+    let bad = cloud.call(Method::PATCH, &path, "user_mallory", Some(json!({ "name": "" }))).await;
+    expect_error(bad, StatusCode::BAD_REQUEST).await;
 
     // The owner is a member; another user is not, and sees no org.
     let members =
@@ -547,6 +563,87 @@ async fn invites_expire_are_single_use_and_need_the_invited_verified_email() {
     assert_eq!(listed.len(), 4);
     assert!(listed.iter().any(|i| i["token"] == token && !i["accepted_at"].is_null()));
     assert!(listed.iter().any(|i| !i["revoked_at"].is_null()));
+}
+
+/// A request with the Cloud API's documented key pair, in whatever case the client writes the names.
+async fn with_pair(
+    app: &TestApp,
+    base: &str,
+    method: Method,
+    path: &str,
+    pair: (&str, &str),
+    extra: &[(&str, &str)],
+) -> Response {
+    let mut req =
+        app.client.request(method, format!("{base}{path}")).header("x-api-key", pair.0).header("X-API-SECRET", pair.1);
+    for (name, value) in extra {
+        req = req.header(*name, *value);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_documented_key_and_secret_pair_authenticates_on_the_backend_and_through_the_proxy() {
+    let cloud = cloud_app().await;
+    let app = &cloud.app;
+    let org = cloud.onboard("user_owner", "Pairs").await;
+    let keys = format!("/cloud/organizations/{org}/api-keys");
+    let create = || cloud.call(Method::POST, &keys, "user_owner", Some(json!({ "name": "CI" })));
+    let one = expect_json(create().await, StatusCode::CREATED).await;
+    let two = expect_json(create().await, StatusCode::CREATED).await;
+    let pair = (one["key"].as_str().unwrap(), one["secret"].as_str().unwrap());
+
+    // "Use key as X-API-Key and secret as X-API-Secret": on the Backend, and through the Proxy,
+    // which passes both halves on.
+    let me = expect_json(with_pair(app, &app.backend, Method::GET, "/users/me", pair, &[]).await, StatusCode::OK).await;
+    assert_eq!(me["orgId"], org.to_string());
+    let users = format!("/admin/orgs/{org}/users");
+    expect_json(with_pair(app, &app.proxy, Method::GET, &users, pair, &[]).await, StatusCode::OK).await;
+    expect_json(with_pair(app, &app.proxy, Method::GET, "/users/me", pair, &[]).await, StatusCode::OK).await;
+    // The Proxy's own routes too: keys, then a value written and read with the pair.
+    let secret = [("X-User-Secret", "the project's user secret")];
+    let generated = with_pair(app, &app.proxy, Method::POST, "/v1/keys/generate", pair, &secret).await;
+    expect_json(generated, StatusCode::CREATED).await;
+    let put = app
+        .client
+        .put(format!("{}/v1/kv/deploy-token", app.proxy))
+        .header("X-Api-Key", pair.0)
+        .header("X-Api-Secret", pair.1)
+        .header("X-User-Secret", secret[0].1)
+        .json(&json!({ "valueB64": "dG9rZW4=" }))
+        .send()
+        .await
+        .unwrap();
+    expect_json(put, StatusCode::CREATED).await;
+    let got = with_pair(app, &app.proxy, Method::GET, "/v1/kv/deploy-token", pair, &secret).await;
+    assert_eq!(expect_json(got, StatusCode::OK).await["valueB64"], "dG9rZW4=");
+    // The secret alone keeps working.
+    expect_json(cloud.app.get("/users/me", pair.1).await, StatusCode::OK).await;
+
+    // One credential: a right key with another key's secret, a made-up secret, or the key alone is 401.
+    let crossed = (pair.0, two["secret"].as_str().unwrap());
+    let made_up = (pair.0, "hk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let secret_as_key = (pair.1, pair.1);
+    for (case, pair) in [("crossed halves", crossed), ("made-up secret", made_up), ("secret as key", secret_as_key)] {
+        for base in [&app.backend, &app.proxy] {
+            let res = with_pair(app, base, Method::GET, "/users/me", pair, &[]).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{case} at {base}");
+        }
+    }
+    for base in [&app.backend, &app.proxy] {
+        let res = app.client.get(format!("{base}/users/me")).header("X-Api-Key", pair.0).send().await.unwrap();
+        expect_error(res, StatusCode::UNAUTHORIZED).await;
+    }
+    // Revoked: the pair is dead too, before the revocation's answer returns.
+    let id = one["id"].as_str().unwrap();
+    let revoked = cloud.call(Method::DELETE, &format!("{keys}/{id}"), "user_owner", None).await;
+    expect_json(revoked, StatusCode::OK).await;
+    for base in [&app.backend, &app.proxy] {
+        let res = with_pair(app, base, Method::GET, "/users/me", pair, &[]).await;
+        expect_error(res, StatusCode::UNAUTHORIZED).await;
+    }
+    let other = (two["key"].as_str().unwrap(), two["secret"].as_str().unwrap());
+    expect_json(with_pair(app, &app.backend, Method::GET, "/users/me", other, &[]).await, StatusCode::OK).await;
 }
 
 #[tokio::test]

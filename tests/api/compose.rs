@@ -64,6 +64,20 @@ fn every_harden_variable_in_the_deployment_files_is_a_real_setting() {
             }
         }
     }
+    // The shipped stack lets self-registered orgs point storage at its object store and nothing
+    // else of its network (no switch for every private address: that would reach postgres, nats
+    // and the Backend).
+    let compose = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let vars = harden_variables(&compose);
+    assert!(
+        vars.iter().any(|(n, v)| n == "HARDEN_STORAGE_ALLOWED_HOSTS" && v == "minio:9000"),
+        "the stack lists its object store: {vars:?}"
+    );
+    assert!(
+        !vars.iter().any(|(n, v)| n == "HARDEN_STORAGE_ALLOW_PRIVATE_NETWORKS" && v != "false"),
+        "the stack must not allow every private address: {vars:?}"
+    );
+    assert!(load_with(&[("HARDEN_STORAGE_ALLOWED_HOSTS".into(), "minio".into())]).is_ok(), "a string setting");
     // The check itself refuses what it should.
     assert!(load_with(&[("HARDEN_NOT_A_SETTING".into(), "1".into())]).is_err());
     assert!(load_with(&[("HARDEN_STORAGE_ALLOW_PRIVATE_NETWORKS".into(), "maybe".into())]).is_err());

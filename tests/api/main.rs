@@ -10,6 +10,7 @@ mod bad_input;
 mod bootstrap;
 mod cloud;
 mod compose;
+mod edge;
 mod files;
 mod follower;
 mod health;

@@ -199,3 +199,32 @@ async fn a_shared_file_read_through_the_proxy_has_the_fields_its_document_names(
     assert_eq!(read["shareId"], share_id.as_str());
     assert_eq!(read["fileName"], "notes.txt");
 }
+
+#[tokio::test]
+async fn both_documents_name_both_forms_of_an_api_key_on_every_route_that_takes_one() {
+    let app = spawn_app().await;
+    for base in [&app.backend, &app.proxy] {
+        let doc =
+            expect_json(app.client.get(format!("{base}/openapi.json")).send().await.unwrap(), StatusCode::OK).await;
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["apiKey"]["name"], "X-Api-Key", "{base}");
+        assert_eq!(schemes["apiKeyId"]["name"], "X-API-Key", "{base}");
+        assert_eq!(schemes["apiKeySecret"]["name"], "X-API-Secret", "{base}");
+        let mut with_key = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let Some(security) = op["security"].as_array() else { continue };
+                for alone in security.iter().filter(|r| r.get("apiKey").is_some()) {
+                    with_key += 1;
+                    // The pair stands beside the key alone, with the same other requirements.
+                    let mut wanted = alone.as_object().unwrap().clone();
+                    wanted.remove("apiKey");
+                    wanted.insert("apiKeyId".into(), json!([]));
+                    wanted.insert("apiKeySecret".into(), json!([]));
+                    assert!(security.contains(&Value::Object(wanted)), "{base} {method} {path}: {security:?}");
+                }
+            }
+        }
+        assert!(with_key > 10, "{base}: only {with_key} operations take an API key");
+    }
+}

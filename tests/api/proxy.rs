@@ -424,7 +424,7 @@ async fn org_directory_routes_pass_through_under_v1() {
 }
 
 /// Sends a request line as written (no client-side path normalisation) and returns the status.
-async fn raw_status(base: &str, method: &str, path: &str, api_key: &str) -> u16 {
+pub async fn raw_status(base: &str, method: &str, path: &str, api_key: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

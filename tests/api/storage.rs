@@ -158,3 +158,30 @@ async fn internal_addresses_are_refused_unless_allowed() {
         assert!(msg.contains("loopback, private or link-local"), "{url}: {msg}");
     }
 }
+
+#[tokio::test]
+async fn an_allowed_host_is_reachable_and_nothing_else_of_the_internal_network_is() {
+    // The compose stack's policy: exactly the stack's object store, no switch for every address.
+    let app = spawn_app_with(|s| s.storage_allowed_hosts = "127.0.0.1:8014".to_owned()).await;
+    let fx = app.org_with_users("acme").await;
+    let bucket = new_bucket().await;
+    expect_json(put_storage(&app, fx.org, &fx.admin_key, body(&bucket)).await, StatusCode::OK).await;
+    // The database, NATS, the Backend itself, another port of the listed host, the same address
+    // under another name, the cloud metadata service, an IPv4-mapped or NAT64 form of a listed address.
+    let backend_port = app.backend.rsplit(':').next().unwrap().to_owned();
+    for url in [
+        "http://127.0.0.1:5432".to_owned(),
+        "http://127.0.0.1:4222".to_owned(),
+        format!("http://127.0.0.1:{backend_port}"),
+        "http://127.0.0.1:8015".to_owned(),
+        "http://localhost:8014".to_owned(),
+        "http://169.254.169.254".to_owned(),
+        "http://[::ffff:127.0.0.1]:8014".to_owned(),
+        "http://[64:ff9b::7f00:1]:8014".to_owned(),
+    ] {
+        let mut b = body(&bucket);
+        b["serviceUrl"] = json!(url);
+        let msg = expect_error(put_storage(&app, fx.org, &fx.admin_key, b).await, StatusCode::BAD_REQUEST).await;
+        assert!(msg.contains("HARDEN_STORAGE_ALLOWED_HOSTS"), "{url}: {msg}");
+    }
+}

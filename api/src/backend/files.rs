@@ -156,7 +156,7 @@ pub async fn upload_file(
         wrap_kyber_b64: &kyber,
         content_type: content_type.as_deref(),
     };
-    let stored = state.harden.upload_file(&caller, new, ciphertext, state.storage_allow_private, caller.meta()).await?;
+    let stored = state.harden.upload_file(&caller, new, ciphertext, &state.storage_policy, caller.meta()).await?;
     let freshness = state.read_models.wait_for(stored.committed.position).await;
     let body = FileStoredResponse {
         id: stored.file_id,
@@ -171,10 +171,25 @@ fn cursor_of(row: &FileRow) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}|{}", row.created_at.timestamp_micros(), row.file_id))
 }
 
-fn parse_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
+/// Where a page of the file listing starts: after this file (its creation time and id).
+type FileCursor = (DateTime<Utc>, Uuid);
+
+fn parse_cursor(cursor: &str) -> Option<FileCursor> {
     let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
     let (micros, id) = text.split_once('|')?;
     Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, id.parse().ok()?))
+}
+
+/// A page of the file listing as a query asks for it: its size and where it starts. The Proxy
+/// checks its own callers' queries with it before it unlocks anything.
+pub(crate) fn file_page(query: &ListQuery) -> Result<(i64, Option<FileCursor>), ApiError> {
+    let limit = page_limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|c| parse_cursor(c).ok_or_else(|| ApiError::from(CommandError::invalid("invalid cursor"))))
+        .transpose()?;
+    Ok((limit, after))
 }
 
 /// The caller's files, oldest first, a page at a time (names encrypted; the Proxy decrypts them).
@@ -185,12 +200,7 @@ pub async fn list_files(
     caller: Caller,
     AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<Json<FileListResponse>, ApiError> {
-    let limit = page_limit(query.limit)?;
-    let after = query
-        .cursor
-        .as_deref()
-        .map(|c| parse_cursor(c).ok_or_else(|| ApiError::from(CommandError::invalid("invalid cursor"))))
-        .transpose()?;
+    let (limit, after) = file_page(&query)?;
     let rows = state.files.list(caller.user_id, after, limit + 1).await?;
     let (rows, next_cursor) = page(rows, limit, cursor_of);
     Ok(Json(FileListResponse { files: rows.into_iter().map(FileEntry::from).collect(), next_cursor }))
@@ -218,7 +228,7 @@ pub async fn get_file(
         let (_, _, _, meta) = file.live().ok_or_else(|| ApiError::not_found(harden_commands::files::FILE_NOT_FOUND))?;
         return Ok(Json(file_fields(id, meta)).into_response());
     }
-    let (meta, object) = state.harden.open_file(caller.user_id, id, state.storage_allow_private).await?;
+    let (meta, object) = state.harden.open_file(caller.user_id, id, &state.storage_policy).await?;
     Ok(stream_with_ciphertext(file_fields(id, &meta), object, meta.ciphertext_bytes))
 }
 
@@ -258,7 +268,7 @@ pub async fn delete_file(
     caller: Caller,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<(StatusCode, Consistency, ()), ApiError> {
-    let committed = state.harden.delete_file(&caller, id, state.storage_allow_private, caller.meta()).await?;
+    let committed = state.harden.delete_file(&caller, id, &state.storage_policy, caller.meta()).await?;
     let freshness = state.read_models.wait_for(committed.position).await;
     Ok((StatusCode::NO_CONTENT, Consistency(freshness), ()))
 }
@@ -422,7 +432,7 @@ pub async fn read_shared_file(
     caller: Caller,
     AppPath(share_id): AppPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    let shared = state.harden.read_file_share(&caller, share_id, state.storage_allow_private).await?;
+    let shared = state.harden.read_file_share(&caller, share_id, &state.storage_policy).await?;
     let head = json!({
         "shareId": shared.share_id,
         "ownerUserId": shared.owner,

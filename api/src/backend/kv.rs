@@ -128,8 +128,18 @@ pub struct KvListResponse {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct VersionQuery {
-    /// An older version of the record's current life.
+    /// An older version of the record's current life (versions start at 1).
     pub version: Option<i64>,
+}
+
+impl VersionQuery {
+    /// The version asked for, refused (400) unless it is one a record can have.
+    pub fn checked(&self) -> Result<Option<i64>, ApiError> {
+        match self.version {
+            Some(v) if v < 1 => Err(CommandError::invalid("version must be 1 or more").into()),
+            other => Ok(other),
+        }
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -159,7 +169,7 @@ fn etag(version: u64) -> [(header::HeaderName, HeaderValue); 1] {
 }
 
 /// `If-Match: 3` or `If-Match: "3"`: the version the write expects to replace (0: the key must not exist).
-fn expected_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub(crate) fn expected_version(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
     value
         .to_str()
@@ -213,7 +223,7 @@ pub async fn get_kv(
     AppQuery(query): AppQuery<VersionQuery>,
 ) -> Result<([(header::HeaderName, HeaderValue); 1], Json<KvRecordResponse>), ApiError> {
     let name = key_name(&key)?;
-    let value = match query.version {
+    let value = match query.checked()? {
         Some(v) => state.kv.version(caller.user_id, name.as_str(), v).await?,
         None => state.kv.current(caller.user_id, name.as_str()).await?,
     }

@@ -2,8 +2,7 @@
 //! only ciphertext and wrapped keys; it never receives a user secret or a plaintext value.
 
 use axum::Router;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -27,7 +26,7 @@ pub mod users;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "harden Backend API", description = "Orgs, plans, users and API keys, encrypted records. Stores only ciphertext and wrapped keys."),
-    modifiers(&ApiKeyAuth, &BearerAuth),
+    modifiers(&BearerAuth),
     tags(
         (name = "health"), (name = "auth", description = "Anonymous account lifecycle"),
         (name = "admin", description = "Global admin and org admin routes"), (name = "users", description = "The caller and their org"),
@@ -39,16 +38,6 @@ pub mod users;
     )
 )]
 struct BackendDoc;
-
-/// Declares the `X-Api-Key` header scheme the routes refer to as `apiKey`.
-pub struct ApiKeyAuth;
-
-impl Modify for ApiKeyAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("apiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))));
-    }
-}
 
 pub fn openapi_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(BackendDoc::openapi())
@@ -97,6 +86,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
 /// The Backend's router, with its OpenAPI document at `/openapi.json` and a browsable page at `/docs`.
 pub fn router(state: AppState, edge: &layers::Edge) -> Router {
     let (router, mut doc) = openapi_router().split_for_parts();
+    crate::extract::document_api_keys(&mut doc);
     crate::rate_limit::document(&mut doc);
     let anonymous = layers::with_documents(crate::rate_limit::anonymous_paths(&doc));
     layers::apply(layers::documented(router.with_state(state), doc), edge, anonymous)

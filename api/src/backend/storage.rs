@@ -92,7 +92,7 @@ pub async fn put_storage(
         force_path_style: req.force_path_style,
         region: req.region.as_deref(),
     };
-    let reachable = state.harden.prepare_storage(&caller, org, request, state.storage_allow_private).await?;
+    let reachable = state.harden.prepare_storage(&caller, org, request, &state.storage_policy).await?;
     object_store::check(&reachable).await?;
     let settings = reachable.settings;
     let committed = state.harden.store_storage(org, settings.clone(), caller.meta()).await?;

@@ -154,10 +154,14 @@ pub struct UpdateOrganizationRequest {
     /// Required (an `Option` only so that its absence gets harden's own message).
     #[schema(required = true, value_type = String)]
     pub name: Option<String>,
-    pub billing_email: Option<String>,
+    /// Absent: kept as it is. `null`: cleared. A string: the new billing contact.
+    #[serde(default, deserialize_with = "crate::dto::present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub billing_email: Option<Option<String>>,
 }
 
-/// Renames the org and sets its billing email (minimum role: admin).
+/// Renames the org and, when the body has `billing_email`, sets or (with `null`) clears its billing
+/// email (minimum role: admin). A field left out of the body keeps its value.
 #[utoipa::path(patch, path = "/cloud/organizations/{org_id}", tag = "cloud", params(("org_id" = Uuid, Path)),
     request_body = UpdateOrganizationRequest, security(("bearer" = [])),
     responses((status = 200, body = Organization), JsonBodyErrors, (status = 401, body = ErrorBody),
@@ -169,7 +173,8 @@ pub async fn update_organization(
     AppJson(req): AppJson<UpdateOrganizationRequest>,
 ) -> Result<(Consistency, Json<Organization>), ApiError> {
     let name = req.name.unwrap_or_default();
-    let committed = state.harden.update_cloud_org(&caller, org, &name, req.billing_email.as_deref()).await?;
+    let committed =
+        state.harden.update_cloud_org(&caller, org, &name, req.billing_email.as_ref().map(Option::as_deref)).await?;
     let freshness = state.read_models.wait_for(committed.position).await;
     Ok((Consistency(freshness), Json(live_org(&state, org).await?.into())))
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::extract::API_KEY_HEADER;
+pub use crate::extract::ApiCredential;
 
 #[derive(Clone)]
 pub struct Backend {
@@ -66,12 +66,6 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str()) || name == "host" || name == "content-length"
 }
 
-/// The headers of a request made as the caller: their API key.
-fn as_caller(api_key: &str) -> Result<HeaderMap, ApiError> {
-    let key = HeaderValue::from_str(api_key).map_err(|_| ApiError::unauthorized("invalid API key"))?;
-    Ok(HeaderMap::from_iter([(HeaderName::from_static(API_KEY_HEADER), key)]))
-}
-
 fn unreachable(e: reqwest::Error) -> ApiError {
     // Without the URL: its query may hold a verification token.
     tracing::warn!(error = %e.without_url(), "the Backend is unreachable");
@@ -118,17 +112,30 @@ impl Backend {
         answer(request.send().await.map_err(unreachable)?).await
     }
 
-    /// A JSON request as the caller (their API key).
+    /// A request passed on with its body streamed and the answer streamed back: the pass-through
+    /// routes, where a file's ciphertext may be on its way in either direction and is held whole
+    /// nowhere in the Proxy.
+    pub async fn send_streaming(
+        &self,
+        method: Method,
+        url: reqwest::Url,
+        headers: HeaderMap,
+        body: reqwest::Body,
+    ) -> Result<reqwest::Response, ApiError> {
+        self.http.request(method, url).headers(headers).body(body).send().await.map_err(unreachable)
+    }
+
+    /// A JSON request as the caller (their API key, in the form they presented it).
     pub async fn call(
         &self,
         method: Method,
         segments: &[&str],
         query: Option<&str>,
-        api_key: &str,
+        api_key: ApiCredential<'_>,
         json: Option<&serde_json::Value>,
         extra: &[(HeaderName, HeaderValue)],
     ) -> Result<Answer, ApiError> {
-        let mut headers = as_caller(api_key)?;
+        let mut headers = api_key.headers()?;
         for (name, value) in extra {
             headers.insert(name.clone(), value.clone());
         }
@@ -144,11 +151,11 @@ impl Backend {
         &self,
         method: Method,
         segments: &[&str],
-        api_key: &str,
+        api_key: ApiCredential<'_>,
         body: reqwest::Body,
         length: usize,
     ) -> Result<Answer, ApiError> {
-        let mut headers = as_caller(api_key)?;
+        let mut headers = api_key.headers()?;
         headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(axum::http::header::CONTENT_LENGTH, HeaderValue::from(length));
         let request = self.http.request(method, self.url(segments, None)).headers(headers).body(body);
@@ -157,9 +164,14 @@ impl Backend {
 
     /// A GET as the caller whose successful answer (up to `limit` bytes) is read into one buffer
     /// the caller may decode and decrypt in place; an error answer is passed on as it is.
-    pub async fn fetch_owned(&self, segments: &[&str], api_key: &str, limit: usize) -> Result<Vec<u8>, ApiError> {
+    pub async fn fetch_owned(
+        &self,
+        segments: &[&str],
+        api_key: ApiCredential<'_>,
+        limit: usize,
+    ) -> Result<Vec<u8>, ApiError> {
         let response =
-            self.http.get(self.url(segments, None)).headers(as_caller(api_key)?).send().await.map_err(unreachable)?;
+            self.http.get(self.url(segments, None)).headers(api_key.headers()?).send().await.map_err(unreachable)?;
         if !response.status().is_success() {
             return answer(response).await?.ok().map(|_| Vec::new());
         }
@@ -170,7 +182,7 @@ impl Backend {
             .ok_or_else(|| ApiError::status(StatusCode::BAD_GATEWAY, "the Backend's answer was cut off"))
     }
 
-    pub async fn me(&self, api_key: &str) -> Result<Me, ApiError> {
+    pub async fn me(&self, api_key: ApiCredential<'_>) -> Result<Me, ApiError> {
         self.call(Method::GET, &["users", "me"], None, api_key, None, &[]).await?.ok()?.json()
     }
 }

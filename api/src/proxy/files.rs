@@ -215,6 +215,9 @@ pub async fn upload_file(
         ));
     }
     let content_type = upload.content_type;
+    if let Some(raw) = &content_type {
+        harden_domain::file::ContentType::parse(raw).map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, e.0))?;
+    }
     let field = B64Field::locate(&buf, upload.content_b64);
     let (mut buf, plaintext) = field.decode(buf, "contentB64")?;
     let caller = match unlocked(&state, &headers).await {
@@ -257,7 +260,12 @@ pub async fn upload_file(
 #[utoipa::path(get, path = "/v1/files", tag = "files", security(("apiKey" = [], "userSecret" = [])),
     params(("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
     responses((status = 200, body = ProxyFileList), UnlockErrors))]
-pub async fn list_files(State(state): State<ProxyState>, request: Request) -> Result<Json<ProxyFileList>, ApiError> {
+pub async fn list_files(
+    State(state): State<ProxyState>,
+    crate::extract::AppQuery(page): crate::extract::AppQuery<crate::backend::kv::ListQuery>,
+    request: Request,
+) -> Result<Json<ProxyFileList>, ApiError> {
+    crate::backend::files::file_page(&page)?;
     let query = request.uri().query().map(str::to_owned);
     let caller = unlocked(&state, request.headers()).await?;
     let stored: StoredList =
@@ -403,7 +411,8 @@ pub async fn create_share(
     AppPath(file_id): AppPath<Uuid>,
     crate::extract::AppJson(req): crate::extract::AppJson<FileShareRequest>,
 ) -> Result<Response, ApiError> {
-    use crate::proxy::shares::{alias_context, json_response, public_keys, Profile};
+    use crate::proxy::shares::{alias_context, check_terms, json_response, public_keys, Profile};
+    check_terms(&req.permission, req.expires_utc)?;
     let caller = unlocked(&state, &headers).await?;
     caller.own_public_keys()?;
     if req.recipient_user_id == caller.me.id {

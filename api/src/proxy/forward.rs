@@ -1,4 +1,5 @@
-//! Routes the Proxy passes to the Backend: `/admin/*`, `/auth/*`, `/cloud/*` and the webhooks
+//! Routes the Proxy passes to the Backend: every Backend route at its own path (`/admin/*`,
+//! `/auth/*`, `/users/*`, `/kv*`, `/files*`, `/audit`, `/cloud/*` and the webhooks)
 //! unchanged (status, headers and body both ways), and the `/v1` routes that need no crypto, under
 //! their Backend paths.
 
@@ -6,13 +7,13 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::dto::PublicProfile;
 use crate::error::{ApiError, ErrorBody};
 use crate::proxy::client::is_hop_by_hop;
-use crate::proxy::{ProxyState, NEW_USER_SECRET_HEADER, USER_SECRET_HEADER};
+use crate::proxy::{ProxyState, NEW_USER_SECRET_HEADER, RECOVERY_SECRET_HEADER, USER_SECRET_HEADER};
 
 const FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -39,7 +40,9 @@ pub fn backend_url(mut url: reqwest::Url, path: &str, query: Option<&str>) -> Op
     Some(url)
 }
 
-/// Forwards the request to the same path on the Backend (without a `/v1` prefix).
+/// Forwards the request to the same path on the Backend (without a `/v1` prefix), streaming the
+/// body both ways. The caller's credentials pass as they came (`X-Api-Key`, and `X-API-Secret`
+/// for the Cloud API's pair); the secrets the Backend must never see do not pass at all.
 pub async fn pass_through(
     State(state): State<ProxyState>,
     peer: ConnectInfo<SocketAddr>,
@@ -50,14 +53,12 @@ pub async fn pass_through(
     let path = path.strip_prefix("/v1").unwrap_or(path);
     let url = backend_url(state.backend.url(&[], None), path, parts.uri.query())
         .ok_or_else(|| ApiError::status(StatusCode::BAD_REQUEST, "invalid path"))?;
-    let body = axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|_| ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
     let mut headers = parts.headers.clone();
     headers.retain_hop_by_hop();
     // The Backend never receives a user secret, whatever a client sends where.
-    headers.remove(USER_SECRET_HEADER);
-    headers.remove(NEW_USER_SECRET_HEADER);
+    for secret in [USER_SECRET_HEADER, NEW_USER_SECRET_HEADER, RECOVERY_SECRET_HEADER] {
+        headers.remove(secret);
+    }
     let ConnectInfo(peer) = peer;
     let forwarded = match parts.headers.get(FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(chain) => format!("{chain}, {}", peer.ip()),
@@ -66,18 +67,24 @@ pub async fn pass_through(
     if let Ok(value) = HeaderValue::from_str(&forwarded) {
         headers.insert(HeaderName::from_static(FORWARDED_FOR), value);
     }
-    let answer = state.backend.send(parts.method.clone(), url, headers, Some(body)).await?;
+    // The length the client declared goes on, so the Backend can refuse an oversized body before
+    // reading it; the body itself is streamed.
+    if let Some(length) = parts.headers.get(header::CONTENT_LENGTH) {
+        headers.insert(header::CONTENT_LENGTH, length.clone());
+    }
+    let body = reqwest::Body::wrap_stream(body.into_data_stream());
+    let answer = state.backend.send_streaming(parts.method.clone(), url, headers, body).await?;
     // An API key rotated through the Proxy: drop whatever the Proxy holds unlocked for that user.
-    if answer.status.is_success() && path.ends_with("/apikey/rotate") {
+    if answer.status().is_success() && path.ends_with("/apikey/rotate") {
         if let Some(user) = path.split('/').nth_back(2).and_then(|u| u.parse().ok()) {
             state.unlocker.forget(user);
         }
     }
-    let mut response = Response::builder().status(answer.status);
-    for (name, value) in answer.headers.iter().filter(|(n, _)| !is_hop_by_hop(n)) {
+    let mut response = Response::builder().status(answer.status());
+    for (name, value) in answer.headers().iter().filter(|(n, _)| !is_hop_by_hop(n) || *n == header::CONTENT_LENGTH) {
         response = response.header(name, value);
     }
-    Ok(response.body(Body::from(answer.body)).map_err(|e| anyhow::anyhow!("{e}"))?.into_response())
+    Ok(response.body(Body::from_stream(answer.bytes_stream())).map_err(|e| anyhow::anyhow!("{e}"))?.into_response())
 }
 
 trait RetainHopByHop {

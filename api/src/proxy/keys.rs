@@ -13,6 +13,7 @@ use harden_domain::crypto::{self, PrivateKeys};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::proxy::client::Me;
+use crate::proxy::ApiCredential;
 use crate::proxy::{random, ProxyState, NEW_USER_SECRET_HEADER, USER_SECRET_HEADER};
 
 #[derive(Serialize, ToSchema)]
@@ -26,7 +27,7 @@ pub struct KeysResponse {
 /// with the user's public keys on the Backend.
 async fn seal_and_store(
     state: &ProxyState,
-    api_key: &str,
+    api_key: ApiCredential<'_>,
     me: &Me,
     keys: &PrivateKeys,
     secret: &str,

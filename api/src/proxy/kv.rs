@@ -15,17 +15,18 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::{IntoParams, IntoResponses, ToSchema};
+use utoipa::{IntoResponses, ToSchema};
 use uuid::Uuid;
 
 use harden_domain::crypto::{self, DataKey, RecordContext};
 use harden_domain::secret::KeyName;
 
-use crate::backend::kv::{KvListResponse, KvWriteResponse, ListQuery};
+use crate::backend::kv::{expected_version, KvListResponse, KvWriteResponse, ListQuery, VersionQuery};
 use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath, AppQuery};
 use crate::proxy::client::Me;
 use crate::proxy::unlock::{UnlockedKeys, NO_KEYS};
+use crate::proxy::ApiCredential;
 use crate::proxy::{forward, random, ProxyState, USER_SECRET_HEADER};
 
 #[derive(Deserialize, ToSchema)]
@@ -43,12 +44,6 @@ pub struct ValueResponse {
     pub version: i64,
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct VersionQuery {
-    pub version: Option<i64>,
-}
-
 /// The stored record as the Backend returns it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,7 +59,7 @@ pub(crate) struct Stored {
 }
 
 pub(crate) struct Caller<'h> {
-    pub api_key: &'h str,
+    pub api_key: ApiCredential<'h>,
     pub me: Me,
     pub org: Uuid,
     pub keys: std::sync::Arc<UnlockedKeys>,
@@ -164,6 +159,7 @@ pub async fn put_kv(
             .decode(&body.value_b64)
             .map_err(|_| ApiError::status(StatusCode::BAD_REQUEST, "valueB64 is not valid base64"))?,
     );
+    let if_match = expected_version(&headers)?;
     let caller = unlocked(&state, &headers).await?;
     let public = caller.own_public_keys()?;
     let context = caller.context(&name);
@@ -175,12 +171,7 @@ pub async fn put_kv(
     };
     // A former recipient may still hold the record's key: this write rotates it.
     if let Some(stored) = stored.as_ref().filter(|s| s.rotation_pending) {
-        let expected = match headers.get(header::IF_MATCH) {
-            Some(v) => v.to_str().ok().and_then(|v| v.trim().trim_matches('"').parse().ok()).ok_or_else(|| {
-                ApiError::status(StatusCode::BAD_REQUEST, "If-Match must be a record version (a non-negative integer)")
-            })?,
-            None => stored.version as u64,
-        };
+        let expected = if_match.unwrap_or(stored.version as u64);
         let answer = crate::proxy::shares::rotate(&state, &caller, &name, expected, &value).await?;
         return Ok((answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response());
     }
@@ -217,8 +208,8 @@ pub async fn get_kv(
     AppQuery(query): AppQuery<VersionQuery>,
 ) -> Result<Json<ValueResponse>, ApiError> {
     let name = KeyName::parse(&key).map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, e.0))?;
+    let version = query.checked()?.map(|v| format!("version={v}"));
     let caller = unlocked(&state, &headers).await?;
-    let version = query.version.map(|v| format!("version={v}"));
     let stored: Stored = state
         .backend
         .call(Method::GET, &["kv", name.as_str()], version.as_deref(), caller.api_key, None, &[])

@@ -1,6 +1,7 @@
 //! The Proxy: the crypto edge under `/v1`. It takes the user secret per request, unlocks the
-//! user's X25519 + ML-KEM-768 private keys, encrypts and decrypts values, and passes `/admin/*` and
-//! `/auth/*` through to the Backend unchanged, so it can be the single public edge. It is an HTTP
+//! user's X25519 + ML-KEM-768 private keys, encrypts and decrypts values, and passes every Backend
+//! route (`/admin/*`, `/auth/*`, `/users/*`, `/kv*`, `/files*`, `/audit`, `/cloud/*`) through to the
+//! Backend unchanged, so it can be the single public edge. It is an HTTP
 //! client of the Backend like any other: the Backend never receives the user secret, a private key,
 //! a data key or a plaintext.
 
@@ -27,7 +28,7 @@ pub mod recovery;
 pub mod shares;
 pub mod unlock;
 
-pub use client::Backend;
+pub use client::{ApiCredential, Backend};
 pub use unlock::Unlocker;
 
 pub const USER_SECRET_HEADER: &str = "x-user-secret";
@@ -53,8 +54,8 @@ pub struct ProxyState {
 
 impl ProxyState {
     /// The caller's API key, forwarded to the Backend (which checks it).
-    pub fn api_key(headers: &HeaderMap) -> Result<&str, ApiError> {
-        crate::extract::api_key_header(headers)
+    pub fn api_key(headers: &HeaderMap) -> Result<ApiCredential<'_>, ApiError> {
+        ApiCredential::from_headers(headers)
     }
 
     /// A user secret header; required, and (for new secrets) at least the configured length.
@@ -82,7 +83,7 @@ impl ProxyState {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "harden Proxy API", description = "The crypto edge: encrypts and decrypts with the user's keys. /admin/* and /auth/* are passed through to the Backend unchanged."),
+    info(title = "harden Proxy API", description = "The crypto edge: encrypts and decrypts with the user's keys. Every Backend route (/admin/*, /auth/*, /users/*, /kv*, /files*, /audit, /cloud/*, the webhooks) is passed through to the Backend unchanged at its own path."),
     modifiers(&ProxyAuth),
     tags((name = "health"), (name = "keys", description = "The user's key pairs"), (name = "kv", description = "Encrypted KV values"), (name = "files", description = "Encrypted files"), (name = "shares", description = "Sharing values with users of the org"), (name = "recovery", description = "Trusted-user recovery"), (name = "users", description = "The caller's org"))
 )]
@@ -93,7 +94,6 @@ struct ProxyAuth;
 impl Modify for ProxyAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("apiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))));
         components.add_security_scheme(
             "userSecret",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-User-Secret"))),
@@ -128,21 +128,38 @@ pub fn openapi_router() -> OpenApiRouter<ProxyState> {
 
 pub fn router(state: ProxyState, edge: &layers::Edge) -> Router {
     let (router, mut doc) = openapi_router().split_for_parts();
+    crate::extract::document_api_keys(&mut doc);
     crate::rate_limit::document(&mut doc);
     let mut anonymous = layers::with_documents(crate::rate_limit::anonymous_paths(&doc));
     // Passed through to the Backend, which limits them again per client address.
     anonymous.extend(PASSED_THROUGH_ANONYMOUS.iter().map(|p| (*p).to_owned()));
+    // Every Backend route at its own path, so the Proxy can be the only public edge: the admin and
+    // account routes, the caller's own routes (`/users/me`, recovery, the org directory), the
+    // Backend's ciphertext routes for clients doing their own crypto, the audit, and the Cloud API
+    // (whose callers sign in with the identity provider's tokens). The Backend checks every
+    // credential; `/v1/*` keeps its meaning.
+    let router = PASSED_THROUGH.iter().fold(router, |router, (root, subtree)| {
+        let router = if *root { router.route(&format!("/{subtree}"), any(forward::pass_through)) } else { router };
+        router.route(&format!("/{subtree}/{{*rest}}"), any(forward::pass_through))
+    });
     let router = router
-        .route("/admin/{*rest}", any(forward::pass_through))
-        .route("/auth/{*rest}", any(forward::pass_through))
-        // The Cloud API, whose callers sign in with the identity provider's tokens (the Backend checks them).
-        .route("/cloud/{*rest}", any(forward::pass_through))
         // Stripe's and the identity provider's webhooks, so the Proxy can be the only public host
         // (the Backend checks their signatures).
         .route("/webhooks/stripe", axum::routing::post(forward::pass_through))
         .route("/webhooks/clerk", axum::routing::post(forward::pass_through));
     layers::apply(layers::documented(router.with_state(state), doc), edge, anonymous)
 }
+
+/// The Backend's subtrees passed through, each with whether its root is a route too.
+const PASSED_THROUGH: [(bool, &str); 7] = [
+    (false, "admin"),
+    (false, "auth"),
+    (false, "users"),
+    (true, "kv"),
+    (true, "files"),
+    (true, "audit"),
+    (false, "cloud"),
+];
 
 /// The pass-through routes that take no credentials.
 const PASSED_THROUGH_ANONYMOUS: [&str; 3] = ["/auth/{*rest}", "/webhooks/stripe", "/webhooks/clerk"];

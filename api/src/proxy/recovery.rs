@@ -96,6 +96,22 @@ fn json_response(status: StatusCode, body: axum::body::Bytes) -> Response {
     (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// Both halves of material a client made itself, or neither (then the Proxy makes it); one alone
+/// is a 400, never silently dropped.
+fn both_or_neither<'a>(
+    ecc: &'a Option<String>,
+    kyber: &'a Option<String>,
+) -> Result<Option<(&'a str, &'a str)>, ApiError> {
+    match (ecc, kyber) {
+        (Some(ecc), Some(kyber)) => Ok(Some((ecc, kyber))),
+        (None, None) => Ok(None),
+        _ => Err(ApiError::status(
+            StatusCode::BAD_REQUEST,
+            "send both encrypted private key fields (material made by the client) or neither",
+        )),
+    }
+}
+
 /// Names a trustee and stores the recovery share made for them (their keys encrypted to the
 /// trustee, masked by the answer when `xorApplied`).
 #[utoipa::path(put, path = "/v1/recovery/trustees/{trusteeUserId}", tag = "recovery", params(("trusteeUserId" = Uuid, Path)),
@@ -107,8 +123,9 @@ pub async fn set_trustee(
     AppPath(trustee): AppPath<Uuid>,
     AppJson(req): AppJson<TrusteeRequest>,
 ) -> Result<Response, ApiError> {
-    if let (Some(ecc), Some(kyber)) =
-        (&req.encrypted_private_key_ecc_share_b64, &req.encrypted_private_key_kyber_share_b64)
+    harden_commands::recovery::parse_hint(req.xor_salt_hint.as_deref())?;
+    if let Some((ecc, kyber)) =
+        both_or_neither(&req.encrypted_private_key_ecc_share_b64, &req.encrypted_private_key_kyber_share_b64)?
     {
         // Made by the client: no secret needed, nothing to compute.
         let api_key = ProxyState::api_key(&headers)?;
@@ -195,13 +212,10 @@ pub async fn restore(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))?
     };
-    if let RestoreRequest {
-        encrypted_private_key_ecc_b64: Some(ecc),
-        encrypted_private_key_kyber_b64: Some(kyber),
-        used_xor,
-        xor_salt_hint,
-    } = made_by_client
-    {
+    let RestoreRequest { encrypted_private_key_ecc_b64, encrypted_private_key_kyber_b64, used_xor, xor_salt_hint } =
+        made_by_client;
+    harden_commands::recovery::parse_hint(xor_salt_hint.as_deref())?;
+    if let Some((ecc, kyber)) = both_or_neither(&encrypted_private_key_ecc_b64, &encrypted_private_key_kyber_b64)? {
         // Made by the client (the seed's shape): passed on as it is.
         let api_key = ProxyState::api_key(&headers)?;
         let body = json!({

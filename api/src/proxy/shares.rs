@@ -107,6 +107,12 @@ pub(crate) struct Profile {
     pub public_key_kyber_b64: Option<String>,
 }
 
+/// A grant's permission and expiry, checked before the Proxy unlocks or asks the Backend anything.
+pub(crate) fn check_terms(permission: &str, expires_utc: Option<DateTime<Utc>>) -> Result<(), ApiError> {
+    harden_domain::share::check_terms(permission, expires_utc, Utc::now())
+        .map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
 fn key_name(raw: &str) -> Result<KeyName, ApiError> {
     KeyName::parse(raw).map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, e.0))
 }
@@ -152,6 +158,7 @@ pub async fn create_share(
     if req.alias.len() > 256 {
         return Err(ApiError::status(StatusCode::BAD_REQUEST, "alias must be at most 256 bytes"));
     }
+    check_terms(&req.permission, req.expires_utc)?;
     let caller = unlocked(&state, &headers).await?;
     caller.own_public_keys()?;
     if req.recipient_user_id == caller.me.id {
