@@ -9,7 +9,7 @@ use uuid::Uuid;
 use harden_domain::org::{Org, OrgCommand};
 use harden_domain::plan::ENTERPRISE_CONTACT;
 use harden_domain::recovery::Recovery;
-use harden_domain::secret::{KeyName, KeyUse, Secret, SecretCommand, SecretEnvelope, SecretEvent};
+use harden_domain::secret::{KeyName, KeyUse, Secret, SecretCommand, SecretEnvelope, SecretEvent, VersionCheck};
 use harden_domain::share::Share;
 use harden_domain::user::{User, UserCommand};
 use harden_domain::values::{OrgName, PublicKeys, SealProof, SealedPrivateKeys, UserName};
@@ -257,14 +257,14 @@ impl Harden {
         self.users.execute(&caller.user_id.to_string(), command, &meta.with_org(org)).await
     }
 
-    /// Creates or updates the caller's record `key_name`. With `expected_version`, a check-and-set.
+    /// Creates or updates the caller's record `key_name`, a check-and-set as `check` says.
     /// Plan limits (records per org, key + value bytes) are enforced as the event is appended.
     pub async fn write_secret(
         &self,
         caller: &Principal,
         key_name: &KeyName,
         envelope: SecretEnvelope,
-        expected_version: Option<u64>,
+        check: VersionCheck,
         key: KeyUse,
         meta: Meta,
     ) -> Result<WrittenSecret, Error> {
@@ -274,7 +274,8 @@ impl Harden {
             org_id: org,
             key_name: key_name.clone(),
             envelope,
-            expected_version,
+            expected_version: check.current,
+            version: check.becomes,
             key,
         };
         let id = self.ids.secret_id(caller.user_id, key_name);

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use harden_domain::secret::{KeyName, KeyUse, Secret, SecretEnvelope, SecretEvent};
+use harden_domain::secret::{KeyName, KeyUse, Secret, SecretEnvelope, SecretEvent, VersionCheck};
 use harden_domain::share::{Grant, ShareCommand, SharedRecord, Wrap};
 use harden_domain::values::KeyBlob;
 use harden_domain::UserId;
@@ -273,6 +273,7 @@ impl Harden {
             let command = ShareCommand::Rewrap { epoch: new_epoch, rotation, wrap };
             self.shares.execute(&share_id(share), command, &meta.clone().with_org(org)).await?;
         }
-        self.write_secret(caller, key_name, envelope, Some(expected_version), KeyUse::Rotate(rotation), meta).await
+        let check = VersionCheck { current: Some(expected_version), becomes: None };
+        self.write_secret(caller, key_name, envelope, check, KeyUse::Rotate(rotation), meta).await
     }
 }

@@ -2,8 +2,17 @@
 //! randomness) is an argument, never drawn here: the Proxy draws it, and tests can fix it.
 //!
 //! # Formats (every blob starts with a format version byte)
-//! - **value**: `1 ‖ nonce(12) ‖ AES-256-GCM(data key, plaintext, AAD = record context) ‖ tag(16)`;
-//!   the Backend derives plaintext lengths from this (see [`crate::envelope`]).
+//! - **value**: `2 ‖ nonce(12) ‖ AES-256-GCM(data key, plaintext, AAD = record context ‖ version ‖
+//!   epoch) ‖ tag(16)`: bound to the version it was written as and the key epoch it is under, so an
+//!   old ciphertext written back as a newer version fails to open. Format 1 (written before
+//!   versions were bound) has the record context alone as AAD and still opens, flagged as unbound.
+//!   The Backend derives plaintext lengths from either (see [`crate::envelope`]).
+//! - **owner-sealed wrap**: the owner's own wrap of a record's data key carries a tag only a holder
+//!   of the owner's private keys can make, `encryptedAesKeyEccB64 = 2 ‖ ct_X(32) ‖ tag(32)` with
+//!   `tag = SHA3-256("harden/v2/owner-seal" ‖ 0 ‖ K_seal ‖ record context ‖ epoch ‖ ct_X ‖ kyber part)`
+//!   and `K_seal = SHA3-256("harden/v2/owner-seal-key" ‖ 0 ‖ x25519 secret ‖ ML-KEM seed)`. A wrap is
+//!   made from public keys alone, so anyone can plant one; the Proxy reuses a record's key only
+//!   when its wrap carries a valid tag.
 //! - **data key wrap** (to one user, the X-Wing hybrid KEM over X25519 and ML-KEM-768):
 //!   `encryptedAesKeyEccB64 = 1 ‖ ct_X(32)` and
 //!   `encryptedAesKeyKyberB64 = 1 ‖ ct_M(1088) ‖ nonce(12) ‖ AES-256-GCM(ss, data key) ‖ tag(16)`, where
@@ -33,6 +42,9 @@ use x25519_dalek::{PublicKey as X25519Public, StaticSecret};
 use zeroize::{Zeroize, Zeroizing};
 
 pub const FORMAT_V1: u8 = 1;
+/// Values bound to their version and epoch; owner wraps with an owner-seal tag.
+pub const FORMAT_V2: u8 = 2;
+pub const OWNER_TAG_LEN: usize = 32;
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
 pub const X25519_LEN: usize = 32;
@@ -45,6 +57,8 @@ pub const XWING_LABEL: &[u8; 6] = b"\\.//^\\";
 
 /// Length of `encryptedAesKeyEccB64` (decoded).
 pub const WRAP_ECC_LEN: usize = 1 + X25519_LEN;
+/// Length of an owner-sealed `encryptedAesKeyEccB64` (decoded): the X25519 part and the tag.
+pub const WRAP_ECC_SEALED_LEN: usize = WRAP_ECC_LEN + OWNER_TAG_LEN;
 /// Length of `encryptedAesKeyKyberB64` (decoded).
 pub const WRAP_KYBER_LEN: usize = 1 + MLKEM_CIPHERTEXT_LEN + NONCE_LEN + 32 + TAG_LEN;
 const SEAL_HEADER_LEN: usize = 1 + 12 + SALT_LEN;
@@ -116,6 +130,63 @@ fn open_with(key: &[u8; 32], nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Res
 
 // ---------------------------------------------------------------------------------------------
 // Values
+
+/// Where a version of a record stands in its history: the version it is and the key epoch (the
+/// version its data key began at) it is under. Versions count up across the record's lives, so an
+/// epoch also names the life it belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VersionAt {
+    pub version: u64,
+    pub epoch: u64,
+}
+
+impl VersionAt {
+    fn bytes(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.version.to_be_bytes());
+        out[8..].copy_from_slice(&self.epoch.to_be_bytes());
+        out
+    }
+}
+
+fn value_aad(context: &RecordContext<'_>, at: VersionAt) -> Vec<u8> {
+    let mut aad = context.aad("value", None);
+    aad.extend_from_slice(&at.bytes());
+    aad
+}
+
+/// A value of format 2: bound to `at` as well as to its record.
+pub fn encrypt_value_at(
+    key: &DataKey,
+    nonce: [u8; NONCE_LEN],
+    context: &RecordContext<'_>,
+    at: VersionAt,
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let mut blob = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
+    blob.push(FORMAT_V2);
+    blob.extend_from_slice(&nonce);
+    blob.extend_from_slice(&seal_with(key.expose(), &nonce, &value_aad(context, at), plaintext));
+    blob
+}
+
+/// A value as it opens at `at`: the plaintext, and whether it was bound to `at` (format 2) or is a
+/// format 1 value written before versions were bound (which opens at any version of its record).
+pub fn decrypt_value_at(
+    key: &DataKey,
+    context: &RecordContext<'_>,
+    at: VersionAt,
+    blob: &[u8],
+) -> Result<(Zeroizing<Vec<u8>>, bool), CryptoError> {
+    match blob.first() {
+        Some(&FORMAT_V2) if blob.len() >= 1 + NONCE_LEN + TAG_LEN => {
+            let plaintext =
+                open_with(key.expose(), &blob[1..1 + NONCE_LEN], &value_aad(context, at), &blob[1 + NONCE_LEN..])?;
+            Ok((plaintext, true))
+        }
+        _ => decrypt_value(key, context, blob).map(|plaintext| (plaintext, false)),
+    }
+}
 
 pub fn encrypt_value(key: &DataKey, nonce: [u8; NONCE_LEN], context: &RecordContext<'_>, plaintext: &[u8]) -> Vec<u8> {
     let mut blob = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
@@ -321,10 +392,13 @@ pub fn unwrap_data_key(
     ecc: &[u8],
     kyber: &[u8],
 ) -> Result<DataKey, CryptoError> {
-    if ecc.len() != WRAP_ECC_LEN || ecc[0] != FORMAT_V1 || kyber.len() != WRAP_KYBER_LEN || kyber[0] != FORMAT_V1 {
+    let ecc_ok =
+        matches!((ecc.len(), ecc.first()), (WRAP_ECC_LEN, Some(&FORMAT_V1)) | (WRAP_ECC_SEALED_LEN, Some(&FORMAT_V2)));
+    if !ecc_ok || kyber.len() != WRAP_KYBER_LEN || kyber[0] != FORMAT_V1 {
         return Err(CryptoError::Malformed("wrapped data key"));
     }
-    let ct_x: &[u8; X25519_LEN] = ecc[1..].try_into().expect("checked length");
+    // An owner-sealed wrap's tag is checked by [`owner_sealed`] where it matters (key reuse).
+    let ct_x: &[u8; X25519_LEN] = ecc[1..WRAP_ECC_LEN].try_into().expect("checked length");
     let ct_m = &kyber[1..1 + MLKEM_CIPHERTEXT_LEN];
     let nonce = &kyber[1 + MLKEM_CIPHERTEXT_LEN..1 + MLKEM_CIPHERTEXT_LEN + NONCE_LEN];
     let ss = decapsulate(sk, ct_m, ct_x)?;
@@ -338,6 +412,68 @@ pub fn unwrap_data_key(
     let data_key = DataKey::from_bytes(bytes);
     bytes.zeroize();
     Ok(data_key)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Owner-sealed wraps: a record's key is reused only when its owner made the wrap
+
+impl PrivateKeys {
+    /// The key of the owner-seal tags, derived from both private keys: only their holder has it.
+    fn owner_seal_key(&self) -> Zeroizing<[u8; 32]> {
+        let (x25519, mlkem) = self.seeds();
+        let mut hasher = Sha3_256::new();
+        hasher.update(b"harden/v2/owner-seal-key\0");
+        hasher.update(x25519.as_slice());
+        hasher.update(mlkem.as_slice());
+        Zeroizing::new(hasher.finalize().into())
+    }
+}
+
+fn owner_tag(
+    sk: &PrivateKeys,
+    context: &RecordContext<'_>,
+    epoch: u64,
+    ct_x: &[u8],
+    kyber: &[u8],
+) -> [u8; OWNER_TAG_LEN] {
+    let mut hasher = Sha3_256::new();
+    hasher.update(b"harden/v2/owner-seal\0");
+    hasher.update(sk.owner_seal_key().as_slice());
+    hasher.update(context.aad("owner-seal", Some(context.owner)));
+    hasher.update(epoch.to_be_bytes());
+    hasher.update(ct_x);
+    hasher.update(kyber);
+    hasher.finalize().into()
+}
+
+/// The owner's own wrap of a record's data key for key epoch `epoch`, with its owner-seal tag:
+/// `(encryptedAesKeyEcc = 2 ‖ ct_X ‖ tag, encryptedAesKeyKyber)`.
+pub fn wrap_for_owner(
+    owner: &PrivateKeys,
+    context: &RecordContext<'_>,
+    epoch: u64,
+    key: &DataKey,
+    eseed: &[u8; 64],
+    nonce: [u8; NONCE_LEN],
+) -> (Vec<u8>, Vec<u8>) {
+    let (ecc, kyber) = wrap_data_key(&owner.public_keys(), context.owner, context, key, eseed, nonce);
+    let tag = owner_tag(owner, context, epoch, &ecc[1..], &kyber);
+    let mut sealed = Vec::with_capacity(WRAP_ECC_SEALED_LEN);
+    sealed.push(FORMAT_V2);
+    sealed.extend_from_slice(&ecc[1..]);
+    sealed.extend_from_slice(&tag);
+    (sealed, kyber)
+}
+
+/// Whether the owner's wrap of a record's key for `epoch` was made by a holder of the owner's
+/// private keys (it carries a valid owner-seal tag). Only such a key may be used again.
+pub fn owner_sealed(owner: &PrivateKeys, context: &RecordContext<'_>, epoch: u64, ecc: &[u8], kyber: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    if ecc.len() != WRAP_ECC_SEALED_LEN || ecc[0] != FORMAT_V2 {
+        return false;
+    }
+    let expected = owner_tag(owner, context, epoch, &ecc[1..WRAP_ECC_LEN], kyber);
+    bool::from(expected.ct_eq(&ecc[WRAP_ECC_LEN..]))
 }
 
 // ---------------------------------------------------------------------------------------------

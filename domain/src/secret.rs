@@ -97,6 +97,15 @@ pub struct KeyEpoch {
     pub rotation: Option<Uuid>,
 }
 
+/// A write's check-and-set conditions: the current version it expects (`If-Match`; 0: the record
+/// must not be live) and the version it must become (a client that bound the version into the
+/// ciphertext). Either may be absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VersionCheck {
+    pub current: Option<u64>,
+    pub becomes: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum SecretCommand {
     /// Create or update. With `expected_version`, a check-and-set: it applies only if the record's
@@ -107,6 +116,9 @@ pub enum SecretCommand {
         key_name: KeyName,
         envelope: SecretEnvelope,
         expected_version: Option<u64>,
+        /// The version this write must become (a client that binds the version into its
+        /// ciphertext says which it encrypted for); refused if the write would become another.
+        version: Option<u64>,
         key: KeyUse,
     },
     DeleteSecret,
@@ -207,13 +219,20 @@ impl Aggregate for Secret {
 
     async fn handle(&mut self, command: SecretCommand, _: &(), sink: &EventSink<Self>) -> Result<(), SecretError> {
         match command {
-            SecretCommand::WriteSecret { owner, org_id, key_name, envelope, expected_version, key } => {
-                if let Some(expected) = expected_version {
-                    if expected != self.current_version() {
-                        return Err(SecretError::VersionMismatch { current: self.current_version() });
-                    }
-                }
+            SecretCommand::WriteSecret {
+                owner,
+                org_id,
+                key_name,
+                envelope,
+                expected_version,
+                version: wanted,
+                key,
+            } => {
                 let version = self.last_version + 1;
+                if expected_version.is_some_and(|e| e != self.current_version()) || wanted.is_some_and(|w| w != version)
+                {
+                    return Err(SecretError::VersionMismatch { current: self.current_version() });
+                }
                 let kv_bytes = key_name.as_str().len() as u64 + envelope.value_bytes;
                 let key = match (self.live, key) {
                     (false, KeyUse::Rotate(_)) => return Err(SecretError::NotFound),
@@ -291,6 +310,7 @@ mod tests {
             key_name: name(),
             envelope: envelope(10),
             expected_version,
+            version: None,
             key: KeyUse::Unspecified,
         }
     }
@@ -390,6 +410,35 @@ mod tests {
     }
 
     #[test]
+    fn a_write_for_a_named_version_applies_only_if_it_becomes_that_version() {
+        let at = |version| match write(None) {
+            SecretCommand::WriteSecret { owner, org_id, key_name, envelope, expected_version, key, .. } => {
+                SecretCommand::WriteSecret {
+                    owner,
+                    org_id,
+                    key_name,
+                    envelope,
+                    expected_version,
+                    version: Some(version),
+                    key,
+                }
+            }
+            other => other,
+        };
+        // A new life after a delete continues the count: it becomes 3, not 1.
+        let history = vec![created(1), updated(2), deleted(2)];
+        TestFramework::<Secret>::with(()).given(history.clone()).when(at(3)).then_expect_events(vec![created(3)]);
+        TestFramework::<Secret>::with(())
+            .given(history)
+            .when(at(1))
+            .then_expect_error(SecretError::VersionMismatch { current: 0 });
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1)])
+            .when(at(3))
+            .then_expect_error(SecretError::VersionMismatch { current: 1 });
+    }
+
+    #[test]
     fn the_last_event_alone_gives_the_whole_state() {
         for history in [
             vec![created(1), updated(2), deleted(2)],
@@ -407,10 +456,12 @@ mod tests {
     }
 
     fn write_with(key: KeyUse) -> SecretCommand {
-        let SecretCommand::WriteSecret { owner, org_id, key_name, envelope, expected_version, .. } = write(None) else {
+        let SecretCommand::WriteSecret { owner, org_id, key_name, envelope, expected_version, version, .. } =
+            write(None)
+        else {
             unreachable!()
         };
-        SecretCommand::WriteSecret { owner, org_id, key_name, envelope, expected_version, key }
+        SecretCommand::WriteSecret { owner, org_id, key_name, envelope, expected_version, version, key }
     }
 
     #[test]

@@ -154,7 +154,7 @@ async fn a_write_in_flight_when_its_user_is_offboarded_does_not_commit() {
             &authenticated,
             &KeyName::parse("late").unwrap(),
             envelope,
-            None,
+            harden_domain::secret::VersionCheck::default(),
             harden_domain::secret::KeyUse::Unspecified,
             meta,
         )

@@ -14,6 +14,7 @@ mod edge;
 mod files;
 mod follower;
 mod health;
+mod hostile;
 mod isolation;
 mod kv;
 mod limits;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use harden_commands::Error as CommandError;
-use harden_domain::secret::{KeyName, KeyUse, SecretEnvelope};
+use harden_domain::secret::{KeyName, KeyUse, SecretEnvelope, VersionCheck};
 use harden_projections::kv::KvValue;
 
 use crate::dto::{page, Consistency};
@@ -34,6 +34,10 @@ pub struct KvWriteRequest {
     /// The ciphertext is under a new data key for a record that does not exist yet (409 if it does).
     #[serde(default)]
     pub fresh_key: bool,
+    /// The version this write must become (a client binds it into the ciphertext): 409 with
+    /// `currentVersion` if the write would become another. Versions count on across deletes.
+    #[serde(default)]
+    pub version: Option<u64>,
 }
 
 impl KvWriteRequest {
@@ -202,7 +206,17 @@ pub async fn put_kv(
     let envelope =
         SecretEnvelope::parse(&req.ciphertext_b64, &req.encrypted_aes_key_ecc_b64, &req.encrypted_aes_key_kyber_b64)
             .map_err(CommandError::from)?;
-    let written = state.harden.write_secret(&caller, &name, envelope, expected, req.key_use()?, caller.meta()).await?;
+    let written = state
+        .harden
+        .write_secret(
+            &caller,
+            &name,
+            envelope,
+            VersionCheck { current: expected, becomes: req.version },
+            req.key_use()?,
+            caller.meta(),
+        )
+        .await?;
     let freshness = state.read_models.wait_for(written.committed.position).await;
     let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
     let body = KvWriteResponse {

@@ -42,6 +42,11 @@ pub struct ValueResponse {
     pub key: String,
     pub value_b64: String,
     pub version: i64,
+    /// The owner's own keys sealed this version's data key and the value is bound to its version:
+    /// `false` for a value someone else encrypted to the owner (a write with the API key alone, or a
+    /// record forged in the store) or one written before keys were sealed. Such a key is never used
+    /// again: the owner's next write starts a fresh one.
+    pub owner_sealed: bool,
 }
 
 /// The stored record as the Backend returns it.
@@ -141,10 +146,134 @@ pub(crate) fn unwrap_key(
         .map_err(|_| ApiError::status(StatusCode::CONFLICT, "the stored value cannot be opened with this user's keys"))
 }
 
-/// Encrypts the value and stores it. `If-Match` is passed on (check-and-set, as on the Backend).
+/// Who writes a value: its owner with their keys unlocked (`X-User-Secret`), or a holder of the
+/// owner's API key alone (a write-only service such as a CI job), who encrypts to the owner's
+/// public keys with a fresh data key and can neither read the value back nor seal the key.
+pub(crate) enum Writer<'h> {
+    Owner(Caller<'h>),
+    KeyOnly { api_key: ApiCredential<'h>, me: Me, org: Uuid },
+}
+
+impl<'h> Writer<'h> {
+    pub(crate) async fn of(state: &ProxyState, headers: &'h HeaderMap) -> Result<Writer<'h>, ApiError> {
+        if headers.contains_key(USER_SECRET_HEADER) {
+            return Ok(Writer::Owner(unlocked(state, headers).await?));
+        }
+        let api_key = ProxyState::api_key(headers)?;
+        let me = state.backend.me(api_key).await?;
+        let org =
+            me.org_id.ok_or_else(|| ApiError::status(StatusCode::FORBIDDEN, "the global admin has no KV records"))?;
+        Ok(Writer::KeyOnly { api_key, me, org })
+    }
+
+    pub(crate) fn api_key(&self) -> ApiCredential<'h> {
+        match self {
+            Writer::Owner(caller) => caller.api_key,
+            Writer::KeyOnly { api_key, .. } => *api_key,
+        }
+    }
+
+    fn me(&self) -> &Me {
+        match self {
+            Writer::Owner(caller) => &caller.me,
+            Writer::KeyOnly { me, .. } => me,
+        }
+    }
+
+    pub(crate) fn context<'n>(&self, name: &'n KeyName) -> RecordContext<'n> {
+        let org = match self {
+            Writer::Owner(caller) => caller.org,
+            Writer::KeyOnly { org, .. } => *org,
+        };
+        RecordContext { kind: "kv", org, owner: self.me().id, name: name.as_str().as_bytes() }
+    }
+
+    /// The owner's own wrap of `key` for `epoch`: owner-sealed when the owner's keys are unlocked,
+    /// a plain wrap to the owner's public keys (as the Backend shows them) when only the API key is.
+    pub(crate) fn wrap_for_owner(
+        &self,
+        name: &KeyName,
+        epoch: u64,
+        key: &DataKey,
+    ) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+        let context = self.context(name);
+        match self {
+            Writer::Owner(caller) => {
+                caller.own_public_keys()?;
+                Ok(crypto::wrap_for_owner(&caller.keys.keys, &context, epoch, key, &random(), random()))
+            }
+            Writer::KeyOnly { me, .. } => {
+                let (Some(ecc), Some(kyber)) = (&me.public_key_ecc_b64, &me.public_key_kyber_b64) else {
+                    return Err(ApiError::status(StatusCode::CONFLICT, NO_KEYS));
+                };
+                let public = backend_public_keys(ecc, kyber)?;
+                Ok(crypto::wrap_data_key(&public, me.id, &context, key, &random(), random()))
+            }
+        }
+    }
+
+    /// The record's data key, when it may be used again: the owner's keys are unlocked and the
+    /// stored wrap carries a valid owner-seal tag for its epoch. A key someone else wrapped to the
+    /// owner (anyone can: a wrap needs only public keys) is never reused.
+    fn sealed_key(&self, name: &KeyName, stored: &Stored) -> Result<Option<DataKey>, ApiError> {
+        let Writer::Owner(caller) = self else { return Ok(None) };
+        let context = caller.context(name);
+        let ecc = decode("encryptedAesKeyEccB64", &stored.encrypted_aes_key_ecc_b64)?;
+        let kyber = decode("encryptedAesKeyKyberB64", &stored.encrypted_aes_key_kyber_b64)?;
+        if !crypto::owner_sealed(&caller.keys.keys, &context, stored.key_epoch, &ecc, &kyber) {
+            return Ok(None);
+        }
+        Ok(Some(unwrap_key(caller, &context, stored)?))
+    }
+}
+
+/// A stored value opened where the Backend says it stands (its version and key epoch), and
+/// whether it was bound there (format 2). A ciphertext of another version, epoch or record written
+/// back as this one does not open: 409, never an old value passed off as current.
+pub(crate) fn open_value(
+    key: &DataKey,
+    context: &RecordContext<'_>,
+    version: u64,
+    epoch: u64,
+    ciphertext_b64: &str,
+) -> Result<(zeroize::Zeroizing<Vec<u8>>, bool), ApiError> {
+    let at = crypto::VersionAt { version, epoch };
+    crypto::decrypt_value_at(key, context, at, &decode("ciphertextB64", ciphertext_b64)?).map_err(|_| {
+        ApiError::status(
+            StatusCode::CONFLICT,
+            format!("the stored value does not open as version {version} of this record: it was not written as that version (a rollback or a moved ciphertext), or not with this user's keys"),
+        )
+    })
+}
+
+/// The highest version the record ever had, across deletes (0 for a name never written).
+async fn last_version(state: &ProxyState, writer: &Writer<'_>, name: &KeyName) -> Result<u64, ApiError> {
+    #[derive(Deserialize)]
+    struct Versions {
+        versions: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        version: u64,
+    }
+    let answer =
+        state.backend.call(Method::GET, &["kv", name.as_str(), "versions"], None, writer.api_key(), None, &[]).await?;
+    if answer.status == StatusCode::NOT_FOUND {
+        return Ok(0);
+    }
+    let versions: Versions = answer.ok()?.json()?;
+    Ok(versions.versions.iter().map(|v| v.version).max().unwrap_or(0))
+}
+
+/// Encrypts the value and stores it as the record's next version, bound to that version. The
+/// record's key is kept only when its owner sealed it; otherwise (a key someone else wrapped, a
+/// value written before keys were sealed, a write with the API key alone, a share that ended) the
+/// write starts a fresh key and re-wraps it to every open share. `If-Match` is passed on
+/// (check-and-set, as on the Backend). Without `X-User-Secret` the value is encrypted to the
+/// owner's public keys: a write-only service can store values it cannot read back.
 #[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv", request_body = PutValue,
     params(("key" = String, Path), ("If-Match" = Option<String>, Header, description = "expected current version")),
-    security(("apiKey" = [], "userSecret" = [])),
+    security(("apiKey" = [], "userSecret" = []), ("apiKey" = [])),
     responses((status = 201, body = KvWriteResponse, description = "a new record (or a new life of a deleted one)"),
         (status = 200, body = KvWriteResponse, description = "a new version"), UnlockErrors, JsonBodyErrors))]
 pub async fn put_kv(
@@ -160,44 +289,79 @@ pub async fn put_kv(
             .map_err(|_| ApiError::status(StatusCode::BAD_REQUEST, "valueB64 is not valid base64"))?,
     );
     let if_match = expected_version(&headers)?;
-    let caller = unlocked(&state, &headers).await?;
-    let public = caller.own_public_keys()?;
-    let context = caller.context(&name);
-
-    let current = state.backend.call(Method::GET, &["kv", name.as_str()], None, caller.api_key, None, &[]).await?;
+    let writer = Writer::of(&state, &headers).await?;
+    let current = state.backend.call(Method::GET, &["kv", name.as_str()], None, writer.api_key(), None, &[]).await?;
     let stored: Option<Stored> = match current.status {
         StatusCode::NOT_FOUND => None,
         _ => Some(current.ok()?.json()?),
     };
-    // A former recipient may still hold the record's key: this write rotates it.
-    if let Some(stored) = stored.as_ref().filter(|s| s.rotation_pending) {
-        let expected = if_match.unwrap_or(stored.version as u64);
-        let answer = crate::proxy::shares::rotate(&state, &caller, &name, expected, &value).await?;
-        return Ok((answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response());
-    }
-    let (data_key, key_field) = match &stored {
-        None => (DataKey::from_bytes(random()), json!({ "freshKey": true })),
-        Some(stored) => (unwrap_key(&caller, &context, stored)?, json!({ "keyEpoch": stored.key_epoch })),
+    let answer = match stored {
+        // A new record (or a new life): a fresh key, its epoch the version it becomes.
+        None => {
+            let version = last_version(&state, &writer, &name).await? + 1;
+            let key = DataKey::from_bytes(random());
+            let fields = json!({ "freshKey": true, "version": version });
+            write_version(
+                &state,
+                &writer,
+                &name,
+                &headers,
+                &key,
+                crypto::VersionAt { version, epoch: version },
+                fields,
+                &value,
+            )
+            .await?
+        }
+        Some(stored) => match writer.sealed_key(&name, &stored)? {
+            Some(key) if !stored.rotation_pending => {
+                let at = crypto::VersionAt { version: stored.version as u64 + 1, epoch: stored.key_epoch };
+                let fields = json!({ "keyEpoch": stored.key_epoch, "version": at.version });
+                write_version(&state, &writer, &name, &headers, &key, at, fields, &value).await?
+            }
+            _ => {
+                let expected = if_match.unwrap_or(stored.version as u64);
+                crate::proxy::shares::rotate(&state, &writer, &name, expected, &value).await?
+            }
+        },
     };
-    let ciphertext = crypto::encrypt_value(&data_key, random(), &context, &value);
-    let (wrap_ecc, wrap_kyber) = crypto::wrap_data_key(&public, caller.me.id, &context, &data_key, &random(), random());
+    Ok((answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response())
+}
+
+/// `PUT /kv/{key}` of `value` as the version `at` under `key`, with `fields` (the key's use).
+#[allow(clippy::too_many_arguments)]
+async fn write_version(
+    state: &ProxyState,
+    writer: &Writer<'_>,
+    name: &KeyName,
+    headers: &HeaderMap,
+    key: &DataKey,
+    at: crypto::VersionAt,
+    fields: serde_json::Value,
+    value: &[u8],
+) -> Result<crate::proxy::client::Answer, ApiError> {
+    let ciphertext = crypto::encrypt_value_at(key, random(), &writer.context(name), at, value);
+    let (wrap_ecc, wrap_kyber) = writer.wrap_for_owner(name, at.epoch, key)?;
     let mut request = json!({
         "ciphertextB64": STANDARD.encode(ciphertext),
         "encryptedAesKeyEccB64": STANDARD.encode(wrap_ecc),
         "encryptedAesKeyKyberB64": STANDARD.encode(wrap_kyber),
     });
-    request.as_object_mut().expect("an object").extend(key_field.as_object().expect("an object").clone());
+    request.as_object_mut().expect("an object").extend(fields.as_object().expect("an object").clone());
     let if_match: Vec<(HeaderName, _)> =
         headers.get(header::IF_MATCH).map(|v| (header::IF_MATCH, v.clone())).into_iter().collect();
-    let answer = state
+    state
         .backend
-        .call(Method::PUT, &["kv", name.as_str()], None, caller.api_key, Some(&request), &if_match)
-        .await?;
-    let answer = answer.ok()?;
-    Ok((answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response())
+        .call(Method::PUT, &["kv", name.as_str()], None, writer.api_key(), Some(&request), &if_match)
+        .await?
+        .ok()
 }
 
-/// Reads and decrypts the value (`?version=N` for an older version of its current life).
+/// Reads and decrypts the value (`?version=N` for an older version of its current life). The
+/// answer says whether its owner sealed it (`ownerSealed`): `false` for a value whose key the owner
+/// did not wrap themselves (written by someone else with the owner's API key, or forged in the
+/// store) or that was written before keys were sealed. A ciphertext that does not open as the
+/// version the Backend names is refused (409).
 #[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv", params(("key" = String, Path), VersionQuery),
     security(("apiKey" = [], "userSecret" = [])),
     responses((status = 200, body = ValueResponse), UnlockErrors, (status = 404, body = ErrorBody)))]
@@ -208,7 +372,8 @@ pub async fn get_kv(
     AppQuery(query): AppQuery<VersionQuery>,
 ) -> Result<Json<ValueResponse>, ApiError> {
     let name = KeyName::parse(&key).map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, e.0))?;
-    let version = query.checked()?.map(|v| format!("version={v}"));
+    let asked = query.checked()?;
+    let version = asked.map(|v| format!("version={v}"));
     let caller = unlocked(&state, &headers).await?;
     let stored: Stored = state
         .backend
@@ -216,12 +381,22 @@ pub async fn get_kv(
         .await?
         .ok()?
         .json()?;
-    let context = RecordContext { kind: "kv", org: caller.org, owner: caller.me.id, name: name.as_str().as_bytes() };
+    if asked.is_some_and(|v| v != stored.version) {
+        return Err(anyhow::anyhow!("the Backend answered another version than the one asked for").into());
+    }
+    let context = caller.context(&name);
     let data_key = unwrap_key(&caller, &context, &stored)?;
-    let value = crypto::decrypt_value(&data_key, &context, &decode("ciphertextB64", &stored.ciphertext_b64)?).map_err(
-        |_| ApiError::status(StatusCode::CONFLICT, "the stored value cannot be opened with this user's keys"),
-    )?;
-    Ok(Json(ValueResponse { key, value_b64: STANDARD.encode(value.as_slice()), version: stored.version }))
+    let (value, bound) =
+        open_value(&data_key, &context, stored.version as u64, stored.key_epoch, &stored.ciphertext_b64)?;
+    let owner_sealed = bound
+        && crypto::owner_sealed(
+            &caller.keys.keys,
+            &context,
+            stored.key_epoch,
+            &decode("encryptedAesKeyEccB64", &stored.encrypted_aes_key_ecc_b64)?,
+            &decode("encryptedAesKeyKyberB64", &stored.encrypted_aes_key_kyber_b64)?,
+        );
+    Ok(Json(ValueResponse { key, value_b64: STANDARD.encode(value.as_slice()), version: stored.version, owner_sealed }))
 }
 
 /// Soft-deletes the record (the Backend's `DELETE /kv/{key}`).

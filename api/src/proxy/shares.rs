@@ -25,7 +25,9 @@ use crate::backend::shares::{OutgoingShareDto, ShareCreated};
 use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath};
 use crate::proxy::client::Answer;
-use crate::proxy::kv::{backend_public_keys, decode, unlocked, unwrap_key, Caller, Stored, UnlockErrors};
+use crate::proxy::kv::{
+    backend_public_keys, decode, open_value, unlocked, unwrap_key, Caller, Stored, UnlockErrors, Writer,
+};
 use crate::proxy::{random, ProxyState};
 
 const ALIAS_KIND: &str = "share-alias";
@@ -93,6 +95,8 @@ struct SharedRecord {
     owner_user_id: Uuid,
     key: String,
     version: u64,
+    #[serde(default)]
+    key_epoch: u64,
     ciphertext_b64: String,
     encrypted_aes_key_ecc_b64: String,
     encrypted_aes_key_kyber_b64: String,
@@ -214,23 +218,24 @@ pub async fn list_shares(
     Ok(json_response(answer.ok()?))
 }
 
-/// Writes `value` as the record's next version under a new data key, wrapped for the owner and
-/// every remaining recipient (a check-and-set on `expected_version`).
+/// Writes `value` as the record's next version under a new data key (its epoch that version),
+/// wrapped for the owner (owner-sealed when the owner's keys are unlocked) and for every open
+/// share's recipient: a check-and-set on `expected_version`.
 pub(crate) async fn rotate(
     state: &ProxyState,
-    caller: &Caller<'_>,
+    writer: &Writer<'_>,
     name: &KeyName,
     expected_version: u64,
     value: &[u8],
 ) -> Result<Answer, ApiError> {
-    let own = caller.own_public_keys()?;
-    let context = caller.context(name);
+    let context = writer.context(name);
     let key = DataKey::from_bytes(random());
-    let ciphertext = crypto::encrypt_value(&key, random(), &context, value);
-    let (ecc, kyber) = crypto::wrap_data_key(&own, caller.me.id, &context, &key, &random(), random());
+    let at = crypto::VersionAt { version: expected_version + 1, epoch: expected_version + 1 };
+    let ciphertext = crypto::encrypt_value_at(&key, random(), &context, at, value);
+    let (ecc, kyber) = writer.wrap_for_owner(name, at.epoch, &key)?;
     let remaining: Vec<OutgoingShare> = state
         .backend
-        .call(Method::GET, &["kv", name.as_str(), "shares"], None, caller.api_key, None, &[])
+        .call(Method::GET, &["kv", name.as_str(), "shares"], None, writer.api_key(), None, &[])
         .await?
         .ok()?
         .json()?;
@@ -257,7 +262,7 @@ pub(crate) async fn rotate(
     });
     state
         .backend
-        .call(Method::POST, &["kv", name.as_str(), "rotate"], None, caller.api_key, Some(&body), &[])
+        .call(Method::POST, &["kv", name.as_str(), "rotate"], None, writer.api_key(), Some(&body), &[])
         .await?
         .ok()
 }
@@ -288,12 +293,9 @@ pub async fn revoke_share(
     let rotated = async {
         let caller = unlocked(&state, &headers).await?;
         let (stored, key) = current(&state, &caller, &name).await?;
-        let value =
-            crypto::decrypt_value(&key, &caller.context(&name), &decode("ciphertextB64", &stored.ciphertext_b64)?)
-                .map_err(|_| {
-                    ApiError::status(StatusCode::CONFLICT, "the stored value cannot be opened with this user's keys")
-                })?;
-        rotate(&state, &caller, &name, stored.version as u64, &value).await
+        let (value, _) =
+            open_value(&key, &caller.context(&name), stored.version as u64, stored.key_epoch, &stored.ciphertext_b64)?;
+        rotate(&state, &Writer::Owner(caller), &name, stored.version as u64, &value).await
     }
     .await;
     if let Err(e) = rotated {
@@ -360,8 +362,7 @@ pub async fn read_shared(
         &decode("encryptedAesKeyKyberB64", &record.encrypted_aes_key_kyber_b64)?,
     )
     .map_err(|_| cannot_open())?;
-    let value = crypto::decrypt_value(&key, &context, &decode("ciphertextB64", &record.ciphertext_b64)?)
-        .map_err(|_| cannot_open())?;
+    let (value, _) = open_value(&key, &context, record.version, record.key_epoch, &record.ciphertext_b64)?;
     let alias = open_alias(&caller, record.owner_user_id, &record.key, &record.encrypted_alias_b64)?;
     Ok(Json(SharedValue {
         share_id: record.share_id,

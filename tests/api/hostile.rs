@@ -1,0 +1,293 @@
+//! Zero knowledge against a hostile server side (`../shared/THREAT-MODEL.md`): each test performs
+//! an attack with exactly the access the threat model names, using harden's own crypto functions
+//! and nothing more, and sees it fail closed.
+//!
+//! - A1, a thief of one API key: plants a data key of their choosing (a new version keeping the
+//!   key epoch, or a record pre-created under a name the owner will use), forges whole records,
+//!   writes an old version's ciphertext back as the newest.
+//! - A4, a database writer: rewrites a stored version's ciphertext with an older one.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use harden_domain::crypto::{self, DataKey, PublicKeys, RecordContext, VersionAt};
+
+use crate::helpers::{expect_error, expect_json, kv_path, spawn_app, TestApp};
+
+const OWNER_SECRET: &str = "the owner's own user secret";
+const RECIPIENT_SECRET: &str = "the recipient's user secret";
+
+struct Victim {
+    org: Uuid,
+    owner: String,
+    owner_id: Uuid,
+    recipient: String,
+    recipient_id: Uuid,
+}
+
+async fn victim(app: &TestApp) -> Victim {
+    let fx = app.org_with_users("victim").await;
+    for (key, secret) in [(&fx.admin_key, OWNER_SECRET), (&fx.member_key, RECIPIENT_SECRET)] {
+        let res =
+            app.proxy(Method::POST, "/v1/keys/generate", &[("X-Api-Key", key), ("X-User-Secret", secret)], None).await;
+        expect_json(res, StatusCode::CREATED).await;
+    }
+    Victim {
+        org: fx.org,
+        owner: fx.admin_key,
+        owner_id: fx.admin_id,
+        recipient: fx.member_key,
+        recipient_id: fx.member_id,
+    }
+}
+
+async fn owner_put(app: &TestApp, v: &Victim, name: &str, value: &str) -> Value {
+    let res = app
+        .proxy(
+            Method::PUT,
+            &format!("/v1/kv/{name}"),
+            &[("X-Api-Key", &v.owner), ("X-User-Secret", OWNER_SECRET)],
+            Some(json!({ "valueB64": STANDARD.encode(value) })),
+        )
+        .await;
+    let status = res.status();
+    let body = res.text().await.unwrap();
+    assert!(status.is_success(), "{status} {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// A write with the owner's API key alone, no user secret.
+async fn key_only(app: &TestApp, v: &Victim, name: &str, value: &str) -> reqwest::Response {
+    let body = json!({ "valueB64": STANDARD.encode(value) });
+    app.proxy(Method::PUT, &format!("/v1/kv/{name}"), &[("X-Api-Key", &v.owner)], Some(body)).await
+}
+
+async fn owner_get(app: &TestApp, v: &Victim, name: &str) -> reqwest::Response {
+    app.proxy(Method::GET, &format!("/v1/kv/{name}"), &[("X-Api-Key", &v.owner), ("X-User-Secret", OWNER_SECRET)], None)
+        .await
+}
+
+fn value_of(body: &Value) -> String {
+    String::from_utf8(STANDARD.decode(body["valueB64"].as_str().unwrap()).unwrap()).unwrap()
+}
+
+fn b64(field: &Value) -> Vec<u8> {
+    STANDARD.decode(field.as_str().unwrap()).unwrap()
+}
+
+/// The attacker's own tools: the API key, and harden's public crypto functions.
+struct Attacker<'a> {
+    app: &'a TestApp,
+    api_key: String,
+    planted: DataKey,
+}
+
+impl Attacker<'_> {
+    /// The owner's public keys, as `GET /users/me` shows them to the key's holder.
+    async fn owner_public_keys(&self) -> (Uuid, Uuid, PublicKeys) {
+        let me = expect_json(self.app.get("/users/me", &self.api_key).await, StatusCode::OK).await;
+        let public = PublicKeys::from_bytes(&b64(&me["publicKeyEccB64"]), &b64(&me["publicKeyKyberB64"])).unwrap();
+        (me["id"].as_str().unwrap().parse().unwrap(), me["orgId"].as_str().unwrap().parse().unwrap(), public)
+    }
+
+    /// A version written straight to the Backend: `plaintext` under the planted key, that key
+    /// wrapped to the owner (anyone can make such a wrap), bound as a real client would bind it.
+    async fn plant(&self, name: &str, fields: Value, at: VersionAt, plaintext: &str) -> reqwest::Response {
+        let (owner, org, public) = self.owner_public_keys().await;
+        let context = RecordContext { kind: "kv", org, owner, name: name.as_bytes() };
+        let ciphertext = crypto::encrypt_value_at(&self.planted, [3; 12], &context, at, plaintext.as_bytes());
+        let (ecc, kyber) = crypto::wrap_data_key(&public, owner, &context, &self.planted, &[4; 64], [5; 12]);
+        let mut body = json!({
+            "ciphertextB64": STANDARD.encode(ciphertext),
+            "encryptedAesKeyEccB64": STANDARD.encode(ecc),
+            "encryptedAesKeyKyberB64": STANDARD.encode(kyber),
+        });
+        body.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+        self.app.put(&kv_path(name), &self.api_key, body).await
+    }
+
+    /// Whether the planted key opens the record's current value, however it was bound.
+    async fn can_read_current(&self, name: &str) -> bool {
+        let stored = expect_json(self.app.get(&kv_path(name), &self.api_key).await, StatusCode::OK).await;
+        let (owner, org, _) = self.owner_public_keys().await;
+        let context = RecordContext { kind: "kv", org, owner, name: name.as_bytes() };
+        let blob = b64(&stored["ciphertextB64"]);
+        let at =
+            VersionAt { version: stored["version"].as_u64().unwrap(), epoch: stored["keyEpoch"].as_u64().unwrap() };
+        crypto::decrypt_value_at(&self.planted, &context, at, &blob).is_ok()
+            || crypto::decrypt_value(&self.planted, &context, &blob).is_ok()
+    }
+}
+
+fn attacker<'a>(app: &'a TestApp, v: &Victim) -> Attacker<'a> {
+    Attacker { app, api_key: v.owner.clone(), planted: DataKey::from_bytes([0x41; 32]) }
+}
+
+#[tokio::test]
+async fn a_data_key_planted_with_the_api_key_alone_is_not_used_for_the_owners_next_value() {
+    let app = spawn_app().await;
+    let v = victim(&app).await;
+    owner_put(&app, &v, "db-url", "postgres://first").await;
+    // A recipient, so the attack would also spread the planted key to them.
+    let share = json!({ "recipientUserId": v.recipient_id, "permission": "read", "alias": "db" });
+    let res = app
+        .proxy(
+            Method::POST,
+            "/v1/kv/db-url/shares",
+            &[("X-Api-Key", &v.owner), ("X-User-Secret", OWNER_SECRET)],
+            Some(share),
+        )
+        .await;
+    let share_id = expect_json(res, StatusCode::CREATED).await["shareId"].as_str().unwrap().to_owned();
+
+    // A1 writes a new version keeping the key epoch, under a key of their own wrapped to the owner.
+    let a = attacker(&app, &v);
+    let stored = expect_json(app.get("/kv/db-url", &a.api_key).await, StatusCode::OK).await;
+    let epoch = stored["keyEpoch"].as_u64().unwrap();
+    let planted = a.plant("db-url", json!({ "keyEpoch": epoch }), VersionAt { version: 2, epoch }, "planted").await;
+    expect_json(planted, StatusCode::OK).await;
+    assert!(a.can_read_current("db-url").await, "the attacker's own version opens with the planted key");
+    // The owner reads it, flagged: the key was not sealed by them.
+    let read = expect_json(owner_get(&app, &v, "db-url").await, StatusCode::OK).await;
+    assert_eq!((value_of(&read).as_str(), read["ownerSealed"].as_bool()), ("planted", Some(false)));
+
+    // The owner's next value is under a fresh key: the planted one does not open it.
+    owner_put(&app, &v, "db-url", "postgres://the-real-password").await;
+    assert!(!a.can_read_current("db-url").await, "the owner's next value opened with the planted key");
+    let read = expect_json(owner_get(&app, &v, "db-url").await, StatusCode::OK).await;
+    assert_eq!((value_of(&read).as_str(), read["ownerSealed"].as_bool()), ("postgres://the-real-password", Some(true)));
+    // The fresh key was re-wrapped to the open share: the recipient reads the new value.
+    let shared = app
+        .proxy(
+            Method::GET,
+            &format!("/v1/kv/shared/{share_id}"),
+            &[("X-Api-Key", &v.recipient), ("X-User-Secret", RECIPIENT_SECRET)],
+            None,
+        )
+        .await;
+    assert_eq!(value_of(&expect_json(shared, StatusCode::OK).await), "postgres://the-real-password");
+    // The sealed key is kept from now on.
+    let before = expect_json(app.get("/kv/db-url", &a.api_key).await, StatusCode::OK).await["keyEpoch"].clone();
+    owner_put(&app, &v, "db-url", "postgres://v4").await;
+    let after = expect_json(app.get("/kv/db-url", &a.api_key).await, StatusCode::OK).await;
+    assert_eq!(after["keyEpoch"], before, "a sealed key is reused");
+    let _ = v.org;
+}
+
+#[tokio::test]
+async fn a_record_pre_created_with_a_planted_key_does_not_keep_it_when_the_owner_writes() {
+    let app = spawn_app().await;
+    let v = victim(&app).await;
+    let a = attacker(&app, &v);
+    // Before the owner ever uses the name.
+    let planted = a.plant("stripe-key", json!({ "freshKey": true }), VersionAt { version: 1, epoch: 1 }, "bait").await;
+    expect_json(planted, StatusCode::CREATED).await;
+    owner_put(&app, &v, "stripe-key", "sk_live_the_real_one").await;
+    assert!(!a.can_read_current("stripe-key").await, "the owner's value opened with the planted key");
+    let read = expect_json(owner_get(&app, &v, "stripe-key").await, StatusCode::OK).await;
+    assert_eq!((value_of(&read).as_str(), read["ownerSealed"].as_bool()), ("sk_live_the_real_one", Some(true)));
+}
+
+#[tokio::test]
+async fn a_forged_record_reads_back_flagged_as_not_sealed_by_its_owner() {
+    let app = spawn_app().await;
+    let v = victim(&app).await;
+    let a = attacker(&app, &v);
+    let forged = a.plant("forged", json!({ "freshKey": true }), VersionAt { version: 1, epoch: 1 }, "trust me").await;
+    expect_json(forged, StatusCode::CREATED).await;
+    let read = expect_json(owner_get(&app, &v, "forged").await, StatusCode::OK).await;
+    assert_eq!(value_of(&read), "trust me");
+    assert_eq!(read["ownerSealed"], false, "{read}");
+    // Even with a tag-shaped blob of the attacker's making.
+    let (owner, org, public) = a.owner_public_keys().await;
+    let context = RecordContext { kind: "kv", org, owner, name: b"tagged" };
+    let (ecc, kyber) = crypto::wrap_data_key(&public, owner, &context, &a.planted, &[4; 64], [5; 12]);
+    let mut fake = vec![crypto::FORMAT_V2];
+    fake.extend_from_slice(&ecc[1..]);
+    fake.extend_from_slice(&[0x42; crypto::OWNER_TAG_LEN]);
+    let ciphertext = crypto::encrypt_value_at(&a.planted, [3; 12], &context, VersionAt { version: 1, epoch: 1 }, b"x");
+    let body = json!({
+        "ciphertextB64": STANDARD.encode(ciphertext), "encryptedAesKeyEccB64": STANDARD.encode(fake),
+        "encryptedAesKeyKyberB64": STANDARD.encode(kyber), "freshKey": true,
+    });
+    expect_json(app.put("/kv/tagged", &a.api_key, body).await, StatusCode::CREATED).await;
+    let read = expect_json(owner_get(&app, &v, "tagged").await, StatusCode::OK).await;
+    assert_eq!(read["ownerSealed"], false, "a made-up tag passed: {read}");
+    owner_put(&app, &v, "tagged", "mine now").await;
+    assert!(!a.can_read_current("tagged").await);
+}
+
+#[tokio::test]
+async fn an_old_ciphertext_written_back_as_the_newest_version_is_refused() {
+    let app = spawn_app().await;
+    let v = victim(&app).await;
+    owner_put(&app, &v, "flag", "old: feature off").await;
+    owner_put(&app, &v, "flag", "new: feature on").await;
+    // A1: the first version's ciphertext and wraps, written back through the Backend as version 3.
+    let old = expect_json(app.get("/kv/flag?version=1", &v.owner).await, StatusCode::OK).await;
+    let body = json!({
+        "ciphertextB64": old["ciphertextB64"], "encryptedAesKeyEccB64": old["encryptedAesKeyEccB64"],
+        "encryptedAesKeyKyberB64": old["encryptedAesKeyKyberB64"], "keyEpoch": old["keyEpoch"],
+    });
+    expect_json(app.put("/kv/flag", &v.owner, body).await, StatusCode::OK).await;
+    let msg = expect_error(owner_get(&app, &v, "flag").await, StatusCode::CONFLICT).await;
+    assert!(msg.contains("does not open as version 3"), "{msg}");
+    // The versions that are what they say still open.
+    let res = owner_get(&app, &v, "flag?version=2").await;
+    assert_eq!(value_of(&expect_json(res, StatusCode::OK).await), "new: feature on");
+
+    // A4: a database writer puts version 1's ciphertext in place of version 2's.
+    owner_put(&app, &v, "flag2", "old").await;
+    owner_put(&app, &v, "flag2", "new").await;
+    sqlx::query(
+        "UPDATE kv_versions SET ciphertext = (SELECT ciphertext FROM kv_versions WHERE key_name = 'flag2' AND version = 1)
+         WHERE key_name = 'flag2' AND version = 2",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    expect_error(owner_get(&app, &v, "flag2").await, StatusCode::CONFLICT).await;
+}
+
+#[tokio::test]
+async fn a_write_with_only_the_api_key_is_stored_for_the_owner_and_cannot_be_read_back_with_it() {
+    let app = spawn_app().await;
+    let v = victim(&app).await;
+    // A write-only service (CI, a rotation job) stores a value it cannot read.
+    let written = expect_json(key_only(&app, &v, "ci-token", "token-1").await, StatusCode::CREATED).await;
+    assert_eq!(written["version"], 1);
+    let res = app.proxy(Method::GET, "/v1/kv/ci-token", &[("X-Api-Key", &v.owner)], None).await;
+    expect_error(res, StatusCode::BAD_REQUEST).await;
+    let read = expect_json(owner_get(&app, &v, "ci-token").await, StatusCode::OK).await;
+    assert_eq!((value_of(&read).as_str(), read["ownerSealed"].as_bool()), ("token-1", Some(false)));
+
+    // A record with an open share: the fresh key is wrapped to the recipient too.
+    let share = json!({ "recipientUserId": v.recipient_id, "permission": "read", "alias": "ci" });
+    let res = app
+        .proxy(
+            Method::POST,
+            "/v1/kv/ci-token/shares",
+            &[("X-Api-Key", &v.owner), ("X-User-Secret", OWNER_SECRET)],
+            Some(share),
+        )
+        .await;
+    let share_id = expect_json(res, StatusCode::CREATED).await["shareId"].as_str().unwrap().to_owned();
+    expect_json(key_only(&app, &v, "ci-token", "token-2").await, StatusCode::OK).await;
+    let shared = app
+        .proxy(
+            Method::GET,
+            &format!("/v1/kv/shared/{share_id}"),
+            &[("X-Api-Key", &v.recipient), ("X-User-Secret", RECIPIENT_SECRET)],
+            None,
+        )
+        .await;
+    assert_eq!(value_of(&expect_json(shared, StatusCode::OK).await), "token-2");
+    // The owner's next write seals a fresh key.
+    owner_put(&app, &v, "ci-token", "token-3").await;
+    let read = expect_json(owner_get(&app, &v, "ci-token").await, StatusCode::OK).await;
+    assert_eq!((value_of(&read).as_str(), read["ownerSealed"].as_bool()), ("token-3", Some(true)));
+    let _ = v.owner_id;
+}
