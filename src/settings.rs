@@ -104,6 +104,8 @@ pub struct Settings {
     /// Exact `host:port` pairs org storage may point at whatever they resolve to (comma-separated,
     /// e.g. `minio:9000`): the object store of a multi-tenant stack, and nothing else of its network.
     pub storage_allowed_hosts: String,
+    /// How long a trustee's restore stays completable (default 7 days); older ones are void.
+    pub recovery_restore_ttl_secs: u64,
     /// How often deleted files' objects still in a bucket (the store was down) are retried.
     pub file_reaper_interval_ms: u64,
     /// The Cloud API is on when an issuer and one of a JWKS URL or a PEM key are set.
@@ -198,6 +200,7 @@ impl Default for Settings {
             stripe_price_business_annual: String::new(),
             storage_allow_private_networks: false,
             storage_allowed_hosts: String::new(),
+            recovery_restore_ttl_secs: 7 * 24 * 3600,
             file_reaper_interval_ms: 30_000,
             cloud_jwt_issuer: None,
             cloud_jwks_url: None,

@@ -148,7 +148,10 @@ impl Application {
             let pool = connect_and_migrate(settings).await?;
             let master_key =
                 bootstrap::master_key(settings.master_key.as_ref(), settings.is_production(), &settings.data_dir)?;
-            let harden = Arc::new(Harden::new(pool.clone(), &master_key));
+            let harden = Arc::new(
+                Harden::new(pool.clone(), &master_key)
+                    .with_restore_ttl(Duration::from_secs(settings.recovery_restore_ttl_secs)),
+            );
             let admin = bootstrap::ensure_global_admin(&harden, &settings.data_dir).await?;
 
             // One LISTEN connection wakes every follower and the relay.

@@ -45,6 +45,15 @@ impl MasterKey {
     pub fn expose(&self) -> &[u8; 32] {
         self.0.expose_secret()
     }
+
+    /// A key for one purpose (`label`), derived with HKDF-SHA256: purposes never share a key.
+    pub fn derive(&self, label: &[u8]) -> zeroize::Zeroizing<[u8; 32]> {
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<sha2::Sha256>::new(None, self.expose())
+            .expand(label, key.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        key
+    }
 }
 
 /// Uses the configured key; otherwise, outside production, reads or creates `master.key` in the

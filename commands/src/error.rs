@@ -203,6 +203,7 @@ impl From<RecoveryError> for Error {
         match e {
             RecoveryError::NotFound | RecoveryError::NothingPending => Error::NotFound(msg),
             RecoveryError::SelfTrustee => Error::Invalid(msg),
+            RecoveryError::Expired => Error::Gone(msg),
         }
     }
 }

@@ -2,7 +2,6 @@
 //! id, it appears there only as a keyed HMAC, so ids, NATS subjects and logs never carry the name.
 //! The HMAC key is derived from the server's master key, so every instance derives the same ids.
 
-use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -19,11 +18,7 @@ pub struct IdHasher {
 
 impl IdHasher {
     pub fn from_master(master: &MasterKey) -> Self {
-        let mut key = Zeroizing::new([0u8; 32]);
-        Hkdf::<Sha256>::new(None, master.expose())
-            .expand(b"harden/v1/id-hmac", key.as_mut())
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        Self { key }
+        Self { key: master.derive(b"harden/v1/id-hmac") }
     }
 
     /// HMAC-SHA256 of `value` under a purpose label, hex encoded.

@@ -29,6 +29,8 @@ pub struct Harden {
     pool: PgPool,
     ids: IdHasher,
     sealer: crate::storage::SecretSealer,
+    recovery_challenge: zeroize::Zeroizing<[u8; 32]>,
+    restore_ttl: chrono::Duration,
     pub orgs: Commands<Org>,
     pub users: Commands<User>,
     pub secrets: Commands<Secret>,
@@ -92,6 +94,8 @@ impl Harden {
         Self {
             ids: IdHasher::from_master(master_key),
             sealer: crate::storage::SecretSealer::from_master(master_key),
+            recovery_challenge: master_key.derive(b"harden/v1/recovery-challenge"),
+            restore_ttl: chrono::Duration::days(7),
             orgs: Commands::new(pool.clone(), wakeup.clone()),
             users: Commands::new(pool.clone(), wakeup.clone()),
             secrets: Commands::new(pool.clone(), wakeup.clone()).loading_last_event_only(),
@@ -114,6 +118,20 @@ impl Harden {
 
     pub fn ids(&self) -> &IdHasher {
         &self.ids
+    }
+
+    /// How long a trustee's restore stays completable (`HARDEN_RECOVERY_RESTORE_TTL_SECS`).
+    pub fn with_restore_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.restore_ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        self
+    }
+
+    pub fn restore_ttl(&self) -> chrono::Duration {
+        self.restore_ttl
+    }
+
+    pub(crate) fn recovery_challenge_key(&self) -> &[u8; 32] {
+        &self.recovery_challenge
     }
 
     pub fn sealer(&self) -> &crate::storage::SecretSealer {

@@ -8,10 +8,8 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use hkdf::Hkdf;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use harden_domain::crypto;
@@ -29,11 +27,7 @@ pub struct SecretSealer {
 
 impl SecretSealer {
     pub fn from_master(master: &MasterKey) -> Self {
-        let mut key = Zeroizing::new([0u8; 32]);
-        Hkdf::<Sha256>::new(None, master.expose())
-            .expand(b"harden/v1/storage-secret-key", key.as_mut())
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        Self { key }
+        Self { key: master.derive(b"harden/v1/storage-secret-key") }
     }
 
     pub fn seal(&self, org: OrgId, secret: &SecretString) -> KeyBlob {

@@ -4,11 +4,14 @@
 //! replaces the owner's keys: the owner completes it through the Proxy (temporary secret, answer,
 //! new secret), and until then `requiresRekey` is shown and the old secret keeps working.
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
+
+use uuid::Uuid;
 
 use crate::ids::{OrgId, UserId};
 use crate::values::KeyBlob;
@@ -27,22 +30,70 @@ pub struct RecoveryMaterial {
 pub struct PendingRestore {
     pub trustee: UserId,
     pub material: RecoveryMaterial,
+    /// Names this restore in its completion challenge (nil for restores submitted before there was one).
+    #[serde(default)]
+    pub restore_id: Uuid,
+    /// When the trustee submitted it (absent for restores submitted before restores expired).
+    #[serde(default)]
+    pub submitted_at: Option<DateTime<Utc>>,
+}
+
+impl PendingRestore {
+    /// A restore older than `ttl` is void, and so is one from before restores had a time.
+    pub fn expired(&self, now: DateTime<Utc>, ttl: chrono::Duration) -> bool {
+        self.submitted_at.is_none_or(|at| at + ttl <= now)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecoveryCommand {
-    SetTrustee { org_id: OrgId, owner: UserId, trustee: UserId, share: RecoveryMaterial },
-    RemoveTrustee { trustee: UserId },
-    SubmitRestore { trustee: UserId, restore: RecoveryMaterial },
-    Complete,
+    SetTrustee {
+        org_id: OrgId,
+        owner: UserId,
+        trustee: UserId,
+        share: RecoveryMaterial,
+    },
+    RemoveTrustee {
+        trustee: UserId,
+    },
+    SubmitRestore {
+        trustee: UserId,
+        restore: RecoveryMaterial,
+        restore_id: Uuid,
+        now: DateTime<Utc>,
+    },
+    /// Only while a restore is pending and younger than `ttl`.
+    Complete {
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RecoveryEvent {
-    RecoveryTrusteeSet { owner: UserId, org_id: OrgId, trustee: UserId, share: RecoveryMaterial },
-    RecoveryTrusteeRemoved { owner: UserId, trustee: UserId },
-    RecoveryRestoreSubmitted { owner: UserId, trustee: UserId, restore: RecoveryMaterial },
-    RecoveryCompleted { owner: UserId, trustee: UserId },
+    RecoveryTrusteeSet {
+        owner: UserId,
+        org_id: OrgId,
+        trustee: UserId,
+        share: RecoveryMaterial,
+    },
+    RecoveryTrusteeRemoved {
+        owner: UserId,
+        trustee: UserId,
+    },
+    RecoveryRestoreSubmitted {
+        owner: UserId,
+        trustee: UserId,
+        restore: RecoveryMaterial,
+        #[serde(default)]
+        restore_id: Uuid,
+        #[serde(default)]
+        submitted_at: Option<DateTime<Utc>>,
+    },
+    RecoveryCompleted {
+        owner: UserId,
+        trustee: UserId,
+    },
 }
 
 impl DomainEvent for RecoveryEvent {
@@ -68,6 +119,8 @@ pub enum RecoveryError {
     SelfTrustee,
     #[error("no restore is pending for this user")]
     NothingPending,
+    #[error("the pending restore expired: ask your trustee for a new one")]
+    Expired,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -115,16 +168,22 @@ impl Aggregate for Recovery {
                     self.owner.filter(|_| self.trustees.contains_key(&trustee)).ok_or(RecoveryError::NotFound)?;
                 sink.write(RecoveryEvent::RecoveryTrusteeRemoved { owner, trustee }, self).await;
             }
-            RecoveryCommand::SubmitRestore { trustee, restore } => {
+            RecoveryCommand::SubmitRestore { trustee, restore, restore_id, now } => {
                 // Only a trustee the owner configured; anyone else finds nothing.
                 let owner =
                     self.owner.filter(|_| self.trustees.contains_key(&trustee)).ok_or(RecoveryError::NotFound)?;
-                sink.write(RecoveryEvent::RecoveryRestoreSubmitted { owner, trustee, restore }, self).await;
+                let submitted_at = Some(now);
+                let event =
+                    RecoveryEvent::RecoveryRestoreSubmitted { owner, trustee, restore, restore_id, submitted_at };
+                sink.write(event, self).await;
             }
-            RecoveryCommand::Complete => {
+            RecoveryCommand::Complete { now, ttl } => {
                 let (Some(owner), Some(pending)) = (self.owner, &self.pending) else {
                     return Err(RecoveryError::NothingPending);
                 };
+                if pending.expired(now, ttl) {
+                    return Err(RecoveryError::Expired);
+                }
                 let trustee = pending.trustee;
                 sink.write(RecoveryEvent::RecoveryCompleted { owner, trustee }, self).await;
             }
@@ -146,8 +205,8 @@ impl Aggregate for Recovery {
                     self.pending = None;
                 }
             }
-            RecoveryEvent::RecoveryRestoreSubmitted { trustee, restore, .. } => {
-                self.pending = Some(PendingRestore { trustee, material: restore });
+            RecoveryEvent::RecoveryRestoreSubmitted { trustee, restore, restore_id, submitted_at, .. } => {
+                self.pending = Some(PendingRestore { trustee, material: restore, restore_id, submitted_at });
             }
             RecoveryEvent::RecoveryCompleted { .. } => self.pending = None,
         }
@@ -190,24 +249,54 @@ mod tests {
     }
 
     #[test]
-    fn only_a_configured_trustee_submits_a_restore_and_it_completes_once() {
-        let submitted =
-            RecoveryEvent::RecoveryRestoreSubmitted { owner: user(1), trustee: user(2), restore: material(3) };
+    fn only_a_configured_trustee_submits_a_restore_and_it_completes_once_before_it_expires() {
+        use chrono::TimeZone;
+        let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        let (id, ttl) = (Uuid::from_u128(5), chrono::Duration::days(7));
+        let submitted = RecoveryEvent::RecoveryRestoreSubmitted {
+            owner: user(1),
+            trustee: user(2),
+            restore: material(3),
+            restore_id: id,
+            submitted_at: Some(t0),
+        };
+        let submit = |trustee| RecoveryCommand::SubmitRestore {
+            trustee: user(trustee),
+            restore: material(3),
+            restore_id: id,
+            now: t0,
+        };
         TestFramework::<Recovery>::with(())
             .given(vec![set(2)])
-            .when(RecoveryCommand::SubmitRestore { trustee: user(2), restore: material(3) })
+            .when(submit(2))
             .then_expect_events(vec![submitted.clone()]);
         TestFramework::<Recovery>::with(())
             .given(vec![set(2)])
-            .when(RecoveryCommand::SubmitRestore { trustee: user(3), restore: material(3) })
+            .when(submit(3))
             .then_expect_error(RecoveryError::NotFound);
         TestFramework::<Recovery>::with(())
             .given(vec![set(2), submitted.clone()])
-            .when(RecoveryCommand::Complete)
+            .when(RecoveryCommand::Complete { now: t0 + chrono::Duration::days(6), ttl })
             .then_expect_events(vec![RecoveryEvent::RecoveryCompleted { owner: user(1), trustee: user(2) }]);
         TestFramework::<Recovery>::with(())
+            .given(vec![set(2), submitted.clone()])
+            .when(RecoveryCommand::Complete { now: t0 + ttl, ttl })
+            .then_expect_error(RecoveryError::Expired);
+        // A restore from before restores had a time is void.
+        let untimed = RecoveryEvent::RecoveryRestoreSubmitted {
+            owner: user(1),
+            trustee: user(2),
+            restore: material(3),
+            restore_id: Uuid::nil(),
+            submitted_at: None,
+        };
+        TestFramework::<Recovery>::with(())
+            .given(vec![set(2), untimed])
+            .when(RecoveryCommand::Complete { now: t0, ttl })
+            .then_expect_error(RecoveryError::Expired);
+        TestFramework::<Recovery>::with(())
             .given(vec![set(2)])
-            .when(RecoveryCommand::Complete)
+            .when(RecoveryCommand::Complete { now: t0, ttl })
             .then_expect_error(RecoveryError::NothingPending);
         // Removing the trustee voids their restore.
         let mut recovery = Recovery::default();

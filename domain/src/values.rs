@@ -108,6 +108,17 @@ pub struct PublicKeys {
 }
 
 impl PublicKeys {
+    /// The keys themselves, to encrypt to.
+    pub fn crypto_keys(&self) -> Result<crate::crypto::PublicKeys, crate::crypto::CryptoError> {
+        use base64::Engine;
+        let decode = |blob: &KeyBlob| {
+            base64::engine::general_purpose::STANDARD
+                .decode(blob.as_str())
+                .map_err(|_| crate::crypto::CryptoError::Malformed("public key"))
+        };
+        crate::crypto::PublicKeys::from_bytes(&decode(&self.ecc)?, &decode(&self.kyber)?)
+    }
+
     pub fn parse(ecc_b64: &str, kyber_b64: &str) -> Result<Self, InvalidValue> {
         Ok(Self {
             ecc: KeyBlob::parse("publicKeyEccB64", ecc_b64, ECC_PUBLIC_KEY_LEN..=ECC_PUBLIC_KEY_LEN)?,

@@ -247,3 +247,70 @@ async fn trustee_rules_follow_the_spec() {
     expect_json(complete(&app, &p, TEMPORARY, None).await, StatusCode::OK).await;
     expect_error(app.get(&path(Uuid::new_v4()), &p.owner).await, StatusCode::NOT_FOUND).await;
 }
+
+#[tokio::test]
+async fn an_org_admin_with_a_made_up_trustee_and_a_junk_restore_cannot_replace_a_members_keys() {
+    let app = spawn_app().await;
+    let p = people(&app).await;
+    put_value(&app, &p.owner, OWNER_SECRET, "db", "the member's value").await;
+    // A2: the org admin (here also p.trustee) rotates the member's API key, and so holds it.
+    let me = expect_json(app.get("/users/me", &p.owner).await, StatusCode::OK).await;
+    let org = me["orgId"].as_str().unwrap();
+    let rotated =
+        app.post(&format!("/admin/orgs/{org}/users/{}/apikey/rotate", p.owner_id), &p.trustee, json!({})).await;
+    let member_key = expect_json(rotated, StatusCode::OK).await["apiKey"].as_str().unwrap().to_owned();
+    // As the member, names the admin a trustee with made-up material; as trustee, submits junk.
+    let junk = |n: usize| STANDARD.encode(vec![0x5a; n]);
+    let share = json!({ "encryptedPrivateKeyEccShareB64": junk(80), "encryptedPrivateKeyKyberShareB64": junk(120), "xorApplied": false });
+    expect_json(
+        app.put(&format!("/users/me/recovery/trustees/{}", p.trustee_id), &member_key, share).await,
+        StatusCode::OK,
+    )
+    .await;
+    let restore =
+        json!({ "encryptedPrivateKeyEccB64": junk(90), "encryptedPrivateKeyKyberB64": junk(130), "usedXor": false });
+    let res = app.post(&format!("/users/me/recovery/restore/{}", p.owner_id), &p.trustee, restore).await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    // Completes with keys of its own making: no proof of the restored keys, a guessed one, a replayed challenge.
+    let pending = expect_json(app.get("/users/me/recovery/pending", &member_key).await, StatusCode::OK).await;
+    for answer in [STANDARD.encode([0u8; 32]), pending["challengeB64"].as_str().unwrap()[..44].to_owned()] {
+        let complete = json!({
+            "encryptedPrivateKeyEccB64": junk(100), "encryptedPrivateKeyKyberB64": junk(140),
+            "sealProofB64": STANDARD.encode([7u8; 32]), "challengeAnswerB64": answer,
+        });
+        let res = app.post("/users/me/recovery/complete", &member_key, complete).await;
+        assert!(matches!(res.status(), StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST), "{}", res.status());
+    }
+    let missing = json!({ "encryptedPrivateKeyEccB64": junk(100), "encryptedPrivateKeyKyberB64": junk(140), "sealProofB64": STANDARD.encode([7u8; 32]) });
+    expect_error(app.post("/users/me/recovery/complete", &member_key, missing).await, StatusCode::BAD_REQUEST).await;
+    // The Proxy refuses the junk too: it does not open as the member's keys.
+    let via_proxy = app
+        .proxy(
+            Method::POST,
+            "/v1/recovery/complete",
+            &[("X-Api-Key", &member_key), ("X-Recovery-Secret", TEMPORARY), ("X-New-User-Secret", NEW_SECRET)],
+            Some(json!({})),
+        )
+        .await;
+    assert!(!via_proxy.status().is_success());
+    // The member's keys are untouched: their own secret still opens their value.
+    let read = expect_json(read_value(&app, &member_key, OWNER_SECRET, "db").await, StatusCode::OK).await;
+    assert_eq!(STANDARD.decode(read["valueB64"].as_str().unwrap()).unwrap(), b"the member's value");
+    let _ = p.stranger;
+}
+
+#[tokio::test]
+async fn a_pending_restore_expires() {
+    let app = crate::helpers::spawn_app_with(|s| s.recovery_restore_ttl_secs = 1).await;
+    let p = people(&app).await;
+    let body = json!({ "xorApplied": true, "xorSaltHint": "dog-name", "xorAnswer": ANSWER });
+    expect_json(name_trustee(&app, &p, body).await, StatusCode::OK).await;
+    expect_json(restore(&app, &p.trustee, p.owner_id).await, StatusCode::OK).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let msg = expect_error(app.get("/users/me/recovery/pending", &p.owner).await, StatusCode::GONE).await;
+    assert!(msg.contains("expired"), "{msg}");
+    expect_error(complete(&app, &p, TEMPORARY, Some(ANSWER)).await, StatusCode::GONE).await;
+    // The old secret still works, and a new restore can be made.
+    put_value(&app, &p.owner, OWNER_SECRET, "still-mine", "yes").await;
+    expect_json(restore(&app, &p.trustee, p.owner_id).await, StatusCode::OK).await;
+}

@@ -101,6 +101,13 @@ pub struct PendingRestoreDto {
     pub encrypted_private_key_kyber_b64: String,
     pub used_xor: bool,
     pub xor_salt_hint: Option<String>,
+    /// Names this restore (the challenge's context).
+    pub restore_id: Uuid,
+    /// When the trustee submitted it; it expires `HARDEN_RECOVERY_RESTORE_TTL_SECS` later.
+    pub submitted_utc: Option<chrono::DateTime<chrono::Utc>>,
+    /// The completion challenge, encrypted to the caller's public keys (a message sealed to them,
+    /// context `recovery-challenge`, the restore id as its name): completion sends back what it opens to.
+    pub challenge_b64: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -109,6 +116,8 @@ pub struct CompleteRecoveryRequest {
     pub encrypted_private_key_ecc_b64: String,
     pub encrypted_private_key_kyber_b64: String,
     pub seal_proof_b64: String,
+    /// The pending restore's challenge, opened with the restored private keys (32 bytes, base64).
+    pub challenge_answer_b64: String,
 }
 
 fn trustee_share(trustee: UserId, m: &RecoveryMaterial) -> TrusteeShare {
@@ -242,13 +251,16 @@ pub async fn restore(
 #[utoipa::path(get, path = "/users/me/recovery/pending", tag = "recovery", security(("apiKey" = [])),
     responses((status = 200, body = PendingRestoreDto), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn pending(State(state): State<AppState>, caller: Caller) -> Result<Json<PendingRestoreDto>, ApiError> {
-    let p = state.harden.pending_restore(&caller).await?;
+    let (p, challenge) = state.harden.restore_challenge(&caller).await?;
     Ok(Json(PendingRestoreDto {
         trustee_user_id: *p.trustee.as_uuid(),
         encrypted_private_key_ecc_b64: p.material.ecc.as_str().to_owned(),
         encrypted_private_key_kyber_b64: p.material.kyber.as_str().to_owned(),
         used_xor: p.material.xor_applied,
         xor_salt_hint: p.material.xor_salt_hint,
+        restore_id: p.restore_id,
+        submitted_utc: p.submitted_at,
+        challenge_b64: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, challenge),
     }))
 }
 
@@ -267,7 +279,11 @@ pub async fn complete(
     let sealed = SealedPrivateKeys::parse(&req.encrypted_private_key_ecc_b64, &req.encrypted_private_key_kyber_b64)
         .map_err(CommandError::from)?;
     let proof = SealProof::parse("sealProofB64", &req.seal_proof_b64).map_err(CommandError::from)?;
-    let committed = state.harden.complete_recovery(&caller, sealed, proof, caller.meta()).await?;
+    let answer = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &req.challenge_answer_b64)
+        .ok()
+        .filter(|a| a.len() == 32)
+        .ok_or_else(|| CommandError::invalid("challengeAnswerB64 must be 32 bytes, base64"))?;
+    let committed = state.harden.complete_recovery(&caller, sealed, proof, &answer, caller.meta()).await?;
     let freshness = state.read_models.wait_for(committed.position).await;
     Ok((StatusCode::NO_CONTENT, Consistency(freshness), ()))
 }

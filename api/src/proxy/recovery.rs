@@ -90,6 +90,8 @@ struct OwnerShare {
 struct Pending {
     encrypted_private_key_ecc_b64: String,
     encrypted_private_key_kyber_b64: String,
+    restore_id: Uuid,
+    challenge_b64: String,
 }
 
 fn json_response(status: StatusCode, body: axum::body::Bytes) -> Response {
@@ -306,6 +308,11 @@ pub async fn complete(
     let keys = recovery_crypto::open_restore(&temporary_kek, me.id, &ecc, &kyber, mask.as_ref(), &expected)
         .map_err(|_| wrong())?;
     state.unlocker.succeeded(me.id);
+    // The restored keys open the Backend's challenge: the proof that they are the owner's.
+    let org = me.org_id.ok_or_else(|| ApiError::status(StatusCode::FORBIDDEN, "the global admin has no recovery"))?;
+    let context = harden_commands::recovery::challenge_context(org.into(), me.id.into(), &pending.restore_id);
+    let answer = crypto::open_sealed(&keys, me.id, &context, &decode("challengeB64", &pending.challenge_b64)?)
+        .map_err(|_| anyhow::anyhow!("the Backend's recovery challenge does not open with the restored keys"))?;
     let kek = state.unlocker.derive(new_secret, random(), state.unlocker.params()).await?;
     let (sealed_ecc, sealed_kyber) = crypto::seal_private_keys(&kek, me.id, &keys, [random(), random()]);
     let proof = crypto::seal_proof(&kek, me.id);
@@ -313,6 +320,7 @@ pub async fn complete(
         "encryptedPrivateKeyEccB64": STANDARD.encode(sealed_ecc),
         "encryptedPrivateKeyKyberB64": STANDARD.encode(sealed_kyber),
         "sealProofB64": STANDARD.encode(proof.as_ref()),
+        "challengeAnswerB64": STANDARD.encode(answer.as_slice()),
     });
     state
         .backend

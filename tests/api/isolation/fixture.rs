@@ -188,6 +188,8 @@ pub struct Tenant {
     pub reg_token: String,
     /// The project user's sealed private keys as `GET /users/me` shows them.
     pub key_sealed: (String, String),
+    /// The project user's answer to its pending restore's challenge (base64).
+    pub key_challenge_answer: String,
     /// Everything that identifies this tenant: no answer to another tenant may contain any of it.
     pub markers: Vec<String>,
 }
@@ -339,6 +341,14 @@ impl Tenant {
         }
         let me = env.backend(Method::GET, "/users/me", &key.0.key, None).await;
         let key_sealed = (text(&me["encryptedPrivateKeyEccB64"]), text(&me["encryptedPrivateKeyKyberB64"]));
+        // The project user's answer to its pending restore's challenge, opened with its own keys
+        // (what its Proxy would send), so that it can complete recovery in the matrix.
+        let key_challenge_answer = if with_restores {
+            let pending = env.backend(Method::GET, "/users/me/recovery/pending", &key.0.key, None).await;
+            challenge_answer(org, key.0.id, &key_sealed, &pending)
+        } else {
+            String::new()
+        };
 
         // A self-service registration waiting for its verification.
         let reg_email = format!("reg-{tag}@example.test");
@@ -378,6 +388,7 @@ impl Tenant {
             reg_email,
             reg_token,
             key_sealed,
+            key_challenge_answer,
             markers: vec![tag, invite_email],
         };
         tenant.markers.extend(tenant.identifiers());
@@ -414,4 +425,17 @@ impl Tenant {
         ]);
         out
     }
+}
+
+/// Opens a pending restore's challenge with the owner's keys, unsealed with [`SECRET`].
+fn challenge_answer(org: Uuid, owner: Uuid, sealed: &(String, String), pending: &Value) -> String {
+    use harden_domain::crypto;
+    let (ecc, kyber) = (STANDARD.decode(&sealed.0).unwrap(), STANDARD.decode(&sealed.1).unwrap());
+    let (params, salt) = crypto::seal_header(&ecc).unwrap();
+    let kek = crypto::derive_kek(SECRET.as_bytes(), salt, params).unwrap();
+    let keys = crypto::open_private_keys(&kek, owner, &ecc, &kyber).unwrap();
+    let restore_id: Uuid = text(&pending["restoreId"]).parse().unwrap();
+    let context = harden_commands::recovery::challenge_context(org.into(), owner.into(), &restore_id);
+    let challenge = STANDARD.decode(text(&pending["challengeB64"])).unwrap();
+    STANDARD.encode(crypto::open_sealed(&keys, owner, &context, &challenge).unwrap().as_slice())
 }

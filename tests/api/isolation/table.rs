@@ -156,7 +156,7 @@ pub fn cases() -> Vec<Case> {
         Case::new(Backend, "POST /users/me/recovery/complete", Own, Remove, ApiKey, |t| {
             call().body(json!({
                 "encryptedPrivateKeyEccB64": t.outer.key_sealed.0, "encryptedPrivateKeyKyberB64": t.outer.key_sealed.1,
-                "sealProofB64": b64(32, 9),
+                "sealProofB64": b64(32, 9), "challengeAnswerB64": t.outer.key_challenge_answer,
             }))
         }),
         // ---- Backend: KV records and their shares ----------------------------------------------------
