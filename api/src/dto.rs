@@ -226,8 +226,11 @@ pub struct StoreKeysRequest {
     pub encrypted_private_key_ecc_b64: String,
     pub encrypted_private_key_kyber_b64: String,
     /// 32 bytes the Proxy derives from the new seal's key-encryption key; the Backend keeps only
-    /// its hash, and asks for it back before it accepts a later re-seal.
-    pub seal_proof_b64: String,
+    /// its hash, and asks for it back before it accepts a later re-seal. Optional (the spec's body
+    /// has the four key fields only): keys stored without it can never be re-sealed through this
+    /// route, by anyone (recovery still can).
+    #[serde(default)]
+    pub seal_proof_b64: Option<String>,
     /// The proof of the seal being replaced; required once the user has sealed keys.
     #[serde(default)]
     pub current_seal_proof_b64: Option<String>,

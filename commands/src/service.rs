@@ -44,7 +44,8 @@ pub struct Harden {
 /// The proofs that come with newly sealed keys: of the new seal's secret (its verifier is kept), and
 /// of the current seal's secret when one is being replaced.
 pub struct SealProofs {
-    pub new_seal: SealProof,
+    /// Absent when a client stores keys without one (the spec's four-field body).
+    pub new_seal: Option<SealProof>,
     pub current_seal: Option<SealProof>,
 }
 
@@ -269,7 +270,7 @@ impl Harden {
         let command = UserCommand::StoreKeys {
             public_keys,
             sealed,
-            verifier: proofs.new_seal.verifier(),
+            verifier: proofs.new_seal.as_ref().map(SealProof::verifier),
             current_proof: proofs.current_seal,
         };
         self.users.execute(&caller.user_id.to_string(), command, &meta.with_org(org)).await

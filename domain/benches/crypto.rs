@@ -1,8 +1,9 @@
 //! The envelope crypto's costs: one unlock (Argon2id at the default parameters), one wrap and one
-//! unwrap of a data key. `cargo bench -p harden-domain`.
+//! unwrap of a data key, the owner-seal tag (made with the owner's wrap, checked before a key is
+//! reused), and a 1 KiB value in both formats. `cargo bench -p harden-domain`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use harden_domain::crypto::{self, DataKey, KdfParams, PrivateKeys, RecordContext};
+use harden_domain::crypto::{self, DataKey, KdfParams, PrivateKeys, RecordContext, VersionAt};
 use uuid::Uuid;
 
 fn envelope(c: &mut Criterion) {
@@ -24,6 +25,21 @@ fn envelope(c: &mut Criterion) {
     });
     c.bench_function("unwrap (X-Wing decapsulate + AES-256-GCM)", |b| {
         b.iter(|| crypto::unwrap_data_key(&keys, user, &context, &ecc, &kyber).unwrap())
+    });
+    c.bench_function("owner wrap (wrap + owner-seal tag)", |b| {
+        b.iter(|| crypto::wrap_for_owner(&keys, &context, 1, &data_key, &[5; 64], [6; 12]))
+    });
+    let (sealed_ecc, sealed_kyber) = crypto::wrap_for_owner(&keys, &context, 1, &data_key, &[5; 64], [6; 12]);
+    c.bench_function("owner-seal check", |b| {
+        b.iter(|| assert!(crypto::owner_sealed(&keys, &context, 1, &sealed_ecc, &sealed_kyber)))
+    });
+    let value = vec![7u8; 1024];
+    let at = VersionAt { version: 2, epoch: 1 };
+    c.bench_function("value 1 KiB, format 1 (encrypt)", |b| {
+        b.iter(|| crypto::encrypt_value(&data_key, [8; 12], &context, &value))
+    });
+    c.bench_function("value 1 KiB, format 2 (encrypt, version-bound)", |b| {
+        b.iter(|| crypto::encrypt_value_at(&data_key, [8; 12], &context, at, &value))
     });
 }
 

@@ -57,12 +57,13 @@ pub enum UserCommand {
     },
     /// Offboarding: the user and all their keys stop working; their events stay.
     Deactivate,
-    /// Stores key material. `verifier` belongs to the new seal; `current_proof` proves the secret of
-    /// the seal being replaced (required once the user has sealed keys).
+    /// Stores key material. `verifier` belongs to the new seal (absent when the client sent no seal
+    /// proof: such a seal can never be replaced by this command); `current_proof` proves the secret
+    /// of the seal being replaced (required once the user has sealed keys).
     StoreKeys {
         public_keys: PublicKeys,
         sealed: SealedPrivateKeys,
-        verifier: SealVerifier,
+        verifier: Option<SealVerifier>,
         current_proof: Option<SealProof>,
     },
     /// A completed trusted-user recovery: the same key pairs sealed under a new secret, without a
@@ -270,7 +271,6 @@ impl Aggregate for User {
                 if self.role == Some(Role::GlobalAdmin) {
                     return Err(UserError::GlobalAdminHasNoKeys);
                 }
-                let verifier = Some(verifier);
                 match &self.public_keys {
                     Some(existing) if *existing != public_keys => return Err(UserError::KeysAlreadySet),
                     Some(_) if self.has_sealed_keys => {
@@ -469,7 +469,7 @@ mod tests {
         UserCommand::StoreKeys {
             public_keys,
             sealed: sealed(seal),
-            verifier: proof(seal).verifier(),
+            verifier: Some(proof(seal).verifier()),
             current_proof: current.map(proof),
         }
     }

@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 
 use axum::http::{HeaderMap, HeaderValue};
-use harden_api::extract::{api_key_header, TrustedProxies};
+use harden_api::extract::{ApiCredential, TrustedProxies};
 use harden_api::proxy::forward::backend_url;
 use harden_commands::keys;
 use harden_domain::cloud::{IdentityId, MemberRole};
@@ -100,14 +100,20 @@ fn mode_api_key(data: &[u8]) {
         assert_eq!(raw.len(), keys::KEY_LEN);
         assert!(raw.starts_with(keys::PREFIX));
     }
+    // A key's public identifier never has the shape of a key (it must not authenticate alone).
+    if keys::looks_like_label(&raw) {
+        assert!(!keys::looks_like_key(&raw));
+    }
     let mut headers = HeaderMap::new();
     if let Ok(value) = HeaderValue::from_bytes(data) {
         headers.insert("x-api-key", value);
-        if let Ok(presented) = api_key_header(&headers) {
-            assert_eq!(presented.as_bytes(), data);
+        if let Ok(presented) = ApiCredential::from_headers(&headers) {
+            let text = std::str::from_utf8(data).expect("a header read as text is UTF-8");
+            assert_eq!(presented.key, text.trim());
+            assert!(presented.secret.is_none(), "a secret appeared without X-API-Secret");
         }
     } else {
-        assert!(api_key_header(&headers).is_err(), "a missing key was accepted");
+        assert!(ApiCredential::from_headers(&headers).is_err(), "a missing key was accepted");
     }
 }
 

@@ -144,3 +144,45 @@ async fn org_directory_lists_same_org_public_profiles_only() {
     expect_error(app.get(&format!("/users/org/{}", b.member_id), &a.member_key).await, StatusCode::NOT_FOUND).await;
     expect_error(app.get(&format!("/users/org/{}", Uuid::new_v4()), &a.member_key).await, StatusCode::NOT_FOUND).await;
 }
+
+#[tokio::test]
+async fn the_specs_four_field_key_body_is_accepted_and_such_keys_are_never_replaced_with_an_api_key() {
+    use harden_domain::crypto;
+    let app = spawn_app().await;
+    let fx = app.org_with_users("spec").await;
+    // A client doing its own crypto, in harden's formats: keys made and sealed on its side.
+    let keys = crypto::PrivateKeys::from_seeds([0x31; 32], [0x32; 64]);
+    let secret = "a client-side user secret";
+    let kek = crypto::derive_kek(secret.as_bytes(), [0x33; 16], crypto::KdfParams::MINIMUM).unwrap();
+    let (ecc, kyber) = crypto::seal_private_keys(&kek, fx.member_id, &keys, [[1; 12], [2; 12]]);
+    let public = keys.public_keys();
+    let body = json!({
+        "publicKeyEccB64": STANDARD.encode(public.ecc_bytes()),
+        "publicKeyKyberB64": STANDARD.encode(public.kyber_bytes()),
+        "encryptedPrivateKeyEccB64": STANDARD.encode(&ecc),
+        "encryptedPrivateKeyKyberB64": STANDARD.encode(&kyber),
+    });
+    let me = expect_json(app.post("/users/me/keys", &fx.member_key, body.clone()).await, StatusCode::OK).await;
+    assert_eq!(me["encryptedPrivateKeyEccB64"], STANDARD.encode(&ecc));
+    // The Proxy unlocks them with the client's secret.
+    let headers = [("X-Api-Key", fx.member_key.as_str()), ("X-User-Secret", secret)];
+    let put = app.proxy(reqwest::Method::PUT, "/v1/kv/k", &headers, Some(json!({ "valueB64": "dmFsdWU=" }))).await;
+    expect_json(put, StatusCode::CREATED).await;
+    // The API key alone cannot replace them: not without a proof, not with a made-up one, not with others.
+    let mut junk = body.clone();
+    junk["encryptedPrivateKeyEccB64"] = json!(b64(9, 100));
+    expect_error(app.post("/users/me/keys", &fx.member_key, junk.clone()).await, StatusCode::BAD_REQUEST).await;
+    junk["currentSealProofB64"] = json!(b64(7, 32));
+    junk["sealProofB64"] = json!(b64(8, 32));
+    expect_error(app.post("/users/me/keys", &fx.member_key, junk).await, StatusCode::FORBIDDEN).await;
+    let other = keys_of_other(&body);
+    expect_error(app.post("/users/me/keys", &fx.member_key, other).await, StatusCode::CONFLICT).await;
+    let me = expect_json(app.get("/users/me", &fx.member_key).await, StatusCode::OK).await;
+    assert_eq!(me["encryptedPrivateKeyEccB64"], STANDARD.encode(&ecc), "the stored seal is unchanged");
+}
+
+fn keys_of_other(body: &Value) -> Value {
+    let mut other = body.clone();
+    other["publicKeyEccB64"] = json!(b64(5, 32));
+    other
+}

@@ -203,3 +203,51 @@ async fn a_certificate_without_its_key_is_refused_at_start() {
     let err = harden::Application::build(&settings, harden::Surfaces::Proxy).await.err().expect("refused");
     assert!(format!("{err:#}").contains("HARDEN_TLS_KEY_FILE"), "{err:#}");
 }
+
+/// A TLS 1.3 handshake with the Proxy from a client that offers the given key exchange groups
+/// only; answers the group negotiated and the status line of `GET /health`.
+async fn handshake_offering(
+    port: &str,
+    groups: Vec<&'static dyn tokio_rustls::rustls::crypto::SupportedKxGroup>,
+) -> Result<(tokio_rustls::rustls::NamedGroup, String), String> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_file(fixture("ca.pem")).unwrap()).unwrap();
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.kx_groups = groups;
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+    let group = tls.get_ref().1.negotiated_key_exchange_group().map(|g| g.name()).ok_or("no group")?;
+    tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    let _ = tls.read_to_string(&mut answer).await;
+    Ok((group, answer.lines().next().unwrap_or_default().to_owned()))
+}
+
+#[tokio::test]
+async fn the_proxy_negotiates_the_hybrid_post_quantum_group_with_a_client_that_offers_only_it() {
+    let app = spawn_app_with(|s| {
+        s.tls_cert_file = Some(fixture("server.pem"));
+        s.tls_key_file = Some(fixture("server.key"));
+    })
+    .await;
+    let port = app.proxy.rsplit(':').next().unwrap().to_owned();
+    let (group, status) = handshake_offering(&port, vec![harden::tls::X25519_MLKEM768]).await.expect("handshake");
+    assert_eq!(group, tokio_rustls::rustls::NamedGroup::X25519MLKEM768);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // A client that offers it first among others, as browsers do, gets it ...
+    let both = vec![harden::tls::X25519_MLKEM768, tokio_rustls::rustls::crypto::ring::kx_group::X25519];
+    assert_eq!(handshake_offering(&port, both).await.unwrap().0, tokio_rustls::rustls::NamedGroup::X25519MLKEM768);
+    // ... and a classical-only client still connects, with X25519.
+    let classical = vec![tokio_rustls::rustls::crypto::ring::kx_group::X25519];
+    assert_eq!(handshake_offering(&port, classical).await.unwrap().0, tokio_rustls::rustls::NamedGroup::X25519);
+}

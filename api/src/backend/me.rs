@@ -47,7 +47,12 @@ pub async fn store_keys(
     let sealed = SealedPrivateKeys::parse(&req.encrypted_private_key_ecc_b64, &req.encrypted_private_key_kyber_b64)
         .map_err(harden_commands::Error::from)?;
     let proofs = SealProofs {
-        new_seal: SealProof::parse("sealProofB64", &req.seal_proof_b64).map_err(harden_commands::Error::from)?,
+        new_seal: req
+            .seal_proof_b64
+            .as_deref()
+            .map(|b64| SealProof::parse("sealProofB64", b64))
+            .transpose()
+            .map_err(harden_commands::Error::from)?,
         current_seal: req
             .current_seal_proof_b64
             .as_deref()
