@@ -205,6 +205,10 @@ pub struct MeResponse {
     /// A trustee restored this user's keys: complete recovery with `POST /v1/recovery/complete`
     /// (temporary secret, answer, new secret). The current secret keeps working until then.
     pub requires_rekey: bool,
+    /// The caller's self-signed key bundle, once published.
+    pub key_bundle_b64: Option<String>,
+    /// The caller's pins (the bundles they encrypted to before), sealed under their keys.
+    pub pins_b64: Option<String>,
 }
 
 impl From<&UserRow> for MeResponse {
@@ -214,8 +218,24 @@ impl From<&UserRow> for MeResponse {
             encrypted_private_key_ecc_b64: row.sealed_key_ecc.clone(),
             encrypted_private_key_kyber_b64: row.sealed_key_kyber.clone(),
             requires_rekey: false,
+            key_bundle_b64: row.key_bundle.clone(),
+            pins_b64: row.pins.clone(),
         }
     }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublishBundleRequest {
+    /// The self-signed key bundle (format in the README's "Envelope crypto"), base64.
+    pub key_bundle_b64: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StorePinsRequest {
+    /// The caller's pins sealed under their own keys, base64 (at most 64 KiB).
+    pub pins_b64: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -252,6 +272,8 @@ pub struct PublicProfile {
     pub is_admin: bool,
     pub public_key_ecc_b64: Option<String>,
     pub public_key_kyber_b64: Option<String>,
+    /// The user's self-signed key bundle; `null` for keys published without one (unverified).
+    pub key_bundle_b64: Option<String>,
 }
 
 impl From<&UserRow> for PublicProfile {
@@ -263,6 +285,7 @@ impl From<&UserRow> for PublicProfile {
             is_admin: row.role == "org_admin",
             public_key_ecc_b64: row.public_key_ecc.clone(),
             public_key_kyber_b64: row.public_key_kyber.clone(),
+            key_bundle_b64: row.key_bundle.clone(),
         }
     }
 }

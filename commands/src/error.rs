@@ -139,7 +139,8 @@ impl From<UserError> for Error {
         let msg = e.to_string();
         match e {
             UserError::NotFound | UserError::KeyNotFound => Error::NotFound(msg),
-            UserError::InvalidRole | UserError::SealProofRequired => Error::Invalid(msg),
+            UserError::InvalidRole | UserError::SealProofRequired | UserError::InvalidBundle(_) => Error::Invalid(msg),
+            UserError::BundleKeysMismatch => Error::Conflict(msg),
             UserError::SealProofMismatch => Error::Forbidden(msg),
             UserError::GlobalAdminHasNoKeys => Error::Forbidden(msg),
             UserError::AlreadyExists | UserError::Deactivated | UserError::KeysAlreadySet => Error::Conflict(msg),

@@ -12,7 +12,7 @@ use harden_domain::recovery::Recovery;
 use harden_domain::secret::{KeyName, KeyUse, Secret, SecretCommand, SecretEnvelope, SecretEvent, VersionCheck};
 use harden_domain::share::Share;
 use harden_domain::user::{User, UserCommand};
-use harden_domain::values::{OrgName, PublicKeys, SealProof, SealedPrivateKeys, UserName};
+use harden_domain::values::{KeyBlob, OrgName, PublicKeys, SealProof, SealedPrivateKeys, UserName};
 use harden_domain::{OrgId, Plan, Role, UserId};
 
 use crate::access::{self, ORG_NOT_FOUND};
@@ -274,6 +274,17 @@ impl Harden {
             current_proof: proofs.current_seal,
         };
         self.users.execute(&caller.user_id.to_string(), command, &meta.with_org(org)).await
+    }
+
+    pub async fn publish_bundle(&self, caller: &Principal, bundle: KeyBlob, meta: Meta) -> Result<Committed, Error> {
+        let org = access::own_org(caller).map_err(|_| Error::forbidden("the global admin has no key material"))?;
+        let command = UserCommand::PublishBundle { bundle };
+        self.users.execute(&caller.user_id.to_string(), command, &meta.with_org(org)).await
+    }
+
+    pub async fn store_pins(&self, caller: &Principal, pins: KeyBlob, meta: Meta) -> Result<Committed, Error> {
+        let org = access::own_org(caller).map_err(|_| Error::forbidden("the global admin has no key material"))?;
+        self.users.execute(&caller.user_id.to_string(), UserCommand::StorePins { pins }, &meta.with_org(org)).await
     }
 
     /// Creates or updates the caller's record `key_name`, a check-and-set as `check` says.

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::ids::{ApiKeyId, OrgId, UserId};
 use crate::role::Role;
-use crate::values::{ApiKeyHash, PublicKeys, SealProof, SealVerifier, SealedPrivateKeys, UserName};
+use crate::values::{ApiKeyHash, KeyBlob, PublicKeys, SealProof, SealVerifier, SealedPrivateKeys, UserName};
 
 /// How the Cloud API lists a key: its name and its public identifier (`key`), which names the key
 /// and never authenticates (only the secret shown once at creation does).
@@ -66,6 +66,15 @@ pub enum UserCommand {
         verifier: Option<SealVerifier>,
         current_proof: Option<SealProof>,
     },
+    /// Publishes the user's self-signed key bundle (see [`crate::bundle`]): its keys must be the
+    /// user's public keys, and both signatures must verify for this user of this org.
+    PublishBundle {
+        bundle: KeyBlob,
+    },
+    /// Stores the user's pins (sealed under their keys; opaque here).
+    StorePins {
+        pins: KeyBlob,
+    },
     /// A completed trusted-user recovery: the same key pairs sealed under a new secret, without a
     /// proof of the old one (which the owner lost). The command side issues it only while a
     /// trustee's restore is pending, and only with keys that match the user's public keys.
@@ -119,6 +128,14 @@ pub enum UserEvent {
         #[serde(default)]
         verifier: Option<SealVerifier>,
     },
+    UserKeyBundlePublished {
+        user_id: UserId,
+        bundle: KeyBlob,
+    },
+    UserPinsStored {
+        user_id: UserId,
+        pins: KeyBlob,
+    },
 }
 
 impl DomainEvent for UserEvent {
@@ -131,6 +148,8 @@ impl DomainEvent for UserEvent {
             UserEvent::UserDeactivated { .. } => "UserDeactivated",
             UserEvent::UserKeysStored { .. } => "UserKeysStored",
             UserEvent::UserKeysResealed { .. } => "UserKeysResealed",
+            UserEvent::UserKeyBundlePublished { .. } => "UserKeyBundlePublished",
+            UserEvent::UserPinsStored { .. } => "UserPinsStored",
         }
         .to_owned()
     }
@@ -159,6 +178,10 @@ pub enum UserError {
     SealProofRequired,
     #[error("currentSealProofB64 does not prove the current user secret")]
     SealProofMismatch,
+    #[error("keyBundleB64 is not a valid key bundle of this user: {0}")]
+    InvalidBundle(String),
+    #[error("the key bundle's keys are not this user's public keys")]
+    BundleKeysMismatch,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -285,6 +308,27 @@ impl Aggregate for User {
                     _ => sink.write(UserEvent::UserKeysStored { user_id, public_keys, sealed, verifier }, self).await,
                 }
             }
+            UserCommand::PublishBundle { bundle } => {
+                let user_id = self.live_id()?;
+                let (Some(org), Some(public)) = (self.org_id, &self.public_keys) else {
+                    return Err(UserError::NotFound);
+                };
+                let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, bundle.as_str())
+                    .map_err(|_| UserError::InvalidBundle("not base64".into()))?;
+                let verified = crate::bundle::KeyBundle::verify(&bytes, *org.as_uuid(), *user_id.as_uuid())
+                    .map_err(|e| UserError::InvalidBundle(e.to_string()))?;
+                let keys = public.crypto_keys().map_err(|_| UserError::BundleKeysMismatch)?;
+                if verified.keys().ecc_bytes() != keys.ecc_bytes()
+                    || verified.keys().kyber_bytes() != keys.kyber_bytes()
+                {
+                    return Err(UserError::BundleKeysMismatch);
+                }
+                sink.write(UserEvent::UserKeyBundlePublished { user_id, bundle }, self).await
+            }
+            UserCommand::StorePins { pins } => {
+                let user_id = self.live_id()?;
+                sink.write(UserEvent::UserPinsStored { user_id, pins }, self).await
+            }
             UserCommand::RecoverKeys { sealed, verifier } => {
                 let user_id = self.live_id()?;
                 if !self.has_keys() {
@@ -322,6 +366,7 @@ impl Aggregate for User {
                 self.has_sealed_keys = true;
                 self.seal_verifier = verifier;
             }
+            UserEvent::UserKeyBundlePublished { .. } | UserEvent::UserPinsStored { .. } => {}
         }
     }
 }

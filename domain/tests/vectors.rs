@@ -33,6 +33,10 @@ fn vectors() -> Value {
     let kek = derive_kek(b"correct horse battery staple", [0x0c; 16], KdfParams::MINIMUM).unwrap();
     let (sealed_ecc, sealed_kyber) = seal_private_keys(&kek, owner, &owner_keys, [[0x0d; 12], [0x0e; 12]]);
     let public = owner_keys.public_keys();
+    let bundle = harden_domain::bundle::KeyBundle::sign(&owner_keys, org, owner);
+    let fingerprint = harden_domain::bundle::KeyBundle::verify(&bundle, org, owner).unwrap().fingerprint().to_owned();
+    let pins = harden_domain::bundle::Pins::from([(recipient, fingerprint.clone())]);
+    let sealed_pins = harden_domain::bundle::seal_pins(&owner_keys, owner, &pins, [0x0f; 12]);
     json!({
         "inputs": {
             "org": org, "owner": owner, "recipient": recipient, "kind": "kv", "name": hex(name),
@@ -51,6 +55,8 @@ fn vectors() -> Value {
             "eseed": hex(&[0x0a; 64]), "nonce": hex(&[0x0b; 12]),
             "encryptedAesKeyEcc": hex(&share_ecc), "encryptedAesKeyKyber": hex(&share_kyber),
         },
+        "keyBundle": { "bundle": hex(&bundle), "fingerprint": fingerprint },
+        "pins": { "nonce": hex(&[0x0f; 12]), "blob": hex(&sealed_pins) },
         "sealedPrivateKeys": {
             "userSecret": hex(b"correct horse battery staple"), "salt": hex(&[0x0c; 16]),
             "mKib": KdfParams::MINIMUM.m_kib, "t": KdfParams::MINIMUM.t, "p": KdfParams::MINIMUM.p,
@@ -106,4 +112,9 @@ fn the_vectors_open_as_the_specification_says() {
     )
     .unwrap();
     assert_eq!(shared.expose(), key.expose());
+    let bundle = harden_domain::bundle::KeyBundle::verify(&bytes("/keyBundle/bundle"), org, owner).unwrap();
+    assert_eq!(bundle.fingerprint(), v["keyBundle"]["fingerprint"].as_str().unwrap());
+    assert_eq!(bundle.keys().ecc_bytes(), owner_keys.public_keys().ecc_bytes());
+    let pins = harden_domain::bundle::open_pins(&owner_keys, owner, &bytes("/pins/blob")).unwrap();
+    assert_eq!(pins[&recipient], bundle.fingerprint());
 }

@@ -163,6 +163,8 @@ pub fn entry_for(event: &StoredEvent) -> anyhow::Result<Option<Draft>> {
                     }
                     UserEvent::UserKeysStored { user_id, .. } => ("user.keys_store", user_id, None),
                     UserEvent::UserKeysResealed { user_id, .. } => ("user.keys_reseal", user_id, None),
+                    UserEvent::UserKeyBundlePublished { user_id, .. } => ("user.bundle_publish", user_id, None),
+                    UserEvent::UserPinsStored { user_id, .. } => ("user.pins_store", user_id, None),
                 };
             Draft { subject_id: Some(subject.to_string()), details, ..draft(SCOPE_ADMIN, action) }
         }

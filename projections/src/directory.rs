@@ -187,6 +187,22 @@ async fn apply_user(conn: &mut PgConnection, event: UserEvent, at: DateTime<Utc>
                 .execute(conn)
                 .await?;
         }
+        UserEvent::UserKeyBundlePublished { user_id, bundle } => {
+            sqlx::query("UPDATE directory_users SET key_bundle = $2, updated_at = $3 WHERE user_id = $1")
+                .bind(user_id.as_uuid())
+                .bind(bundle.as_str())
+                .bind(at)
+                .execute(conn)
+                .await?;
+        }
+        UserEvent::UserPinsStored { user_id, pins } => {
+            sqlx::query("UPDATE directory_users SET pins = $2, updated_at = $3 WHERE user_id = $1")
+                .bind(user_id.as_uuid())
+                .bind(pins.as_str())
+                .bind(at)
+                .execute(conn)
+                .await?;
+        }
         UserEvent::GlobalAdminBootstrapped { user_id } => {
             sqlx::query(
                 "INSERT INTO directory_users (user_id, org_id, name, role, active, created_at, updated_at)
@@ -227,9 +243,13 @@ pub struct UserRow {
     pub sealed_key_ecc: Option<String>,
     pub sealed_key_kyber: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The user's self-signed key bundle, once published.
+    pub key_bundle: Option<String>,
+    /// The user's pins, sealed under their keys.
+    pub pins: Option<String>,
 }
 
-const USER_COLUMNS: &str = "user_id, org_id, name, role, active, public_key_ecc, public_key_kyber, sealed_key_ecc, sealed_key_kyber, created_at";
+const USER_COLUMNS: &str = "user_id, org_id, name, role, active, public_key_ecc, public_key_kyber, sealed_key_ecc, sealed_key_kyber, created_at, key_bundle, pins";
 
 /// The queries behind the directory's GET routes.
 #[derive(Clone)]

@@ -291,3 +291,150 @@ async fn a_write_with_only_the_api_key_is_stored_for_the_owner_and_cannot_be_rea
     assert_eq!((value_of(&read).as_str(), read["ownerSealed"].as_bool()), ("token-3", Some(true)));
     let _ = v.owner_id;
 }
+
+/// A4 rewrites the directory read model: `user`'s bundle and public keys become `keys`', in a
+/// bundle self-signed as that user of that org (anyone can make one for any id).
+async fn swap_directory_keys(app: &TestApp, org: Uuid, user: Uuid, keys: &crypto::PrivateKeys) -> String {
+    use harden_domain::bundle::KeyBundle;
+    let bundle = KeyBundle::sign(keys, org, user);
+    let fingerprint = KeyBundle::verify(&bundle, org, user).unwrap().fingerprint().to_owned();
+    let public = keys.public_keys();
+    sqlx::query(
+        "UPDATE directory_users SET key_bundle = $2, public_key_ecc = $3, public_key_kyber = $4 WHERE user_id = $1",
+    )
+    .bind(user)
+    .bind(STANDARD.encode(&bundle))
+    .bind(STANDARD.encode(public.ecc_bytes()))
+    .bind(STANDARD.encode(public.kyber_bytes()))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    fingerprint
+}
+
+async fn events_of(app: &TestApp, event_type: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+        .bind(event_type)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_recipients_or_trustees_keys_swapped_in_the_read_model_are_refused_and_nothing_is_wrapped_to_them() {
+    let app = spawn_app().await;
+    let v = victim(&app).await;
+    let owner = [("X-Api-Key", v.owner.as_str()), ("X-User-Secret", OWNER_SECRET)];
+    owner_put(&app, &v, "a", "first").await;
+    owner_put(&app, &v, "b", "second").await;
+    // The directory shows the recipient's fingerprint; the first share pins it.
+    let profile =
+        app.proxy(Method::GET, &format!("/v1/users/org/{}", v.recipient_id), &[("X-Api-Key", &v.owner)], None).await;
+    let profile = expect_json(profile, StatusCode::OK).await;
+    assert_eq!(profile["keysVerified"], true, "{profile}");
+    let genuine = profile["fingerprint"].as_str().unwrap().to_owned();
+    let share = |name: &str, extra: Value| {
+        let mut body = json!({ "recipientUserId": v.recipient_id, "permission": "read", "alias": "x" });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        (format!("/v1/kv/{name}/shares"), body)
+    };
+    let (path, body) = share("a", json!({}));
+    expect_json(app.proxy(Method::POST, &path, &owner, Some(body)).await, StatusCode::CREATED).await;
+
+    // A4 swaps the recipient's keys for its own, in a bundle that verifies on its own.
+    let attacker_keys = crypto::PrivateKeys::from_seeds([0x66; 32], [0x67; 64]);
+    let swapped = swap_directory_keys(&app, v.org, v.recipient_id, &attacker_keys).await;
+    let (grants, trustees) = (events_of(&app, "ShareGranted").await, events_of(&app, "RecoveryTrusteeSet").await);
+    let (path, body) = share("b", json!({}));
+    let msg = expect_error(app.proxy(Method::POST, &path, &owner, Some(body)).await, StatusCode::CONFLICT).await;
+    assert!(msg.contains(&genuine) && msg.contains(&swapped), "both fingerprints are named: {msg}");
+    let trustee = json!({ "xorApplied": true, "xorAnswer": "the name of my first cat" });
+    let path = format!("/v1/recovery/trustees/{}", v.recipient_id);
+    expect_error(app.proxy(Method::PUT, &path, &owner, Some(trustee)).await, StatusCode::CONFLICT).await;
+    // A rotation (the owner's next write after a key someone else planted) re-wraps to no swapped key either.
+    let a = attacker(&app, &v);
+    let stored = expect_json(app.get("/kv/a", &a.api_key).await, StatusCode::OK).await;
+    let (version, epoch) = (stored["version"].as_u64().unwrap(), stored["keyEpoch"].as_u64().unwrap());
+    let planted =
+        a.plant("a", json!({ "keyEpoch": epoch }), VersionAt { version: version + 1, epoch }, "planted").await;
+    expect_json(planted, StatusCode::OK).await;
+    let body = json!({ "valueB64": STANDARD.encode("the owner's next value") });
+    let res = app.proxy(Method::PUT, "/v1/kv/a", &owner, Some(body)).await;
+    expect_error(res, StatusCode::CONFLICT).await;
+    assert_eq!(events_of(&app, "ShareGranted").await, grants, "nothing was shared to the swapped keys");
+    assert_eq!(events_of(&app, "RecoveryTrusteeSet").await, trustees, "no recovery share for the swapped keys");
+    let rewrapped: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ShareRewrapped'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rewrapped, 0);
+
+    // The owner confirms a new fingerprint only after comparing it out of band.
+    let (path, body) = share("b", json!({ "expectedFingerprint": genuine }));
+    expect_error(app.proxy(Method::POST, &path, &owner, Some(body)).await, StatusCode::CONFLICT).await;
+    let (path, body) = share("b", json!({ "expectedFingerprint": swapped }));
+    expect_json(app.proxy(Method::POST, &path, &owner, Some(body)).await, StatusCode::CREATED).await;
+    // A bundle that does not verify (a flipped byte) is refused whatever is expected.
+    sqlx::query("UPDATE directory_users SET key_bundle = 'AAAA' WHERE user_id = $1")
+        .bind(v.recipient_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let (path, body) = share("a", json!({ "expectedFingerprint": swapped }));
+    let res = app.proxy(Method::POST, &path, &owner, Some(body)).await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+}
+
+#[tokio::test]
+async fn keys_published_without_a_bundle_are_used_only_with_the_fingerprint_the_owner_expects() {
+    use harden_domain::bundle::unverified_fingerprint;
+    let app = spawn_app().await;
+    let fx = app.org_with_users("unverified").await;
+    let res = app
+        .proxy(
+            Method::POST,
+            "/v1/keys/generate",
+            &[("X-Api-Key", &fx.admin_key), ("X-User-Secret", OWNER_SECRET)],
+            None,
+        )
+        .await;
+    expect_json(res, StatusCode::CREATED).await;
+    // The member's client does its own crypto and sends the spec's four fields: no bundle.
+    let keys = crypto::PrivateKeys::from_seeds([0x21; 32], [0x22; 64]);
+    let kek = crypto::derive_kek(b"the member's own secret", [0x23; 16], crypto::KdfParams::MINIMUM).unwrap();
+    let (ecc, kyber) = crypto::seal_private_keys(&kek, fx.member_id, &keys, [[1; 12], [2; 12]]);
+    let public = keys.public_keys();
+    let body = json!({
+        "publicKeyEccB64": STANDARD.encode(public.ecc_bytes()), "publicKeyKyberB64": STANDARD.encode(public.kyber_bytes()),
+        "encryptedPrivateKeyEccB64": STANDARD.encode(&ecc), "encryptedPrivateKeyKyberB64": STANDARD.encode(&kyber),
+    });
+    expect_json(app.post("/users/me/keys", &fx.member_key, body).await, StatusCode::OK).await;
+    let listed = expect_json(
+        app.proxy(Method::GET, "/v1/users/org", &[("X-Api-Key", &fx.admin_key)], None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let member = listed.as_array().unwrap().iter().find(|p| p["id"] == fx.member_id.to_string()).unwrap().clone();
+    assert_eq!(member["keysVerified"], false, "{member}");
+    let fingerprint = unverified_fingerprint(&public);
+    assert_eq!(member["fingerprint"], fingerprint.as_str());
+
+    let owner = [("X-Api-Key", fx.admin_key.as_str()), ("X-User-Secret", OWNER_SECRET)];
+    let put = app.proxy(Method::PUT, "/v1/kv/k", &owner, Some(json!({ "valueB64": "dg==" }))).await;
+    expect_json(put, StatusCode::CREATED).await;
+    let share = |extra: Value| {
+        let mut body = json!({ "recipientUserId": fx.member_id, "permission": "read" });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let msg = expect_error(
+        app.proxy(Method::POST, "/v1/kv/k/shares", &owner, Some(share(json!({})))).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(msg.contains("expectedFingerprint"), "{msg}");
+    let ok = app
+        .proxy(Method::POST, "/v1/kv/k/shares", &owner, Some(share(json!({ "expectedFingerprint": fingerprint }))))
+        .await;
+    expect_json(ok, StatusCode::CREATED).await;
+}

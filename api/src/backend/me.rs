@@ -1,14 +1,15 @@
 //! `/users/*`: the caller's own record and key material, and the public profiles of their org.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 
 use harden_commands::access;
 use harden_commands::service::SealProofs;
-use harden_domain::values::{PublicKeys, SealProof, SealedPrivateKeys};
+use harden_domain::values::{KeyBlob, PublicKeys, SealProof, SealedPrivateKeys};
 use harden_domain::UserId;
 
-use crate::dto::{Consistency, MeResponse, PublicProfile, StoreKeysRequest};
+use crate::dto::{Consistency, MeResponse, PublicProfile, PublishBundleRequest, StoreKeysRequest, StorePinsRequest};
 use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath, Caller};
 use crate::state::AppState;
@@ -63,6 +64,39 @@ pub async fn store_keys(
     let committed = state.harden.store_keys(&caller, public_keys, sealed, proofs, caller.meta()).await?;
     let freshness = state.read_models.wait_for(committed.position).await;
     Ok((Consistency(freshness), Json(me_record(&state, caller.user_id).await?)))
+}
+
+/// Publishes the caller's self-signed key bundle. The Backend checks it as any client will: both
+/// signatures, this user of this org, and keys equal to the caller's public keys (400 or 409
+/// otherwise). Publishing it again (the same keys) replaces it.
+#[utoipa::path(put, path = "/users/me/bundle", tag = "users", request_body = PublishBundleRequest, security(("apiKey" = [])),
+    responses((status = 200, body = MeResponse), JsonBodyErrors, (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn publish_bundle(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(req): AppJson<PublishBundleRequest>,
+) -> Result<(Consistency, Json<MeResponse>), ApiError> {
+    let bundle =
+        KeyBlob::parse("keyBundleB64", &req.key_bundle_b64, 1..=16 * 1024).map_err(harden_commands::Error::from)?;
+    let committed = state.harden.publish_bundle(&caller, bundle, caller.meta()).await?;
+    let freshness = state.read_models.wait_for(committed.position).await;
+    Ok((Consistency(freshness), Json(me_record(&state, caller.user_id).await?)))
+}
+
+/// Stores the caller's pins: ciphertext sealed under their own keys, which the Backend keeps and
+/// returns in `GET /users/me` and cannot read or forge.
+#[utoipa::path(put, path = "/users/me/pins", tag = "users", request_body = StorePinsRequest, security(("apiKey" = [])),
+    responses((status = 204), JsonBodyErrors, (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn store_pins(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppJson(req): AppJson<StorePinsRequest>,
+) -> Result<(StatusCode, Consistency, ()), ApiError> {
+    let pins = KeyBlob::parse("pinsB64", &req.pins_b64, 1..=64 * 1024).map_err(harden_commands::Error::from)?;
+    let committed = state.harden.store_pins(&caller, pins, caller.meta()).await?;
+    let freshness = state.read_models.wait_for(committed.position).await;
+    Ok((StatusCode::NO_CONTENT, Consistency(freshness), ()))
 }
 
 /// Public profiles of the active users in the caller's org.

@@ -56,6 +56,8 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(users::rotate_key))
         .routes(routes!(me::me))
         .routes(routes!(me::store_keys))
+        .routes(routes!(me::publish_bundle))
+        .routes(routes!(me::store_pins))
         .routes(routes!(me::org_directory))
         .routes(routes!(me::org_profile))
         .routes(routes!(recovery::list_trustees))

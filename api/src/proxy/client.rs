@@ -26,6 +26,10 @@ pub struct Me {
     pub public_key_kyber_b64: Option<String>,
     pub encrypted_private_key_ecc_b64: Option<String>,
     pub encrypted_private_key_kyber_b64: Option<String>,
+    #[serde(default)]
+    pub key_bundle_b64: Option<String>,
+    #[serde(default)]
+    pub pins_b64: Option<String>,
 }
 
 /// A Backend answer: status, headers and body, to pass on unchanged when it is not a success.

@@ -364,6 +364,9 @@ pub struct FileShareRequest {
     /// Only `read`.
     pub permission: String,
     pub expires_utc: Option<DateTime<Utc>>,
+    /// As for a record's share: the recipient's fingerprint, to accept changed or unverified keys.
+    #[serde(default)]
+    pub expected_fingerprint: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -411,7 +414,7 @@ pub async fn create_share(
     AppPath(file_id): AppPath<Uuid>,
     crate::extract::AppJson(req): crate::extract::AppJson<FileShareRequest>,
 ) -> Result<Response, ApiError> {
-    use crate::proxy::shares::{alias_context, check_terms, json_response, public_keys, Profile};
+    use crate::proxy::shares::{alias_context, check_terms, json_response};
     check_terms(&req.permission, req.expires_utc)?;
     let caller = unlocked(&state, &headers).await?;
     caller.own_public_keys()?;
@@ -430,13 +433,13 @@ pub async fn create_share(
     let key =
         unwrap_file_key(&caller, &contexts, &stored.encrypted_aes_key_ecc_b64, &stored.encrypted_aes_key_kyber_b64)?;
     let name = Zeroizing::new(open_name(&key, caller.org, caller.me.id, &encrypted_name).ok_or_else(cannot_open)?);
-    let profile: Profile = state
-        .backend
-        .call(Method::GET, &["users", "org", &req.recipient_user_id.to_string()], None, caller.api_key, None, &[])
-        .await?
-        .ok()?
-        .json()?;
-    let recipient = public_keys(profile.public_key_ecc_b64.as_deref(), profile.public_key_kyber_b64.as_deref())?;
+    let recipient = crate::proxy::pins::verified_recipient(
+        &state,
+        &caller,
+        req.recipient_user_id,
+        req.expected_fingerprint.as_deref(),
+    )
+    .await?;
     let (ecc, kyber) =
         crypto::wrap_data_key(&recipient, req.recipient_user_id, &contexts.content(), &key, &random(), random());
     let alias = crypto::seal_to(

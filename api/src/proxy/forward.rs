@@ -10,9 +10,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::dto::PublicProfile;
 use crate::error::{ApiError, ErrorBody};
 use crate::proxy::client::is_hop_by_hop;
+use crate::proxy::pins::VerifiedProfile;
 use crate::proxy::{ProxyState, NEW_USER_SECRET_HEADER, RECOVERY_SECRET_HEADER, USER_SECRET_HEADER};
 
 const FORWARDED_FOR: &str = "x-forwarded-for";
@@ -101,16 +101,19 @@ impl RetainHopByHop for axum::http::HeaderMap {
     }
 }
 
-/// Public profiles of the caller's org (the Backend's `GET /users/org`).
+/// Public profiles of the caller's org (the Backend's `GET /users/org`), each with the fingerprint
+/// of its keys as the Proxy computed it and whether a verified key bundle vouches for them.
 #[utoipa::path(get, path = "/v1/users/org", tag = "users", security(("apiKey" = [])),
-    responses((status = 200, body = Vec<PublicProfile>), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = Vec<VerifiedProfile>), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn org_directory(
-    state: State<ProxyState>,
-    peer: ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    pass_through(state, peer, request).await
+    State(state): State<ProxyState>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::Json<Vec<VerifiedProfile>>, ApiError> {
+    let api_key = ProxyState::api_key(&headers)?;
+    let answer = state.backend.call(axum::http::Method::GET, &["users", "org"], None, api_key, None, &[]).await?;
+    let profiles: Vec<serde_json::Value> = answer.ok()?.json()?;
+    Ok(axum::Json(profiles.into_iter().map(VerifiedProfile::of).collect::<Result<_, _>>()?))
 }
 
 /// Readiness of the Proxy: the Backend it uses is ready (its `/ready` answer, passed on), or 503 if it
@@ -127,17 +130,20 @@ pub async fn ready(state: State<ProxyState>, peer: ConnectInfo<SocketAddr>, requ
     }
 }
 
-/// One public profile of the caller's org (the Backend's `GET /users/org/{userId}`).
+/// One public profile of the caller's org (the Backend's `GET /users/org/{userId}`), with its
+/// fingerprint and whether a verified key bundle vouches for its keys.
 #[utoipa::path(get, path = "/v1/users/org/{userId}", tag = "users", params(("userId" = uuid::Uuid, Path)), security(("apiKey" = [])),
-    responses((status = 200, body = PublicProfile), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = VerifiedProfile), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn org_profile(
-    state: State<ProxyState>,
-    peer: ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    pass_through(state, peer, request).await
+    State(state): State<ProxyState>,
+    headers: axum::http::HeaderMap,
+    crate::extract::AppPath(user): crate::extract::AppPath<uuid::Uuid>,
+) -> Result<axum::Json<VerifiedProfile>, ApiError> {
+    let api_key = ProxyState::api_key(&headers)?;
+    let path = ["users", "org", &user.to_string()];
+    let answer = state.backend.call(axum::http::Method::GET, &path, None, api_key, None, &[]).await?;
+    Ok(axum::Json(VerifiedProfile::of(answer.ok()?.json()?)?))
 }
 
 #[cfg(test)]

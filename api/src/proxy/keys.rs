@@ -83,7 +83,11 @@ pub async fn generate(
         ));
     }
     let keys = PrivateKeys::from_seeds(random(), random());
-    Ok((StatusCode::CREATED, Json(seal_and_store(&state, api_key, &me, &keys, secret, None).await?)))
+    let stored = seal_and_store(&state, api_key, &me, &keys, secret, None).await?;
+    if let Some(org) = me.org_id {
+        crate::proxy::pins::publish_own(&state, api_key, &keys, org, me.id).await?;
+    }
+    Ok((StatusCode::CREATED, Json(stored)))
 }
 
 /// Re-seals the caller's private keys under `X-New-User-Secret`: afterwards only the new secret

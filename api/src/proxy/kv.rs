@@ -122,6 +122,12 @@ pub(crate) async fn unlocked<'h>(state: &ProxyState, headers: &'h HeaderMap) -> 
     let me = state.backend.me(api_key).await?;
     let org = me.org_id.ok_or_else(|| ApiError::status(StatusCode::FORBIDDEN, "the global admin has no KV records"))?;
     let keys = state.unlocker.unlock(&me, secret).await?;
+    // Keys made before bundles existed: publish the bundle now, so others can verify them.
+    if me.key_bundle_b64.is_none() && me.public_key_ecc_b64.is_some() {
+        if let Err(e) = crate::proxy::pins::publish_own(state, api_key, &keys.keys, org, me.id).await {
+            tracing::warn!(error = ?e, "could not publish the user's key bundle; the next unlock tries again");
+        }
+    }
     Ok(Caller { api_key, me, org, keys })
 }
 

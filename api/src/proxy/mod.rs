@@ -24,6 +24,7 @@ pub mod files;
 pub mod forward;
 pub mod keys;
 pub mod kv;
+pub mod pins;
 pub mod recovery;
 pub mod shares;
 pub mod unlock;

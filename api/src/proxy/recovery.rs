@@ -42,6 +42,10 @@ pub struct TrusteeRequest {
     /// Shares a client made itself (the seed's shape): passed to the Backend as they are.
     pub encrypted_private_key_ecc_share_b64: Option<String>,
     pub encrypted_private_key_kyber_share_b64: Option<String>,
+    /// The trustee's key fingerprint as you compared it with them: required to accept keys that
+    /// changed since you last encrypted to them, or keys published without a signed bundle.
+    #[serde(default)]
+    pub expected_fingerprint: Option<String>,
 }
 
 /// A restore a client made itself (the seed's shape), passed to the Backend as it is.
@@ -68,13 +72,6 @@ pub const MIN_ANSWER_CHARS: usize = 8;
 pub struct CompleteRequest {
     /// The answer, when the share was masked.
     pub xor_answer: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Profile {
-    public_key_ecc_b64: Option<String>,
-    public_key_kyber_b64: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -158,19 +155,9 @@ pub async fn set_trustee(
     if trustee == caller.me.id {
         return Err(ApiError::status(StatusCode::BAD_REQUEST, "you cannot be your own trustee"));
     }
-    let profile: Profile = state
-        .backend
-        .call(Method::GET, &["users", "org", &trustee.to_string()], None, caller.api_key, None, &[])
-        .await?
-        .ok()?
-        .json()?;
-    let (Some(ecc), Some(kyber)) = (profile.public_key_ecc_b64, profile.public_key_kyber_b64) else {
-        return Err(ApiError::status(
-            StatusCode::BAD_REQUEST,
-            "the trustee has no keys yet: they must call POST /v1/keys/generate first",
-        ));
-    };
-    let trustee_keys = backend_public_keys(&ecc, &kyber)?;
+    // The private keys go to the trustee's keys only as a verified bundle and the owner's pins vouch for them.
+    let trustee_keys =
+        crate::proxy::pins::verified_recipient(&state, &caller, trustee, req.expected_fingerprint.as_deref()).await?;
     let (header, masked) = match &answer {
         None => (MaskHeader::NONE, None),
         Some(answer) => {

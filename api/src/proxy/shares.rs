@@ -18,16 +18,14 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use harden_domain::crypto::{self, DataKey, PublicKeys, RecordContext};
+use harden_domain::crypto::{self, DataKey, RecordContext};
 use harden_domain::secret::KeyName;
 
 use crate::backend::shares::{OutgoingShareDto, ShareCreated};
 use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath};
 use crate::proxy::client::Answer;
-use crate::proxy::kv::{
-    backend_public_keys, decode, open_value, unlocked, unwrap_key, Caller, Stored, UnlockErrors, Writer,
-};
+use crate::proxy::kv::{decode, open_value, unlocked, unwrap_key, Caller, Stored, UnlockErrors, Writer};
 use crate::proxy::{random, ProxyState};
 
 const ALIAS_KIND: &str = "share-alias";
@@ -42,6 +40,10 @@ pub struct ShareRequest {
     #[serde(default)]
     pub alias: String,
     pub expires_utc: Option<DateTime<Utc>>,
+    /// The recipient's key fingerprint as you compared it with them: required to accept keys that
+    /// changed since you last encrypted to them, or keys published without a signed bundle.
+    #[serde(default)]
+    pub expected_fingerprint: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -72,8 +74,6 @@ pub struct SharedValue {
 struct OutgoingShare {
     share_id: Uuid,
     recipient_user_id: Uuid,
-    recipient_public_key_ecc_b64: Option<String>,
-    recipient_public_key_kyber_b64: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -104,13 +104,6 @@ struct SharedRecord {
     expires_utc: Option<DateTime<Utc>>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Profile {
-    pub public_key_ecc_b64: Option<String>,
-    pub public_key_kyber_b64: Option<String>,
-}
-
 /// A grant's permission and expiry, checked before the Proxy unlocks or asks the Backend anything.
 pub(crate) fn check_terms(permission: &str, expires_utc: Option<DateTime<Utc>>) -> Result<(), ApiError> {
     harden_domain::share::check_terms(permission, expires_utc, Utc::now())
@@ -119,16 +112,6 @@ pub(crate) fn check_terms(permission: &str, expires_utc: Option<DateTime<Utc>>) 
 
 fn key_name(raw: &str) -> Result<KeyName, ApiError> {
     KeyName::parse(raw).map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, e.0))
-}
-
-pub(crate) fn public_keys(ecc: Option<&str>, kyber: Option<&str>) -> Result<PublicKeys, ApiError> {
-    let (Some(ecc), Some(kyber)) = (ecc, kyber) else {
-        return Err(ApiError::status(
-            StatusCode::BAD_REQUEST,
-            "the recipient has no keys yet: they must call POST /v1/keys/generate before anything can be shared with them",
-        ));
-    };
-    backend_public_keys(ecc, kyber)
 }
 
 pub(crate) fn alias_context<'n>(org: Uuid, owner: Uuid, name: &'n [u8]) -> RecordContext<'n> {
@@ -169,13 +152,13 @@ pub async fn create_share(
         return Err(ApiError::status(StatusCode::BAD_REQUEST, "you cannot share a record with yourself"));
     }
     let (stored, data_key) = current(&state, &caller, &name).await?;
-    let profile: Profile = state
-        .backend
-        .call(Method::GET, &["users", "org", &req.recipient_user_id.to_string()], None, caller.api_key, None, &[])
-        .await?
-        .ok()?
-        .json()?;
-    let recipient = public_keys(profile.public_key_ecc_b64.as_deref(), profile.public_key_kyber_b64.as_deref())?;
+    let recipient = crate::proxy::pins::verified_recipient(
+        &state,
+        &caller,
+        req.recipient_user_id,
+        req.expected_fingerprint.as_deref(),
+    )
+    .await?;
     let context = caller.context(&name);
     let (ecc, kyber) =
         crypto::wrap_data_key(&recipient, req.recipient_user_id, &context, &data_key, &random(), random());
@@ -241,10 +224,16 @@ pub(crate) async fn rotate(
         .json()?;
     let mut shares = Vec::with_capacity(remaining.len());
     for share in remaining {
-        let recipient = public_keys(
-            share.recipient_public_key_ecc_b64.as_deref(),
-            share.recipient_public_key_kyber_b64.as_deref(),
-        )?;
+        // Only to keys a verified bundle vouches for: checked against the owner's pins when the
+        // owner's keys are unlocked.
+        let recipient = match writer {
+            Writer::Owner(caller) => {
+                crate::proxy::pins::verified_recipient(state, caller, share.recipient_user_id, None).await?
+            }
+            Writer::KeyOnly { api_key, org, .. } => {
+                crate::proxy::pins::bundle_keys(state, *api_key, *org, share.recipient_user_id).await?
+            }
+        };
         let (ecc, kyber) =
             crypto::wrap_data_key(&recipient, share.recipient_user_id, &context, &key, &random(), random());
         shares.push(json!({

@@ -190,6 +190,8 @@ pub struct Tenant {
     pub key_sealed: (String, String),
     /// The project user's answer to its pending restore's challenge (base64).
     pub key_challenge_answer: String,
+    /// The user's self-signed key bundle (base64).
+    pub user_bundle: String,
     /// Everything that identifies this tenant: no answer to another tenant may contain any of it.
     pub markers: Vec<String>,
 }
@@ -341,6 +343,8 @@ impl Tenant {
         }
         let me = env.backend(Method::GET, "/users/me", &key.0.key, None).await;
         let key_sealed = (text(&me["encryptedPrivateKeyEccB64"]), text(&me["encryptedPrivateKeyKyberB64"]));
+        // The user's bundle, as their Proxy published it with their keys.
+        let user_bundle = text(&env.backend(Method::GET, "/users/me", &user.key, None).await["keyBundleB64"]);
         // The project user's answer to its pending restore's challenge, opened with its own keys
         // (what its Proxy would send), so that it can complete recovery in the matrix.
         let key_challenge_answer = if with_restores {
@@ -389,6 +393,7 @@ impl Tenant {
             reg_token,
             key_sealed,
             key_challenge_answer,
+            user_bundle,
             markers: vec![tag, invite_email],
         };
         tenant.markers.extend(tenant.identifiers());

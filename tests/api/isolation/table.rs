@@ -123,6 +123,11 @@ pub fn cases() -> Vec<Case> {
                 "encryptedPrivateKeyKyberB64": b64(120, 6), "sealProofB64": b64(32, 8),
             }))
         }),
+        // Publishing one's own bundle again (the same keys) and storing pins (opaque to the Backend).
+        Case::new(Backend, "PUT /users/me/bundle", Own, Write, Member, |t| {
+            call().body(json!({ "keyBundleB64": t.outer.user_bundle }))
+        }),
+        Case::new(Backend, "PUT /users/me/pins", Own, Write, Fresh2, |_| call().body(json!({ "pinsB64": b64(64, 9) }))),
         Case::new(Backend, "GET /users/org", Own, Read, Member, |_| call()),
         Case::new(Backend, "GET /users/org/{userId}", Tenant, Read, Member, |t| {
             call().param("userId", t.inner.admin.id)

@@ -1,0 +1,201 @@
+//! Whom the Proxy encrypts to. A recipient's (or a trustee's) public keys are used only from a key
+//! bundle that verifies (self-signed with Ed25519 and ML-DSA-65 for that user of that org) and
+//! that matches the owner's pins: the fingerprints of the bundles this owner encrypted to before,
+//! kept on the Backend sealed under the owner's own keys (the server can hide them, not forge them).
+//! A changed bundle for a pinned user is refused, naming both fingerprints, until the owner passes
+//! the new one as `expectedFingerprint`; keys published without a bundle are used only when the
+//! owner passes their fingerprint. A first bundle is pinned on first use.
+
+use axum::http::{Method, StatusCode};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use harden_domain::bundle::{self, KeyBundle, Pins};
+use harden_domain::crypto::{PrivateKeys, PublicKeys};
+
+use crate::error::ApiError;
+use crate::proxy::kv::{backend_public_keys, decode, Caller};
+use crate::proxy::{random, ApiCredential, ProxyState};
+
+/// A user's public profile as the Backend serves it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Profile {
+    pub id: Uuid,
+    pub org_id: Option<Uuid>,
+    pub public_key_ecc_b64: Option<String>,
+    pub public_key_kyber_b64: Option<String>,
+    pub key_bundle_b64: Option<String>,
+}
+
+/// What a profile's keys are worth: the keys, their fingerprint, and whether a bundle vouches for them.
+pub(crate) struct Checked {
+    pub keys: PublicKeys,
+    pub fingerprint: String,
+    pub verified: bool,
+}
+
+impl Profile {
+    /// The profile's keys, from its bundle when it has one (which must verify for this user of
+    /// `org`), else as published.
+    pub fn checked(&self, org: Uuid) -> Result<Option<Checked>, ApiError> {
+        if let Some(b64) = &self.key_bundle_b64 {
+            let bytes = decode("keyBundleB64", b64)?;
+            let bundle = KeyBundle::verify(&bytes, org, self.id).map_err(|e| {
+                ApiError::status(
+                    StatusCode::CONFLICT,
+                    format!("the key bundle the Backend serves for user {} does not verify ({e}): nothing was encrypted to it", self.id),
+                )
+            })?;
+            let fingerprint = bundle.fingerprint().to_owned();
+            return Ok(Some(Checked { keys: bundle.keys().clone(), fingerprint, verified: true }));
+        }
+        let (Some(ecc), Some(kyber)) = (&self.public_key_ecc_b64, &self.public_key_kyber_b64) else { return Ok(None) };
+        let keys = backend_public_keys(ecc, kyber)?;
+        Ok(Some(Checked { fingerprint: bundle::unverified_fingerprint(&keys), keys, verified: false }))
+    }
+}
+
+/// A user's profile as the Proxy shows it: the Backend's, with the fingerprint the Proxy computed
+/// and whether a verified bundle vouches for the keys.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifiedProfile {
+    pub id: Uuid,
+    pub org_id: Option<Uuid>,
+    pub name: String,
+    pub is_admin: bool,
+    pub public_key_ecc_b64: Option<String>,
+    pub public_key_kyber_b64: Option<String>,
+    /// Compare it with the user out of band before trusting their keys the first time.
+    pub fingerprint: Option<String>,
+    /// A self-signed bundle vouches for the keys (false: keys published without one).
+    pub keys_verified: bool,
+}
+
+/// The owner's pins, opened with their keys (none yet: empty).
+fn open(caller: &Caller<'_>) -> Result<Pins, ApiError> {
+    match &caller.me.pins_b64 {
+        None => Ok(Pins::new()),
+        Some(b64) => bundle::open_pins(&caller.keys.keys, caller.me.id, &decode("pinsB64", b64)?).map_err(|_| {
+            ApiError::status(StatusCode::CONFLICT, "your pins do not open with your keys: they were tampered with")
+        }),
+    }
+}
+
+async fn save(state: &ProxyState, caller: &Caller<'_>, pins: &Pins) -> Result<(), ApiError> {
+    let sealed = bundle::seal_pins(&caller.keys.keys, caller.me.id, pins, random());
+    let body = json!({ "pinsB64": STANDARD.encode(sealed) });
+    state.backend.call(Method::PUT, &["users", "me", "pins"], None, caller.api_key, Some(&body), &[]).await?.ok()?;
+    Ok(())
+}
+
+async fn profile(state: &ProxyState, api_key: ApiCredential<'_>, user: Uuid) -> Result<Profile, ApiError> {
+    state.backend.call(Method::GET, &["users", "org", &user.to_string()], None, api_key, None, &[]).await?.ok()?.json()
+}
+
+/// The keys to encrypt to `recipient` with, checked against the owner's pins (see the module doc).
+/// `expected` is the fingerprint the owner compared out of band, when they pass one.
+pub(crate) async fn verified_recipient(
+    state: &ProxyState,
+    caller: &Caller<'_>,
+    recipient: Uuid,
+    expected: Option<&str>,
+) -> Result<PublicKeys, ApiError> {
+    let profile = profile(state, caller.api_key, recipient).await?;
+    let Some(checked) = profile.checked(caller.org)? else {
+        return Err(ApiError::status(
+            StatusCode::BAD_REQUEST,
+            "the recipient has no keys yet: they must call POST /v1/keys/generate before anything can be shared with them",
+        ));
+    };
+    let expected = expected.map(str::trim).filter(|e| !e.is_empty());
+    if expected.is_some_and(|e| e != checked.fingerprint) {
+        return Err(ApiError::status(
+            StatusCode::CONFLICT,
+            format!(
+                "the keys of user {recipient} do not have the fingerprint you expect: nothing was encrypted to them"
+            ),
+        ));
+    }
+    let mut pins = open(caller)?;
+    match pins.get(&recipient) {
+        Some(pinned) if *pinned == checked.fingerprint => return Ok(checked.keys),
+        Some(pinned) if expected.is_none() => {
+            return Err(ApiError::status(
+                StatusCode::CONFLICT,
+                format!(
+                    "the keys of user {recipient} changed: you pinned fingerprint {pinned}, the Backend now serves {}. Compare the new one with them out of band, then pass it as expectedFingerprint; nothing was encrypted to them",
+                    checked.fingerprint
+                ),
+            ));
+        }
+        None if !checked.verified && expected.is_none() => {
+            return Err(ApiError::status(
+                StatusCode::CONFLICT,
+                format!(
+                    "user {recipient} published keys without a signed bundle: compare their fingerprint (GET /v1/users/org/{recipient}) with them out of band and pass it as expectedFingerprint"
+                ),
+            ));
+        }
+        _ => {}
+    }
+    pins.insert(recipient, checked.fingerprint);
+    save(state, caller, &pins).await?;
+    Ok(checked.keys)
+}
+
+/// The keys of an open share's recipient for a rotation by a writer who holds only the API key:
+/// the bundle must verify (no pins can be opened without the owner's keys).
+pub(crate) async fn bundle_keys(
+    state: &ProxyState,
+    api_key: ApiCredential<'_>,
+    org: Uuid,
+    recipient: Uuid,
+) -> Result<PublicKeys, ApiError> {
+    match profile(state, api_key, recipient).await?.checked(org)? {
+        Some(Checked { keys, verified: true, .. }) => Ok(keys),
+        _ => Err(ApiError::status(
+            StatusCode::CONFLICT,
+            format!(
+                "user {recipient} has no verified key bundle: only the owner (with X-User-Secret) can re-wrap to them"
+            ),
+        )),
+    }
+}
+
+/// The caller's own bundle, published if the Backend has none yet (keys made before bundles).
+pub(crate) async fn publish_own(
+    state: &ProxyState,
+    api_key: ApiCredential<'_>,
+    keys: &PrivateKeys,
+    org: Uuid,
+    user: Uuid,
+) -> Result<(), ApiError> {
+    let bundle = KeyBundle::sign(keys, org, user);
+    let body = json!({ "keyBundleB64": STANDARD.encode(bundle) });
+    state.backend.call(Method::PUT, &["users", "me", "bundle"], None, api_key, Some(&body), &[]).await?.ok()?;
+    Ok(())
+}
+
+impl VerifiedProfile {
+    pub(crate) fn of(raw: serde_json::Value) -> Result<VerifiedProfile, ApiError> {
+        let profile: Profile = serde_json::from_value(raw.clone())
+            .map_err(|e| anyhow::anyhow!("the Backend answered an unexpected profile: {e}"))?;
+        let checked = profile.checked(profile.org_id.unwrap_or_default()).ok().flatten();
+        Ok(VerifiedProfile {
+            id: profile.id,
+            org_id: profile.org_id,
+            name: raw["name"].as_str().unwrap_or_default().to_owned(),
+            is_admin: raw["isAdmin"].as_bool().unwrap_or_default(),
+            public_key_ecc_b64: profile.public_key_ecc_b64,
+            public_key_kyber_b64: profile.public_key_kyber_b64,
+            fingerprint: checked.as_ref().map(|c| c.fingerprint.clone()),
+            keys_verified: checked.is_some_and(|c| c.verified),
+        })
+    }
+}
