@@ -262,8 +262,8 @@ pub struct ApiKeyResponse {
     pub api_key: String,
 }
 
-/// What users of one org may see of each other.
-#[derive(Serialize, ToSchema)]
+/// What users of one org may see of each other. The Proxy reads it back from the Backend.
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublicProfile {
     pub id: Uuid,

@@ -371,14 +371,6 @@ impl Drop for OwnS3 {
     }
 }
 
-async fn file_events(app: &TestApp, event_type: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
-        .bind(event_type)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn s3_down_during_upload_leaves_nothing_and_during_delete_the_object_goes_once_it_is_back() {
     let app = app().await;
@@ -391,7 +383,7 @@ async fn s3_down_during_upload_leaves_nothing_and_during_delete_the_object_goes_
     s3.down();
     let msg = expect_error(upload(&app, &team.owner, "lost.txt", b"lost").await, StatusCode::BAD_GATEWAY).await;
     assert!(msg.starts_with("file storage failed"), "{msg}");
-    assert_eq!(file_events(&app, "FileStored").await, 1, "no record of the failed upload");
+    assert_eq!(app.events_of_type("FileStored").await, 1, "no record of the failed upload");
     let list = expect_json(app.get("/files", &team.owner).await, StatusCode::OK).await;
     assert_eq!(list["files"].as_array().unwrap().len(), 1);
     expect_error(app.get(&format!("/files/{kept_id}"), &team.owner).await, StatusCode::BAD_GATEWAY).await;
@@ -401,7 +393,7 @@ async fn s3_down_during_upload_leaves_nothing_and_during_delete_the_object_goes_
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     expect_error(app.get(&format!("/files/{kept_id}"), &team.owner).await, StatusCode::NOT_FOUND).await;
     assert_eq!(objects(s3.dir.path(), &team.bucket).len(), 1);
-    assert_eq!(file_events(&app, "FileObjectRemoved").await, 0);
+    assert_eq!(app.events_of_type("FileObjectRemoved").await, 0);
 
     // Back: the reaper removes the object and records it once.
     s3.up().await;
@@ -412,7 +404,7 @@ async fn s3_down_during_upload_leaves_nothing_and_during_delete_the_object_goes_
         async move { objects(&dir, &bucket).is_empty() }
     })
     .await;
-    eventually("the removal recorded", || async { file_events(&app, "FileObjectRemoved").await == 1 }).await;
+    eventually("the removal recorded", || async { app.events_of_type("FileObjectRemoved").await == 1 }).await;
     // And uploads work again, with nothing of the failed one anywhere.
     expect_json(upload(&app, &team.owner, "after.txt", b"after").await, StatusCode::CREATED).await;
     assert_eq!(objects(s3.dir.path(), &team.bucket).len(), 1);

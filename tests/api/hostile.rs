@@ -70,6 +70,21 @@ async fn owner_get(app: &TestApp, v: &Victim, name: &str) -> reqwest::Response {
         .await
 }
 
+/// The owner shares `name` with the recipient; answers the share id.
+async fn share_to_recipient(app: &TestApp, v: &Victim, name: &str, alias: &str) -> String {
+    let share = json!({ "recipientUserId": v.recipient_id, "permission": "read", "alias": alias });
+    let headers = [("X-Api-Key", v.owner.as_str()), ("X-User-Secret", OWNER_SECRET)];
+    let res = app.proxy(Method::POST, &format!("/v1/kv/{name}/shares"), &headers, Some(share)).await;
+    expect_json(res, StatusCode::CREATED).await["shareId"].as_str().unwrap().to_owned()
+}
+
+/// The value the recipient reads through their share.
+async fn recipient_reads(app: &TestApp, v: &Victim, share_id: &str) -> String {
+    let headers = [("X-Api-Key", v.recipient.as_str()), ("X-User-Secret", RECIPIENT_SECRET)];
+    let res = app.proxy(Method::GET, &format!("/v1/kv/shared/{share_id}"), &headers, None).await;
+    value_of(&expect_json(res, StatusCode::OK).await)
+}
+
 fn value_of(body: &Value) -> String {
     String::from_utf8(STANDARD.decode(body["valueB64"].as_str().unwrap()).unwrap()).unwrap()
 }
@@ -132,16 +147,7 @@ async fn a_data_key_planted_with_the_api_key_alone_is_not_used_for_the_owners_ne
     let v = victim(&app).await;
     owner_put(&app, &v, "db-url", "postgres://first").await;
     // A recipient, so the attack would also spread the planted key to them.
-    let share = json!({ "recipientUserId": v.recipient_id, "permission": "read", "alias": "db" });
-    let res = app
-        .proxy(
-            Method::POST,
-            "/v1/kv/db-url/shares",
-            &[("X-Api-Key", &v.owner), ("X-User-Secret", OWNER_SECRET)],
-            Some(share),
-        )
-        .await;
-    let share_id = expect_json(res, StatusCode::CREATED).await["shareId"].as_str().unwrap().to_owned();
+    let share_id = share_to_recipient(&app, &v, "db-url", "db").await;
 
     // A1 writes a new version keeping the key epoch, under a key of their own wrapped to the owner.
     let a = attacker(&app, &v);
@@ -160,15 +166,7 @@ async fn a_data_key_planted_with_the_api_key_alone_is_not_used_for_the_owners_ne
     let read = expect_json(owner_get(&app, &v, "db-url").await, StatusCode::OK).await;
     assert_eq!((value_of(&read).as_str(), read["ownerSealed"].as_bool()), ("postgres://the-real-password", Some(true)));
     // The fresh key was re-wrapped to the open share: the recipient reads the new value.
-    let shared = app
-        .proxy(
-            Method::GET,
-            &format!("/v1/kv/shared/{share_id}"),
-            &[("X-Api-Key", &v.recipient), ("X-User-Secret", RECIPIENT_SECRET)],
-            None,
-        )
-        .await;
-    assert_eq!(value_of(&expect_json(shared, StatusCode::OK).await), "postgres://the-real-password");
+    assert_eq!(recipient_reads(&app, &v, &share_id).await, "postgres://the-real-password");
     // The sealed key is kept from now on.
     let before = expect_json(app.get("/kv/db-url", &a.api_key).await, StatusCode::OK).await["keyEpoch"].clone();
     owner_put(&app, &v, "db-url", "postgres://v4").await;
@@ -265,26 +263,9 @@ async fn a_write_with_only_the_api_key_is_stored_for_the_owner_and_cannot_be_rea
     assert_eq!((value_of(&read).as_str(), read["ownerSealed"].as_bool()), ("token-1", Some(false)));
 
     // A record with an open share: the fresh key is wrapped to the recipient too.
-    let share = json!({ "recipientUserId": v.recipient_id, "permission": "read", "alias": "ci" });
-    let res = app
-        .proxy(
-            Method::POST,
-            "/v1/kv/ci-token/shares",
-            &[("X-Api-Key", &v.owner), ("X-User-Secret", OWNER_SECRET)],
-            Some(share),
-        )
-        .await;
-    let share_id = expect_json(res, StatusCode::CREATED).await["shareId"].as_str().unwrap().to_owned();
+    let share_id = share_to_recipient(&app, &v, "ci-token", "ci").await;
     expect_json(key_only(&app, &v, "ci-token", "token-2").await, StatusCode::OK).await;
-    let shared = app
-        .proxy(
-            Method::GET,
-            &format!("/v1/kv/shared/{share_id}"),
-            &[("X-Api-Key", &v.recipient), ("X-User-Secret", RECIPIENT_SECRET)],
-            None,
-        )
-        .await;
-    assert_eq!(value_of(&expect_json(shared, StatusCode::OK).await), "token-2");
+    assert_eq!(recipient_reads(&app, &v, &share_id).await, "token-2");
     // The owner's next write seals a fresh key.
     owner_put(&app, &v, "ci-token", "token-3").await;
     let read = expect_json(owner_get(&app, &v, "ci-token").await, StatusCode::OK).await;
@@ -312,14 +293,6 @@ async fn swap_directory_keys(app: &TestApp, org: Uuid, user: Uuid, keys: &crypto
     fingerprint
 }
 
-async fn events_of(app: &TestApp, event_type: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
-        .bind(event_type)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_recipients_or_trustees_keys_swapped_in_the_read_model_are_refused_and_nothing_is_wrapped_to_them() {
     let app = spawn_app().await;
@@ -344,7 +317,7 @@ async fn a_recipients_or_trustees_keys_swapped_in_the_read_model_are_refused_and
     // A4 swaps the recipient's keys for its own, in a bundle that verifies on its own.
     let attacker_keys = crypto::PrivateKeys::from_seeds([0x66; 32], [0x67; 64]);
     let swapped = swap_directory_keys(&app, v.org, v.recipient_id, &attacker_keys).await;
-    let (grants, trustees) = (events_of(&app, "ShareGranted").await, events_of(&app, "RecoveryTrusteeSet").await);
+    let (grants, trustees) = (app.events_of_type("ShareGranted").await, app.events_of_type("RecoveryTrusteeSet").await);
     let (path, body) = share("b", json!({}));
     let msg = expect_error(app.proxy(Method::POST, &path, &owner, Some(body)).await, StatusCode::CONFLICT).await;
     assert!(msg.contains(&genuine) && msg.contains(&swapped), "both fingerprints are named: {msg}");
@@ -361,13 +334,9 @@ async fn a_recipients_or_trustees_keys_swapped_in_the_read_model_are_refused_and
     let body = json!({ "valueB64": STANDARD.encode("the owner's next value") });
     let res = app.proxy(Method::PUT, "/v1/kv/a", &owner, Some(body)).await;
     expect_error(res, StatusCode::CONFLICT).await;
-    assert_eq!(events_of(&app, "ShareGranted").await, grants, "nothing was shared to the swapped keys");
-    assert_eq!(events_of(&app, "RecoveryTrusteeSet").await, trustees, "no recovery share for the swapped keys");
-    let rewrapped: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ShareRewrapped'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(rewrapped, 0);
+    assert_eq!(app.events_of_type("ShareGranted").await, grants, "nothing was shared to the swapped keys");
+    assert_eq!(app.events_of_type("RecoveryTrusteeSet").await, trustees, "no recovery share for the swapped keys");
+    assert_eq!(app.events_of_type("ShareRewrapped").await, 0);
 
     // The owner confirms a new fingerprint only after comparing it out of band.
     let (path, body) = share("b", json!({ "expectedFingerprint": genuine }));

@@ -10,6 +10,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::dto::PublicProfile;
 use crate::error::{ApiError, ErrorBody};
 use crate::proxy::client::is_hop_by_hop;
 use crate::proxy::pins::VerifiedProfile;
@@ -112,8 +113,8 @@ pub async fn org_directory(
 ) -> Result<axum::Json<Vec<VerifiedProfile>>, ApiError> {
     let api_key = ProxyState::api_key(&headers)?;
     let answer = state.backend.call(axum::http::Method::GET, &["users", "org"], None, api_key, None, &[]).await?;
-    let profiles: Vec<serde_json::Value> = answer.ok()?.json()?;
-    Ok(axum::Json(profiles.into_iter().map(VerifiedProfile::of).collect::<Result<_, _>>()?))
+    let profiles: Vec<PublicProfile> = answer.ok()?.json()?;
+    Ok(axum::Json(profiles.into_iter().map(VerifiedProfile::from).collect()))
 }
 
 /// Readiness of the Proxy: the Backend it uses is ready (its `/ready` answer, passed on), or 503 if it
@@ -143,7 +144,7 @@ pub async fn org_profile(
     let api_key = ProxyState::api_key(&headers)?;
     let path = ["users", "org", &user.to_string()];
     let answer = state.backend.call(axum::http::Method::GET, &path, None, api_key, None, &[]).await?;
-    Ok(axum::Json(VerifiedProfile::of(answer.ok()?.json()?)?))
+    Ok(axum::Json(VerifiedProfile::from(answer.ok()?.json::<PublicProfile>()?)))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use axum::http::{Method, StatusCode};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -17,20 +17,10 @@ use uuid::Uuid;
 use harden_domain::bundle::{self, KeyBundle, Pins};
 use harden_domain::crypto::{PrivateKeys, PublicKeys};
 
+use crate::dto::PublicProfile;
 use crate::error::ApiError;
 use crate::proxy::kv::{backend_public_keys, decode, Caller};
 use crate::proxy::{random, ApiCredential, ProxyState};
-
-/// A user's public profile as the Backend serves it.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Profile {
-    pub id: Uuid,
-    pub org_id: Option<Uuid>,
-    pub public_key_ecc_b64: Option<String>,
-    pub public_key_kyber_b64: Option<String>,
-    pub key_bundle_b64: Option<String>,
-}
 
 /// What a profile's keys are worth: the keys, their fingerprint, and whether a bundle vouches for them.
 pub(crate) struct Checked {
@@ -39,10 +29,10 @@ pub(crate) struct Checked {
     pub verified: bool,
 }
 
-impl Profile {
+impl PublicProfile {
     /// The profile's keys, from its bundle when it has one (which must verify for this user of
     /// `org`), else as published.
-    pub fn checked(&self, org: Uuid) -> Result<Option<Checked>, ApiError> {
+    pub(crate) fn checked(&self, org: Uuid) -> Result<Option<Checked>, ApiError> {
         if let Some(b64) = &self.key_bundle_b64 {
             let bytes = decode("keyBundleB64", b64)?;
             let bundle = KeyBundle::verify(&bytes, org, self.id).map_err(|e| {
@@ -65,12 +55,8 @@ impl Profile {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifiedProfile {
-    pub id: Uuid,
-    pub org_id: Option<Uuid>,
-    pub name: String,
-    pub is_admin: bool,
-    pub public_key_ecc_b64: Option<String>,
-    pub public_key_kyber_b64: Option<String>,
+    #[serde(flatten)]
+    pub profile: PublicProfile,
     /// Compare it with the user out of band before trusting their keys the first time.
     pub fingerprint: Option<String>,
     /// A self-signed bundle vouches for the keys (false: keys published without one).
@@ -94,7 +80,7 @@ async fn save(state: &ProxyState, caller: &Caller<'_>, pins: &Pins) -> Result<()
     Ok(())
 }
 
-async fn profile(state: &ProxyState, api_key: ApiCredential<'_>, user: Uuid) -> Result<Profile, ApiError> {
+async fn profile(state: &ProxyState, api_key: ApiCredential<'_>, user: Uuid) -> Result<PublicProfile, ApiError> {
     state.backend.call(Method::GET, &["users", "org", &user.to_string()], None, api_key, None, &[]).await?.ok()?.json()
 }
 
@@ -182,20 +168,14 @@ pub(crate) async fn publish_own(
     Ok(())
 }
 
-impl VerifiedProfile {
-    pub(crate) fn of(raw: serde_json::Value) -> Result<VerifiedProfile, ApiError> {
-        let profile: Profile = serde_json::from_value(raw.clone())
-            .map_err(|e| anyhow::anyhow!("the Backend answered an unexpected profile: {e}"))?;
+impl From<PublicProfile> for VerifiedProfile {
+    /// Checked for display against the org the profile names (sharing checks against the caller's).
+    fn from(profile: PublicProfile) -> Self {
         let checked = profile.checked(profile.org_id.unwrap_or_default()).ok().flatten();
-        Ok(VerifiedProfile {
-            id: profile.id,
-            org_id: profile.org_id,
-            name: raw["name"].as_str().unwrap_or_default().to_owned(),
-            is_admin: raw["isAdmin"].as_bool().unwrap_or_default(),
-            public_key_ecc_b64: profile.public_key_ecc_b64,
-            public_key_kyber_b64: profile.public_key_kyber_b64,
+        VerifiedProfile {
             fingerprint: checked.as_ref().map(|c| c.fingerprint.clone()),
             keys_verified: checked.is_some_and(|c| c.verified),
-        })
+            profile,
+        }
     }
 }
