@@ -83,6 +83,17 @@ pub struct Committed {
     pub recorded_at: Option<DateTime<Utc>>,
 }
 
+impl Committed {
+    /// This commit, or `other` if this one committed nothing.
+    pub fn or(self, other: Committed) -> Committed {
+        if self.position.is_some() {
+            self
+        } else {
+            other
+        }
+    }
+}
+
 pub type Store<A> = PersistedEventStore<PostgresEventRepository, A>;
 
 /// Coalesces post-commit wake-ups into as few `pg_notify` calls as possible: many commits while one
@@ -173,6 +184,28 @@ where
             serde_json::from_value(payload)
                 .map(|event| (sequence as usize, event))
                 .with_context(|| format!("Failed to decode the last event of {} {id}", A::TYPE))
+                .map_err(Error::from)
+        })
+        .transpose()
+    }
+
+    /// The aggregate's last event of one of `types`, and its sequence number.
+    pub async fn last_event_of(&self, id: &str, types: &[&str]) -> Result<Option<(usize, A::Event)>, Error> {
+        let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
+        let last: Option<(i64, serde_json::Value)> = sqlx::query_as(
+            "SELECT sequence, payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+               AND event_type = ANY($3) ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(A::TYPE)
+        .bind(id)
+        .bind(&types)
+        .fetch_optional(&self.pool)
+        .await
+        .with_context(|| format!("Failed to load {} {id}", A::TYPE))?;
+        last.map(|(sequence, payload)| {
+            serde_json::from_value(payload)
+                .map(|event| (sequence as usize, event))
+                .with_context(|| format!("Failed to decode an event of {} {id}", A::TYPE))
                 .map_err(Error::from)
         })
         .transpose()

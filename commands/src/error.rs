@@ -153,7 +153,7 @@ impl From<SecretError> for Error {
         match e {
             SecretError::NotFound => Error::NotFound(e.to_string()),
             SecretError::VersionMismatch { current } => Error::VersionConflict { current },
-            SecretError::KeyChanged => Error::Conflict(e.to_string()),
+            SecretError::KeyChanged | SecretError::ShareNotRewrapped(_) => Error::Conflict(e.to_string()),
         }
     }
 }

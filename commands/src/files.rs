@@ -280,24 +280,13 @@ impl Harden {
         use harden_domain::share::{Grant, ShareCommand, SharedRecord};
         let (org, wrap, encrypted_alias) = self.check_grant(caller, &new).await?;
         self.live_file(caller.user_id, file_id).await?;
-        // One open share per recipient and file: a second would survive the revocation of the first.
-        let duplicate: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM file_shares WHERE file_id = $1 AND recipient_id = $2 AND state = 'active'
-                 AND (expires_at IS NULL OR expires_at > now()))",
-        )
-        .bind(file_id)
-        .bind(new.recipient.as_uuid())
-        .fetch_one(self.pool())
-        .await?;
-        if duplicate {
-            return Err(Error::Conflict("this file is already shared with this user".into()));
-        }
-        let id = Uuid::new_v4();
+        let record = SharedRecord::File { file_id };
+        let id = self.ids().share_id(caller.user_id, &record, new.recipient, FILE_EPOCH);
         let grant = Grant {
             org_id: org,
             owner: caller.user_id,
             recipient: new.recipient,
-            record: SharedRecord::File { file_id },
+            record,
             life: FILE_EPOCH,
             epoch: FILE_EPOCH,
             rotation: None,
@@ -305,9 +294,22 @@ impl Harden {
             encrypted_alias,
             expires_at: new.expires_at,
         };
-        let command = ShareCommand::Grant { share_id: crate::sharing::share_id(id), grant, now: chrono::Utc::now() };
-        let committed = self.shares.execute(&crate::sharing::share_id(id), command, &meta.with_org(org)).await?;
-        Ok((id, committed))
+        let (share, meta) = (crate::sharing::share_id(id), meta.with_org(org));
+        let command = ShareCommand::Grant { share_id: share.clone(), grant, now: chrono::Utc::now() };
+        self.shares.execute(&share, command, &meta).await.map_err(|e| match e {
+            Error::Conflict(_) => Error::Conflict("this file is already shared with this user".into()),
+            other => other,
+        })?;
+        // Open it on the file: a deletion that committed meanwhile refuses it.
+        let open = harden_domain::file::FileCommand::OpenShare { share_id: id };
+        match self.files.execute(&file_id.to_string(), open, &meta).await {
+            Ok(committed) => Ok((id, committed)),
+            Err(Error::NotFound(_)) => {
+                self.shares.execute(&share, ShareCommand::Revoke { by: caller.user_id }, &meta).await?;
+                Err(Error::not_found(FILE_NOT_FOUND))
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// The owner ends a share of their file; the recipient is refused from now on. (A file never
@@ -325,10 +327,14 @@ impl Harden {
         if grant.owner != caller.user_id || grant.record.file_id() != Some(file_id) {
             return Err(Error::not_found(crate::sharing::SHARE_NOT_FOUND));
         }
-        let org = grant.org_id;
-        self.shares
-            .execute(&crate::sharing::share_id(id), ShareCommand::Revoke { by: caller.user_id }, &meta.with_org(org))
-            .await
+        let meta = meta.with_org(grant.org_id);
+        let revoked = self
+            .shares
+            .execute(&crate::sharing::share_id(id), ShareCommand::Revoke { by: caller.user_id }, &meta)
+            .await?;
+        let close = harden_domain::file::FileCommand::CloseShare { share_id: id };
+        let closed = self.files.execute(&file_id.to_string(), close, &meta).await?;
+        Ok(closed.or(revoked))
     }
 
     /// The recipient opens a file share. Decided from the event store (the Share and the File),

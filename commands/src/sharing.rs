@@ -4,11 +4,23 @@
 //! What a recipient may read is decided from the event store (the Share and the Secret aggregates),
 //! never from a read model that may lag: a revoked share is refused from the moment the revocation
 //! commits, a deleted record ends its shares at once, an expired share answers 404.
+//!
+//! Which shares exist is decided there too. A share's id is derived from its owner, record,
+//! recipient and the record's life, so a second grant while one is open is refused by the Share
+//! aggregate, and two racing grants conflict at append. A grant then opens the share on the record
+//! (the Secret or File aggregate, at the key epoch its wrap is of), and a rotation must re-wrap or
+//! end every share open there: a grant and a rotation that race are ordered by the record's own
+//! stream, so neither a share without the key nor a grant of the old key survives.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use harden_domain::secret::{KeyName, KeyUse, Secret, SecretEnvelope, SecretEvent, VersionCheck};
+use std::collections::BTreeSet;
+
+use harden_domain::file::FileCommand;
+use harden_domain::secret::{
+    KeyName, KeyUse, Rotation, Secret, SecretCommand, SecretEnvelope, SecretEvent, VersionCheck,
+};
 use harden_domain::share::{Grant, ShareCommand, SharedRecord, Wrap};
 use harden_domain::values::KeyBlob;
 use harden_domain::UserId;
@@ -86,14 +98,20 @@ impl Harden {
         Ok((org, wrap, encrypted_alias))
     }
 
-    /// The last event of a Secret, which carries its current version's envelope.
+    /// The Secret as its last event makes it, and its current version's envelope (from its last
+    /// write: share events carry the state but not the ciphertext).
     async fn secret_now(&self, id: &str) -> Result<(Secret, Option<SecretEvent>), Error> {
         let mut secret = Secret::default();
-        let last = self.secrets.last_event(id).await?.map(|(_, event)| event);
-        if let Some(event) = &last {
-            cqrs_es::Aggregate::apply(&mut secret, event.clone());
-        }
-        Ok((secret, last))
+        let Some((_, last)) = self.secrets.last_event(id).await? else { return Ok((secret, None)) };
+        cqrs_es::Aggregate::apply(&mut secret, last.clone());
+        let write = match last {
+            SecretEvent::SecretCreated { .. } | SecretEvent::SecretUpdated { .. } => Some(last),
+            SecretEvent::SecretShareOpened { .. } | SecretEvent::SecretShareClosed { .. } => {
+                self.secrets.last_event_of(id, &["SecretCreated", "SecretUpdated"]).await?.map(|(_, e)| e)
+            }
+            SecretEvent::SecretDeleted { .. } => None,
+        };
+        Ok((secret, write))
     }
 
     /// Shares the caller's live record `key_name` with a user of their org.
@@ -105,31 +123,19 @@ impl Harden {
         meta: Meta,
     ) -> Result<(Uuid, Committed), Error> {
         let (org, wrap, encrypted_alias) = self.check_grant(caller, &new).await?;
-        let secret = self.secrets.load(&self.ids().secret_id(caller.user_id, key_name)).await?;
+        let secret_id = self.ids().secret_id(caller.user_id, key_name);
+        let secret = self.secrets.load(&secret_id).await?;
         let key = secret.key_epoch().ok_or_else(|| Error::not_found("key not found"))?;
         if key.epoch != new.key_epoch {
             return Err(Error::Conflict(harden_domain::secret::SecretError::KeyChanged.to_string()));
         }
-        // One open share per recipient and record: a second would survive the revocation of the first.
-        let duplicate: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM kv_shares WHERE owner_id = $1 AND key_name = $2 AND recipient_id = $3
-                 AND life = $4 AND state = 'active' AND (expires_at IS NULL OR expires_at > now()))",
-        )
-        .bind(caller.user_id.as_uuid())
-        .bind(key_name.as_str())
-        .bind(new.recipient.as_uuid())
-        .bind(key.life as i64)
-        .fetch_one(self.pool())
-        .await?;
-        if duplicate {
-            return Err(Error::Conflict("this record is already shared with this user".into()));
-        }
-        let id = Uuid::new_v4();
+        let record = SharedRecord::Kv { key_name: key_name.clone() };
+        let id = self.ids().share_id(caller.user_id, &record, new.recipient, key.life);
         let grant = Grant {
             org_id: org,
             owner: caller.user_id,
             recipient: new.recipient,
-            record: SharedRecord::Kv { key_name: key_name.clone() },
+            record,
             life: key.life,
             epoch: key.epoch,
             rotation: key.rotation,
@@ -139,15 +145,39 @@ impl Harden {
         };
         let meta = meta.with_org(org);
         let command = ShareCommand::Grant { share_id: share_id(id), grant, now: Utc::now() };
-        let committed = self.shares.execute(&share_id(id), command, &meta).await?;
-        // A rotation that committed between the epoch check and the grant did not re-wrap this
-        // share: withdraw it rather than leave a share that cannot open.
-        let now = self.secrets.load(&self.ids().secret_id(caller.user_id, key_name)).await?.key_epoch();
-        if now != Some(key) {
-            self.shares.execute(&share_id(id), ShareCommand::Revoke { by: caller.user_id }, &meta).await?;
-            return Err(Error::Conflict(harden_domain::secret::SecretError::KeyChanged.to_string()));
+        self.shares.execute(&share_id(id), command, &meta).await.map_err(|e| match e {
+            Error::Conflict(_) => Error::Conflict("this record is already shared with this user".into()),
+            other => other,
+        })?;
+        // Open it on the record at the key its wrap is of. A rotation or a deletion that committed
+        // since the key was read did not re-wrap this share: withdraw it rather than leave a share
+        // that cannot open.
+        let open = SecretCommand::OpenShare { share_id: id, key };
+        match self.secrets.execute(&secret_id, open, &meta).await {
+            Ok(committed) => Ok((id, committed)),
+            Err(refused @ (Error::Conflict(_) | Error::NotFound(_))) => {
+                self.shares.execute(&share_id(id), ShareCommand::Revoke { by: caller.user_id }, &meta).await?;
+                Err(match refused {
+                    Error::NotFound(_) => Error::not_found("key not found"),
+                    other => other,
+                })
+            }
+            Err(other) => Err(other),
         }
-        Ok((id, committed))
+    }
+
+    /// Closes a share that ended on the record or file it was of (nothing if it was not open there,
+    /// as shares granted before records kept them are not).
+    async fn close_on_record(&self, grant: &Grant, id: Uuid, meta: &Meta) -> Result<Committed, Error> {
+        match &grant.record {
+            SharedRecord::Kv { key_name } => {
+                let secret_id = self.ids().secret_id(grant.owner, key_name);
+                self.secrets.execute(&secret_id, SecretCommand::CloseShare { share_id: id }, meta).await
+            }
+            SharedRecord::File { file_id } => {
+                self.files.execute(&file_id.to_string(), FileCommand::CloseShare { share_id: id }, meta).await
+            }
+        }
     }
 
     /// The owner ends a share of their record `key_name`; the recipient is refused from now on.
@@ -163,8 +193,10 @@ impl Harden {
         if grant.owner != caller.user_id || grant.record.key_name() != Some(key_name) {
             return Err(Error::not_found(SHARE_NOT_FOUND));
         }
-        let org = grant.org_id;
-        self.shares.execute(&share_id(id), ShareCommand::Revoke { by: caller.user_id }, &meta.with_org(org)).await
+        let (grant, meta) = (grant.clone(), meta.with_org(grant.org_id));
+        let revoked = self.shares.execute(&share_id(id), ShareCommand::Revoke { by: caller.user_id }, &meta).await?;
+        let closed = self.close_on_record(&grant, id, &meta).await?;
+        Ok(closed.or(revoked))
     }
 
     /// The recipient gives up a share of a record (`of_file` false) or of a file.
@@ -180,8 +212,10 @@ impl Harden {
         if grant.recipient != caller.user_id || grant.record.file_id().is_some() != of_file {
             return Err(Error::not_found(SHARE_NOT_FOUND));
         }
-        let org = grant.org_id;
-        self.shares.execute(&share_id(id), ShareCommand::Remove { by: caller.user_id }, &meta.with_org(org)).await
+        let (grant, meta) = (grant.clone(), meta.with_org(grant.org_id));
+        let removed = self.shares.execute(&share_id(id), ShareCommand::Remove { by: caller.user_id }, &meta).await?;
+        let closed = self.close_on_record(&grant, id, &meta).await?;
+        Ok(closed.or(removed))
     }
 
     /// The recipient opens a share: the record's current version and their wrap of its key.
@@ -249,8 +283,11 @@ impl Harden {
         }
         let new_epoch = expected_version + 1;
         let rotation = Uuid::new_v4();
-        // Every open share must get the new key, or its recipient would lose access.
-        let open: Vec<Uuid> = sqlx::query_scalar(
+        let key = secret.key_epoch().unwrap_or_default();
+        // Every open share must get the new key, or its recipient would lose access: those open on
+        // the record (decided by its own stream, and checked again when the rotation appends), and
+        // those the shares view lists (granted before records kept their shares).
+        let listed: Vec<Uuid> = sqlx::query_scalar(
             "SELECT share_id FROM kv_shares WHERE owner_id = $1 AND key_name = $2 AND state = 'active'
                AND (expires_at IS NULL OR expires_at > now())",
         )
@@ -258,21 +295,30 @@ impl Harden {
         .bind(key_name.as_str())
         .fetch_all(self.pool())
         .await?;
-        if let Some(missing) = open.iter().find(|id| !rewraps.iter().any(|(s, _)| s == *id)) {
-            return Err(Error::Conflict(format!(
-                "share {missing} was granted meanwhile and has no wrap of the new key; retry"
-            )));
-        }
-        for (share, wrap) in rewraps {
+        let candidates: BTreeSet<Uuid> =
+            secret.open_shares().iter().copied().chain(listed).chain(rewraps.iter().map(|(s, _)| *s)).collect();
+        let (mut rewrapped, mut ended) = (BTreeSet::new(), BTreeSet::new());
+        let now = Utc::now();
+        for share in candidates {
             let state = self.shares.load(&share_id(share)).await?;
-            match state.active() {
-                Some(g) if g.owner == caller.user_id && g.record.key_name() == Some(key_name) => {}
-                // Ended meanwhile: it needs no key.
-                _ => continue,
+            let open = state.open_at(now).is_some_and(|g| {
+                g.owner == caller.user_id && g.record.key_name() == Some(key_name) && g.life == key.life
+            });
+            if !open {
+                // Ended, expired, or not this record's: it needs no key.
+                ended.insert(share);
+                continue;
             }
-            let command = ShareCommand::Rewrap { epoch: new_epoch, rotation, wrap };
+            let Some((_, wrap)) = rewraps.iter().find(|(s, _)| *s == share) else {
+                return Err(Error::Conflict(format!(
+                    "share {share} was granted meanwhile and has no wrap of the new key; retry"
+                )));
+            };
+            let command = ShareCommand::Rewrap { epoch: new_epoch, rotation, wrap: wrap.clone() };
             self.shares.execute(&share_id(share), command, &meta.clone().with_org(org)).await?;
+            rewrapped.insert(share);
         }
+        let rotation = Rotation { id: rotation, rewrapped, ended };
         let check = VersionCheck { current: Some(expected_version), becomes: None };
         self.write_secret(caller, key_name, envelope, check, KeyUse::Rotate(rotation), meta).await
     }

@@ -7,6 +7,8 @@
 //! live ever points at a missing object), `FileObjectRemoved` records that the object is gone from
 //! the bucket, which a follower retries until the store answers.
 
+use std::collections::BTreeSet;
+
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
@@ -76,6 +78,10 @@ pub enum FileCommand {
     Delete { by: UserId },
     /// The object is gone from the bucket.
     ConfirmObjectRemoved,
+    /// A share of the live file was granted (refused once the file is deleted); again: nothing.
+    OpenShare { share_id: Uuid },
+    /// A share of the file ended; nothing if it was not open.
+    CloseShare { share_id: Uuid },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +107,14 @@ pub enum FileEvent {
         org_id: OrgId,
         object_key: String,
     },
+    FileShareOpened {
+        file_id: Uuid,
+        share_id: Uuid,
+    },
+    FileShareClosed {
+        file_id: Uuid,
+        share_id: Uuid,
+    },
 }
 
 impl DomainEvent for FileEvent {
@@ -109,6 +123,8 @@ impl DomainEvent for FileEvent {
             FileEvent::FileStored { .. } => "FileStored",
             FileEvent::FileDeleted { .. } => "FileDeleted",
             FileEvent::FileObjectRemoved { .. } => "FileObjectRemoved",
+            FileEvent::FileShareOpened { .. } => "FileShareOpened",
+            FileEvent::FileShareClosed { .. } => "FileShareClosed",
         }
         .to_owned()
     }
@@ -142,6 +158,9 @@ pub struct File {
     identity: Option<(Uuid, UserId, OrgId, String)>,
     meta: Option<FileMeta>,
     state: FileState,
+    /// The shares open on the live file (shares granted before they were kept here are not in it).
+    #[serde(default)]
+    shares: BTreeSet<Uuid>,
 }
 
 impl File {
@@ -158,6 +177,10 @@ impl File {
     }
 
     /// The org and object key of a deleted file whose object may still be in the bucket.
+    pub fn open_shares(&self) -> &BTreeSet<Uuid> {
+        &self.shares
+    }
+
     pub fn object_to_remove(&self) -> Option<(OrgId, &str)> {
         match (&self.identity, self.state) {
             (Some((_, _, org, key)), FileState::Deleted) => Some((*org, key.as_str())),
@@ -199,6 +222,19 @@ impl Aggregate for File {
                     sink.write(FileEvent::FileObjectRemoved { file_id, owner, org_id, object_key }, self).await;
                 }
             }
+            FileCommand::OpenShare { share_id } => {
+                let (Some((file_id, ..)), FileState::Live) = (&self.identity, self.state) else {
+                    return Err(FileError::NotFound);
+                };
+                if !self.shares.contains(&share_id) {
+                    sink.write(FileEvent::FileShareOpened { file_id: *file_id, share_id }, self).await;
+                }
+            }
+            FileCommand::CloseShare { share_id } => {
+                if let (Some((file_id, ..)), true) = (&self.identity, self.shares.contains(&share_id)) {
+                    sink.write(FileEvent::FileShareClosed { file_id: *file_id, share_id }, self).await;
+                }
+            }
         }
         Ok(())
     }
@@ -210,7 +246,16 @@ impl Aggregate for File {
                 self.meta = Some(meta);
                 self.state = FileState::Live;
             }
-            FileEvent::FileDeleted { .. } => self.state = FileState::Deleted,
+            FileEvent::FileDeleted { .. } => {
+                self.state = FileState::Deleted;
+                self.shares.clear();
+            }
+            FileEvent::FileShareOpened { share_id, .. } => {
+                self.shares.insert(share_id);
+            }
+            FileEvent::FileShareClosed { share_id, .. } => {
+                self.shares.remove(&share_id);
+            }
             FileEvent::FileObjectRemoved { .. } => self.state = FileState::Removed,
         }
     }
@@ -313,6 +358,32 @@ mod tests {
         TestFramework::<File>::with(())
             .given(vec![stored()])
             .when(FileCommand::ConfirmObjectRemoved)
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn shares_open_on_a_live_file_only() {
+        let share = Uuid::from_u128(8);
+        let opened = FileEvent::FileShareOpened { file_id: Uuid::from_u128(5), share_id: share };
+        TestFramework::<File>::with(())
+            .given(vec![stored()])
+            .when(FileCommand::OpenShare { share_id: share })
+            .then_expect_events(vec![opened.clone()]);
+        TestFramework::<File>::with(())
+            .given(vec![stored(), opened.clone()])
+            .when(FileCommand::OpenShare { share_id: share })
+            .then_expect_events(vec![]);
+        TestFramework::<File>::with(())
+            .given(vec![stored(), deleted()])
+            .when(FileCommand::OpenShare { share_id: share })
+            .then_expect_error(FileError::NotFound);
+        TestFramework::<File>::with(())
+            .given(vec![stored(), opened.clone()])
+            .when(FileCommand::CloseShare { share_id: share })
+            .then_expect_events(vec![FileEvent::FileShareClosed { file_id: Uuid::from_u128(5), share_id: share }]);
+        TestFramework::<File>::with(())
+            .given(vec![stored(), opened, deleted()])
+            .when(FileCommand::CloseShare { share_id: share })
             .then_expect_events(vec![]);
     }
 }

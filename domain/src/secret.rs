@@ -4,6 +4,8 @@
 //! plaintext. Deleting is soft: reads and listings stop showing the record, its history stays, and
 //! writing the key again starts a new life with a higher version.
 
+use std::collections::BTreeSet;
+
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
@@ -73,7 +75,7 @@ impl SecretEnvelope {
 
 /// Which data key a write's ciphertext is under, as far as the writer says. Shares wrap the
 /// record's data key once per key epoch, so a write must not silently change the key under them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyUse {
     /// Not said (a plain Backend client): an update keeps the epoch, a new record starts one.
     Unspecified,
@@ -84,7 +86,17 @@ pub enum KeyUse {
     /// A new key for the live record (a share was revoked): a new epoch, named by the rotation's
     /// id, which the shares' wraps of the new key carry too (of two racing rotations, the shares
     /// use the wraps of the one whose write won).
-    Rotate(Uuid),
+    Rotate(Rotation),
+}
+
+/// A rotation of the live record's data key, and what it did for the record's open shares: every
+/// open share must be either re-wrapped to the new key or ended (revoked, removed, expired), or the
+/// rotation is refused, so a share granted meanwhile is never left without the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rotation {
+    pub id: Uuid,
+    pub rewrapped: BTreeSet<Uuid>,
+    pub ended: BTreeSet<Uuid>,
 }
 
 /// Which life of the record (the version it began at) and which data key (the version that key
@@ -122,6 +134,16 @@ pub enum SecretCommand {
         key: KeyUse,
     },
     DeleteSecret,
+    /// A share of the live record was granted at its key `key` (refused if the key changed since:
+    /// the grant's wrap is of the old key). Opening an open share again changes nothing.
+    OpenShare {
+        share_id: Uuid,
+        key: KeyEpoch,
+    },
+    /// A share of the record ended (revoked or removed); nothing if it was not open.
+    CloseShare {
+        share_id: Uuid,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,9 +169,32 @@ pub enum SecretEvent {
         kv_bytes: u64,
         #[serde(default)]
         key: KeyEpoch,
+        /// The shares open on the record (absent in events written before shares were kept here).
+        #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+        shares: BTreeSet<Uuid>,
     },
-    /// Soft delete of the live record; `version` is the version that was current.
+    /// Soft delete of the live record; `version` is the version that was current. Its shares end.
     SecretDeleted { owner: UserId, org_id: OrgId, key_name: KeyName, version: u64 },
+    /// A share of the live record was opened: `shares` is the set open now (with `share_id`).
+    SecretShareOpened {
+        owner: UserId,
+        org_id: OrgId,
+        key_name: KeyName,
+        version: u64,
+        key: KeyEpoch,
+        share_id: Uuid,
+        shares: BTreeSet<Uuid>,
+    },
+    /// A share of the live record ended: `shares` is the set open now (without `share_id`).
+    SecretShareClosed {
+        owner: UserId,
+        org_id: OrgId,
+        key_name: KeyName,
+        version: u64,
+        key: KeyEpoch,
+        share_id: Uuid,
+        shares: BTreeSet<Uuid>,
+    },
 }
 
 impl DomainEvent for SecretEvent {
@@ -158,6 +203,8 @@ impl DomainEvent for SecretEvent {
             SecretEvent::SecretCreated { .. } => "SecretCreated",
             SecretEvent::SecretUpdated { .. } => "SecretUpdated",
             SecretEvent::SecretDeleted { .. } => "SecretDeleted",
+            SecretEvent::SecretShareOpened { .. } => "SecretShareOpened",
+            SecretEvent::SecretShareClosed { .. } => "SecretShareClosed",
         }
         .to_owned()
     }
@@ -176,6 +223,8 @@ pub enum SecretError {
         "the record's data key changed meanwhile (it was created, rotated or re-created); read it again and retry"
     )]
     KeyChanged,
+    #[error("share {0} was granted meanwhile and has no wrap of the new key; retry")]
+    ShareNotRewrapped(Uuid),
 }
 
 /// A Secret's whole state follows from its last event alone (every event carries the identity and
@@ -188,12 +237,21 @@ pub struct Secret {
     last_version: u64,
     live: bool,
     key: KeyEpoch,
+    /// The shares open on the live record, as far as its events say (shares granted before they
+    /// were kept here are not in it).
+    shares: BTreeSet<Uuid>,
 }
 
 impl Secret {
     /// The life and key epoch of the live record.
     pub fn key_epoch(&self) -> Option<KeyEpoch> {
         self.live.then_some(self.key)
+    }
+
+    /// The shares open on the live record (granted and not yet revoked or removed; some may have
+    /// expired).
+    pub fn open_shares(&self) -> &BTreeSet<Uuid> {
+        &self.shares
     }
 
     pub fn identity(&self) -> Option<&(UserId, OrgId, KeyName)> {
@@ -234,18 +292,25 @@ impl Aggregate for Secret {
                     return Err(SecretError::VersionMismatch { current: self.current_version() });
                 }
                 let kv_bytes = key_name.as_str().len() as u64 + envelope.value_bytes;
+                let mut shares = self.shares.clone();
                 let key = match (self.live, key) {
                     (false, KeyUse::Rotate(_)) => return Err(SecretError::NotFound),
                     (false, KeyUse::Same(_)) | (true, KeyUse::Fresh) => return Err(SecretError::KeyChanged),
                     (true, KeyUse::Same(epoch)) if epoch != self.key.epoch => return Err(SecretError::KeyChanged),
                     (false, _) => KeyEpoch { life: version, epoch: version, rotation: None },
                     (true, KeyUse::Rotate(rotation)) => {
-                        KeyEpoch { life: self.key.life, epoch: version, rotation: Some(rotation) }
+                        if let Some(missing) =
+                            shares.iter().find(|s| !rotation.rewrapped.contains(s) && !rotation.ended.contains(s))
+                        {
+                            return Err(SecretError::ShareNotRewrapped(*missing));
+                        }
+                        shares.retain(|s| !rotation.ended.contains(s));
+                        KeyEpoch { life: self.key.life, epoch: version, rotation: Some(rotation.id) }
                     }
                     (true, _) => self.key,
                 };
                 let event = if self.live {
-                    SecretEvent::SecretUpdated { owner, org_id, key_name, version, envelope, kv_bytes, key }
+                    SecretEvent::SecretUpdated { owner, org_id, key_name, version, envelope, kv_bytes, key, shares }
                 } else {
                     SecretEvent::SecretCreated { owner, org_id, key_name, version, envelope, kv_bytes, key }
                 };
@@ -258,24 +323,62 @@ impl Aggregate for Secret {
                 sink.write(SecretEvent::SecretDeleted { owner, org_id, key_name, version: self.last_version }, self)
                     .await;
             }
+            SecretCommand::OpenShare { share_id, key } => {
+                let (Some((owner, org_id, key_name)), true) = (self.identity.clone(), self.live) else {
+                    return Err(SecretError::NotFound);
+                };
+                if key != self.key {
+                    return Err(SecretError::KeyChanged);
+                }
+                if !self.shares.contains(&share_id) {
+                    let mut shares = self.shares.clone();
+                    shares.insert(share_id);
+                    let (version, key) = (self.last_version, self.key);
+                    let event =
+                        SecretEvent::SecretShareOpened { owner, org_id, key_name, version, key, share_id, shares };
+                    sink.write(event, self).await;
+                }
+            }
+            SecretCommand::CloseShare { share_id } => {
+                if let (Some((owner, org_id, key_name)), true) = (self.identity.clone(), self.live) {
+                    if self.shares.contains(&share_id) {
+                        let mut shares = self.shares.clone();
+                        shares.remove(&share_id);
+                        let (version, key) = (self.last_version, self.key);
+                        let event =
+                            SecretEvent::SecretShareClosed { owner, org_id, key_name, version, key, share_id, shares };
+                        sink.write(event, self).await;
+                    }
+                }
+            }
         }
         Ok(())
     }
 
     fn apply(&mut self, event: SecretEvent) {
         match event {
-            SecretEvent::SecretCreated { owner, org_id, key_name, version, key, .. }
-            | SecretEvent::SecretUpdated { owner, org_id, key_name, version, key, .. } => {
+            SecretEvent::SecretCreated { owner, org_id, key_name, version, key, .. } => {
                 self.identity = Some((owner, org_id, key_name));
                 self.last_version = version;
                 self.live = true;
                 self.key = key;
+                self.shares = BTreeSet::new();
+            }
+            SecretEvent::SecretUpdated { owner, org_id, key_name, version, key, shares, .. }
+            | SecretEvent::SecretShareOpened { owner, org_id, key_name, version, key, shares, .. }
+            | SecretEvent::SecretShareClosed { owner, org_id, key_name, version, key, shares, .. } => {
+                self.identity = Some((owner, org_id, key_name));
+                self.last_version = version;
+                self.live = true;
+                self.key = key;
+                self.shares = shares;
             }
             SecretEvent::SecretDeleted { owner, org_id, key_name, version } => {
                 self.identity = Some((owner, org_id, key_name));
                 self.last_version = version;
                 self.live = false;
                 self.key = KeyEpoch::default();
+                self.shares = BTreeSet::new();
             }
         }
     }
@@ -334,6 +437,7 @@ mod tests {
             envelope: envelope(10),
             kv_bytes: 16,
             key: KeyEpoch { life: 1, epoch: 1, rotation: None },
+            shares: BTreeSet::new(),
         }
     }
     fn deleted(version: u64) -> SecretEvent {
@@ -444,6 +548,10 @@ mod tests {
             vec![created(1), updated(2), deleted(2)],
             vec![created(1), updated(2)],
             vec![created(1), deleted(1), created(2)],
+            vec![created(1), opened(1, 5, &[5])],
+            vec![created(1), opened(1, 5, &[5]), opened(1, 6, &[5, 6]), closed(1, 5, &[6])],
+            vec![created(1), opened(1, 5, &[5]), updated_sharing(2, &[5])],
+            vec![created(1), opened(1, 5, &[5]), deleted(1)],
         ] {
             let mut full = Secret::default();
             for e in history.clone() {
@@ -467,7 +575,7 @@ mod tests {
     #[test]
     fn writes_keep_or_rotate_the_key_epoch_and_refuse_a_key_that_changed_under_them() {
         let with_key = |event: SecretEvent, life: u64, epoch: u64| match event {
-            SecretEvent::SecretUpdated { owner, org_id, key_name, version, envelope, kv_bytes, .. } => {
+            SecretEvent::SecretUpdated { owner, org_id, key_name, version, envelope, kv_bytes, shares, .. } => {
                 SecretEvent::SecretUpdated {
                     owner,
                     org_id,
@@ -476,6 +584,7 @@ mod tests {
                     envelope,
                     kv_bytes,
                     key: KeyEpoch { life, epoch, rotation: Some(Uuid::from_u128(77)) },
+                    shares,
                 }
             }
             other => other,
@@ -488,7 +597,7 @@ mod tests {
         // A rotation starts an epoch at its version, in the same life.
         TestFramework::<Secret>::with(())
             .given(vec![created(1), updated(2)])
-            .when(write_with(KeyUse::Rotate(Uuid::from_u128(77))))
+            .when(write_with(KeyUse::Rotate(Rotation { id: Uuid::from_u128(77), ..Rotation::default() })))
             .then_expect_events(vec![with_key(updated(3), 1, 3)]);
         // A writer that read epoch 1 after a rotation to epoch 3: refused.
         TestFramework::<Secret>::with(())
@@ -511,7 +620,7 @@ mod tests {
             .then_expect_events(vec![created(2)]);
         TestFramework::<Secret>::with(())
             .given(vec![created(1), deleted(1)])
-            .when(write_with(KeyUse::Rotate(Uuid::from_u128(77))))
+            .when(write_with(KeyUse::Rotate(Rotation { id: Uuid::from_u128(77), ..Rotation::default() })))
             .then_expect_error(SecretError::NotFound);
     }
 
@@ -525,5 +634,130 @@ mod tests {
             .given(vec![created(1), deleted(1)])
             .when(SecretCommand::DeleteSecret)
             .then_expect_error(SecretError::NotFound);
+    }
+
+    fn ids(ids: &[u128]) -> BTreeSet<Uuid> {
+        ids.iter().map(|n| Uuid::from_u128(*n)).collect()
+    }
+    fn epoch1() -> KeyEpoch {
+        KeyEpoch { life: 1, epoch: 1, rotation: None }
+    }
+    fn opened(version: u64, share: u128, open: &[u128]) -> SecretEvent {
+        SecretEvent::SecretShareOpened {
+            owner: owner(),
+            org_id: org(),
+            key_name: name(),
+            version,
+            key: epoch1(),
+            share_id: Uuid::from_u128(share),
+            shares: ids(open),
+        }
+    }
+    fn closed(version: u64, share: u128, open: &[u128]) -> SecretEvent {
+        SecretEvent::SecretShareClosed {
+            owner: owner(),
+            org_id: org(),
+            key_name: name(),
+            version,
+            key: epoch1(),
+            share_id: Uuid::from_u128(share),
+            shares: ids(open),
+        }
+    }
+    fn updated_sharing(version: u64, open: &[u128]) -> SecretEvent {
+        match updated(version) {
+            SecretEvent::SecretUpdated { owner, org_id, key_name, version, envelope, kv_bytes, key, .. } => {
+                SecretEvent::SecretUpdated {
+                    owner,
+                    org_id,
+                    key_name,
+                    version,
+                    envelope,
+                    kv_bytes,
+                    key,
+                    shares: ids(open),
+                }
+            }
+            other => other,
+        }
+    }
+
+    #[test]
+    fn shares_open_on_the_live_record_at_its_key_once_and_close_once() {
+        let open = |share| SecretCommand::OpenShare { share_id: Uuid::from_u128(share), key: epoch1() };
+        TestFramework::<Secret>::with(()).given(vec![created(1)]).when(open(5)).then_expect_events(vec![opened(
+            1,
+            5,
+            &[5],
+        )]);
+        // The same share again (a retried grant): nothing.
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), opened(1, 5, &[5])])
+            .when(open(5))
+            .then_expect_events(vec![]);
+        // A grant of the key the record no longer uses, or of a deleted record: refused.
+        let rotated = KeyEpoch { life: 1, epoch: 1, rotation: Some(Uuid::from_u128(1)) };
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1)])
+            .when(SecretCommand::OpenShare { share_id: Uuid::from_u128(5), key: rotated })
+            .then_expect_error(SecretError::KeyChanged);
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), deleted(1)])
+            .when(open(5))
+            .then_expect_error(SecretError::NotFound);
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), opened(1, 5, &[5]), opened(1, 6, &[5, 6])])
+            .when(SecretCommand::CloseShare { share_id: Uuid::from_u128(5) })
+            .then_expect_events(vec![closed(1, 5, &[6])]);
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1)])
+            .when(SecretCommand::CloseShare { share_id: Uuid::from_u128(5) })
+            .then_expect_events(vec![]);
+        // An update keeps the open shares.
+        TestFramework::<Secret>::with(())
+            .given(vec![created(1), opened(1, 5, &[5])])
+            .when(write(None))
+            .then_expect_events(vec![updated_sharing(2, &[5])]);
+    }
+
+    #[test]
+    fn a_rotation_must_rewrap_or_end_every_open_share() {
+        let rotate = |rewrapped: &[u128], ended: &[u128]| {
+            write_with(KeyUse::Rotate(Rotation {
+                id: Uuid::from_u128(77),
+                rewrapped: ids(rewrapped),
+                ended: ids(ended),
+            }))
+        };
+        let history = vec![created(1), opened(1, 5, &[5]), opened(1, 6, &[5, 6])];
+        // Share 6 was granted after the rotation read the shares: refused, naming it.
+        TestFramework::<Secret>::with(())
+            .given(history.clone())
+            .when(rotate(&[5], &[]))
+            .then_expect_error(SecretError::ShareNotRewrapped(Uuid::from_u128(6)));
+        let rotated = |open: &[u128]| match updated_sharing(2, open) {
+            SecretEvent::SecretUpdated { owner, org_id, key_name, version, envelope, kv_bytes, shares, .. } => {
+                SecretEvent::SecretUpdated {
+                    owner,
+                    org_id,
+                    key_name,
+                    version,
+                    envelope,
+                    kv_bytes,
+                    key: KeyEpoch { life: 1, epoch: 2, rotation: Some(Uuid::from_u128(77)) },
+                    shares,
+                }
+            }
+            other => other,
+        };
+        TestFramework::<Secret>::with(())
+            .given(history.clone())
+            .when(rotate(&[5, 6], &[]))
+            .then_expect_events(vec![rotated(&[5, 6])]);
+        // An ended share needs no key and leaves the set.
+        TestFramework::<Secret>::with(())
+            .given(history)
+            .when(rotate(&[6], &[5]))
+            .then_expect_events(vec![rotated(&[6])]);
     }
 }

@@ -210,7 +210,10 @@ impl Aggregate for Share {
                 if grant.expires_at.is_some_and(|e| e <= now) {
                     return Err(ShareError::ExpiryInThePast);
                 }
-                if self.id.is_some() {
+                // One share per owner, record, recipient and life (its id is derived from them): while it
+                // is open, a second grant is a duplicate; once it ended or expired, granting again
+                // opens it anew, with the new grant's wrap and terms.
+                if self.open_at(now).is_some() {
                     return Err(ShareError::AlreadyExists);
                 }
                 sink.write(ShareEvent::ShareGranted { share_id, grant }, self).await;
@@ -244,6 +247,8 @@ impl Aggregate for Share {
         match event {
             ShareEvent::ShareGranted { share_id, grant } => {
                 self.id = Some(share_id);
+                self.ended = false;
+                self.wraps.clear();
                 self.wraps.push(EpochWrap { epoch: grant.epoch, rotation: grant.rotation, wrap: grant.wrap.clone() });
                 self.grant = Some(grant);
             }
@@ -315,6 +320,26 @@ mod tests {
             .given(vec![granted()])
             .when(ShareCommand::Grant { share_id: "s1".into(), grant: grant(None), now: at(1) })
             .then_expect_error(ShareError::AlreadyExists);
+    }
+
+    #[test]
+    fn an_ended_or_expired_share_is_granted_anew_with_only_the_new_wrap() {
+        let again = Grant { wrap: wrap(9), ..grant(None) };
+        let regranted = ShareEvent::ShareGranted { share_id: "s1".into(), grant: again.clone() };
+        TestFramework::<Share>::with(())
+            .given(vec![granted(), ShareEvent::ShareRevoked { share_id: "s1".into() }])
+            .when(ShareCommand::Grant { share_id: "s1".into(), grant: again.clone(), now: at(1) })
+            .then_expect_events(vec![regranted.clone()]);
+        TestFramework::<Share>::with(())
+            .given(vec![granted()])
+            .when(ShareCommand::Grant { share_id: "s1".into(), grant: again.clone(), now: at(13) })
+            .then_expect_events(vec![regranted.clone()]);
+        let mut share = Share::default();
+        for e in [granted(), ShareEvent::ShareRemoved { share_id: "s1".into() }, regranted] {
+            share.apply(e);
+        }
+        assert_eq!(share.open_at(at(20)), Some(&again));
+        assert_eq!(share.wrap_for(1, None), Some(&wrap(9)), "the ended grant's wrap is gone");
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub fn entry_for(event: &StoredEvent) -> anyhow::Result<Option<Draft>> {
                     SecretEvent::SecretCreated { key_name, version, .. } => ("create", key_name, version),
                     SecretEvent::SecretUpdated { key_name, version, .. } => ("update", key_name, version),
                     SecretEvent::SecretDeleted { key_name, version, .. } => ("delete", key_name, version),
+                    // The Share events audit the grant and its end.
+                    SecretEvent::SecretShareOpened { .. } | SecretEvent::SecretShareClosed { .. } => return Ok(None),
                 };
             Draft {
                 key_name: Some(key_name.as_str().to_owned()),
@@ -203,6 +205,7 @@ pub fn entry_for(event: &StoredEvent) -> anyhow::Result<Option<Draft>> {
                     ),
                     FileEvent::FileDeleted { file_id, .. } => ("file.delete", file_id, json!({})),
                     FileEvent::FileObjectRemoved { file_id, .. } => ("file.object_remove", file_id, json!({})),
+                    FileEvent::FileShareOpened { .. } | FileEvent::FileShareClosed { .. } => return Ok(None),
                 };
             Draft { subject_id: Some(file_id.to_string()), details: Some(details), ..draft(SCOPE_ADMIN, action) }
         }

@@ -58,6 +58,7 @@ impl Projector for FilesProjector {
                 .execute(conn)
                 .await?;
             }
+            FileEvent::FileShareOpened { .. } | FileEvent::FileShareClosed { .. } => {}
             FileEvent::FileObjectRemoved { file_id, .. } => {
                 sqlx::query("UPDATE files SET state = 'removed' WHERE file_id = $1")
                     .bind(file_id)

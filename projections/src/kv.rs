@@ -62,6 +62,9 @@ impl Projector for KvProjector {
                 )
                 .await
             }
+            // Shares opening and closing change nothing the listing shows (the Share events feed
+            // the shares view).
+            SecretEvent::SecretShareOpened { .. } | SecretEvent::SecretShareClosed { .. } => Ok(()),
             SecretEvent::SecretDeleted { owner, key_name, .. } => {
                 sqlx::query(
                     "UPDATE kv_records SET live = false, updated_at = $3 WHERE owner_id = $1 AND key_name = $2",

@@ -81,7 +81,10 @@ async fn apply_share(conn: &mut PgConnection, event: ShareEvent, at: DateTime<Ut
                 sqlx::query(
                     "INSERT INTO kv_shares (share_id, org_id, owner_id, recipient_id, key_name, life, permission,
                          encrypted_alias, expires_at, state, max_epoch, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, 'read', $7, $8, 'active', $9, $10)",
+                     VALUES ($1, $2, $3, $4, $5, $6, 'read', $7, $8, 'active', $9, $10)
+                     ON CONFLICT (share_id) DO UPDATE
+                     SET encrypted_alias = $7, expires_at = $8, state = 'active', max_epoch = $9, created_at = $10,
+                         ended_at = NULL",
                 )
                 .bind(share_uuid(&share_id)?)
                 .bind(grant.org_id.as_uuid())
@@ -100,7 +103,9 @@ async fn apply_share(conn: &mut PgConnection, event: ShareEvent, at: DateTime<Ut
                 sqlx::query(
                     "INSERT INTO file_shares (share_id, org_id, owner_id, recipient_id, file_id, permission,
                          encrypted_alias, expires_at, state, created_at)
-                     VALUES ($1, $2, $3, $4, $5, 'read', $6, $7, 'active', $8)",
+                     VALUES ($1, $2, $3, $4, $5, 'read', $6, $7, 'active', $8)
+                     ON CONFLICT (share_id) DO UPDATE
+                     SET encrypted_alias = $6, expires_at = $7, state = 'active', created_at = $8, ended_at = NULL",
                 )
                 .bind(share_uuid(&share_id)?)
                 .bind(grant.org_id.as_uuid())

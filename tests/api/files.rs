@@ -479,9 +479,25 @@ async fn files_are_shared_like_records_and_a_revocation_removal_or_deletion_refu
     // A KV share route does not end a file share, nor the other way round.
     expect_error(app.delete(&format!("/kv/shared/{second}"), &team.member).await, StatusCode::NOT_FOUND).await;
 
+    // Racing grants to one recipient: one share (its id is derived from owner, file and recipient,
+    // so the others conflict at append), held open on the File aggregate.
+    let raced = futures::future::join_all((0..4).map(|_| share(third_id, future.clone()))).await;
+    let statuses: Vec<StatusCode> = raced.iter().map(|r| r.status()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT), "{statuses:?}");
+    let created = raced.into_iter().find(|r| r.status() == StatusCode::CREATED).unwrap();
+    let third_share = expect_json(created, StatusCode::CREATED).await["shareId"].as_str().unwrap().to_owned();
+    let opened_on_file: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'File' AND event_type = 'FileShareOpened'
+           AND payload -> 'FileShareOpened' ->> 'share_id' = $1",
+    )
+    .bind(&third_share)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(opened_on_file, 1);
+
     // Deleted by the owner: the share ends with the file.
-    let granted = expect_json(share(third_id, future).await, StatusCode::CREATED).await;
-    let third_share = granted["shareId"].as_str().unwrap().to_owned();
     let res = app.delete(&format!("/files/{file_id}"), &team.owner).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let path = format!("/v1/files/shared/{third_share}");

@@ -340,3 +340,98 @@ async fn the_backend_holds_no_plaintext_of_shared_values_or_aliases() {
     crate::helpers::assert_nowhere_in_the_database(&app, &marker, &[OWNER_SECRET, RECIPIENT_SECRET]).await;
     crate::helpers::assert_nowhere_on_the_stream(&app, &marker).await;
 }
+
+/// Two owners' tabs (or a retried request) granting the same record to the same user at once: the
+/// share's id is derived from the owner, record, recipient and life, so the Share aggregate itself
+/// lets one grant through and the others conflict at append, whatever the shares view says. Had
+/// both passed, revoking the one the owner sees would leave the other open.
+#[tokio::test]
+async fn racing_grants_to_one_recipient_make_one_share_and_its_revocation_leaves_none() {
+    let app = spawn_app().await;
+    let t = team(&app).await;
+    put(&app, &t.owner, "k", b"raced value").await;
+    let answers = futures::future::join_all((0..6).map(|_| share(&app, &t, "k", t.recipient_id, json!({})))).await;
+    let mut created = Vec::new();
+    for res in answers {
+        match res.status() {
+            StatusCode::CREATED => created.push(expect_json(res, StatusCode::CREATED).await),
+            StatusCode::CONFLICT => {
+                let msg = expect_error(res, StatusCode::CONFLICT).await;
+                assert!(msg.contains("already shared"), "{msg}");
+            }
+            other => panic!("a racing grant answered {other}: {}", res.text().await.unwrap()),
+        }
+    }
+    assert_eq!(created.len(), 1, "exactly one of the racing grants made a share");
+    let id = created[0]["shareId"].as_str().unwrap().to_owned();
+    let granted: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'Share' AND event_type = 'ShareGranted'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(granted, 1);
+    // The record holds it as its one open share.
+    let open: Vec<String> = sqlx::query_scalar(
+        "SELECT jsonb_array_elements_text(payload -> 'SecretShareOpened' -> 'shares') FROM events
+          WHERE aggregate_type = 'Secret' AND event_type = 'SecretShareOpened'",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(open, vec![id.clone()]);
+
+    let res = app.with_secret(Method::DELETE, &format!("/v1/kv/k/shares/{id}"), &t.owner, OWNER_SECRET, None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    expect_error(shared_value(&app, &t.recipient, &id).await, StatusCode::NOT_FOUND).await;
+    assert!(inbox(&app, &t.recipient).await.is_empty(), "no second share survived the revocation");
+
+    // Granting again after the revocation opens the same share anew, with the new key only.
+    let again = expect_json(share(&app, &t, "k", t.recipient_id, json!({})).await, StatusCode::CREATED).await;
+    assert_eq!(again["shareId"], id.as_str());
+    let opened = expect_json(shared_value(&app, &t.recipient, &id).await, StatusCode::OK).await;
+    assert_eq!(value_of(&opened), b"raced value");
+    assert_eq!(inbox(&app, &t.recipient).await.len(), 1);
+}
+
+/// Which shares a rotation must re-wrap is decided by the record's own events, not by the shares
+/// view: with a share's row gone from the view (a lagging or tampered read model), the rotation the
+/// owner's next write makes is refused instead of leaving that share without the key.
+#[tokio::test]
+async fn a_rotation_must_cover_every_share_the_record_holds_whatever_the_shares_view_lists() {
+    let app = spawn_app().await;
+    let t = team(&app).await;
+    put(&app, &t.owner, "k", b"v1").await;
+    let ended = expect_json(share(&app, &t, "k", t.recipient_id, json!({})).await, StatusCode::CREATED).await;
+    let hidden = expect_json(share(&app, &t, "k", t.third_id, json!({})).await, StatusCode::CREATED).await;
+    let (ended, hidden) = (ended["shareId"].as_str().unwrap(), hidden["shareId"].as_str().unwrap().to_owned());
+    // The recipient gives theirs up: the owner's next write rotates the key.
+    let res = app.proxy(Method::DELETE, &format!("/v1/kv/shared/{ended}"), &[("X-Api-Key", &t.recipient)], None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = app.with_secret(Method::GET, &format!("/v1/kv/shared/{hidden}"), &t.third, RECIPIENT_SECRET, None).await;
+    let before = expect_json(res, StatusCode::OK).await;
+    let v1 = expect_json(app.get("/kv/k", &t.owner).await, StatusCode::OK).await;
+
+    sqlx::query("DELETE FROM kv_shares WHERE share_id = $1")
+        .bind(Uuid::parse_str(&hidden).unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let res = app
+        .with_secret(
+            Method::PUT,
+            "/v1/kv/k",
+            &t.owner,
+            OWNER_SECRET,
+            Some(json!({ "valueB64": STANDARD.encode(b"v2") })),
+        )
+        .await;
+    let msg = expect_error(res, StatusCode::CONFLICT).await;
+    assert!(msg.contains(&hidden), "the refusal names the share the view left out: {msg}");
+    // Nothing was written, and the hidden share still opens the current version.
+    let now = expect_json(app.get("/kv/k", &t.owner).await, StatusCode::OK).await;
+    assert_eq!(now["version"], v1["version"]);
+    assert_eq!(now["keyEpoch"], v1["keyEpoch"]);
+    let res = app.with_secret(Method::GET, &format!("/v1/kv/shared/{hidden}"), &t.third, RECIPIENT_SECRET, None).await;
+    assert_eq!(value_of(&expect_json(res, StatusCode::OK).await), value_of(&before));
+}
