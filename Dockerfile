@@ -6,6 +6,7 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY domain domain
+COPY client client
 COPY commands commands
 COPY projections projections
 COPY api api

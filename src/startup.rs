@@ -259,8 +259,7 @@ impl Application {
             )?;
             metrics.watch_unlocks(unlocker.counts());
             let state = ProxyState {
-                backend: Backend::new(&backend_url)?,
-                unlocker: Arc::new(unlocker),
+                vault: harden_api::proxy::Vault { backend: Backend::new(&backend_url)?, unlocker: Arc::new(unlocker) },
                 min_secret_chars: settings.min_user_secret_chars,
                 max_body_bytes: settings.max_body_bytes,
                 request_timeout: settings.limits().request_timeout,

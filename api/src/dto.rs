@@ -262,31 +262,18 @@ pub struct ApiKeyResponse {
     pub api_key: String,
 }
 
-/// What users of one org may see of each other. The Proxy reads it back from the Backend.
-#[derive(Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PublicProfile {
-    pub id: Uuid,
-    pub org_id: Option<Uuid>,
-    pub name: String,
-    pub is_admin: bool,
-    pub public_key_ecc_b64: Option<String>,
-    pub public_key_kyber_b64: Option<String>,
-    /// The user's self-signed key bundle; `null` for keys published without one (unverified).
-    pub key_bundle_b64: Option<String>,
-}
+pub use harden_client::wire::PublicProfile;
 
-impl From<&UserRow> for PublicProfile {
-    fn from(row: &UserRow) -> Self {
-        PublicProfile {
-            id: row.user_id,
-            org_id: row.org_id,
-            name: row.name.clone(),
-            is_admin: row.role == "org_admin",
-            public_key_ecc_b64: row.public_key_ecc.clone(),
-            public_key_kyber_b64: row.public_key_kyber.clone(),
-            key_bundle_b64: row.key_bundle.clone(),
-        }
+/// What users of one org may see of each other, from the directory's row.
+pub fn public_profile(row: &UserRow) -> PublicProfile {
+    PublicProfile {
+        id: row.user_id,
+        org_id: row.org_id,
+        name: row.name.clone(),
+        is_admin: row.role == "org_admin",
+        public_key_ecc_b64: row.public_key_ecc.clone(),
+        public_key_kyber_b64: row.public_key_kyber.clone(),
+        key_bundle_b64: row.key_bundle.clone(),
     }
 }
 

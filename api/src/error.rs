@@ -73,6 +73,16 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<harden_client::Error> for ApiError {
+    fn from(e: harden_client::Error) -> Self {
+        match e {
+            harden_client::Error::Status(status, msg) => ApiError::Status(status, msg),
+            harden_client::Error::Upstream(status, body) => ApiError::Upstream(status, body),
+            harden_client::Error::Internal(e) => e.into(),
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         ApiError::Command(e.into())

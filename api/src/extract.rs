@@ -17,9 +17,9 @@ use harden_commands::{Meta, Presented, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub const API_KEY_HEADER: &str = "x-api-key";
-/// The second half of the Cloud API's key pair (`X-API-Secret`).
-pub const API_SECRET_HEADER: &str = "x-api-secret";
+/// The API key a request presents: `X-Api-Key: <secret>` alone, or the Cloud API's pair (the
+/// second half in `X-API-Secret`).
+pub use harden_client::credential::{ApiCredential, API_KEY_HEADER, API_SECRET_HEADER};
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// `Json` with harden's error bodies: malformed JSON, wrong types and unknown fields are 400, a
@@ -138,47 +138,11 @@ where
     }
 }
 
-/// The API key a request presents: `X-Api-Key: <secret>` alone, or the Cloud API's pair,
-/// `X-Api-Key: <key>` with `X-API-Secret: <secret>` (header names are case-insensitive). The Proxy
-/// forwards it to the Backend exactly as it came, both halves.
-#[derive(Clone, Copy)]
-pub struct ApiCredential<'h> {
-    pub key: &'h str,
-    pub secret: Option<&'h str>,
-}
-
-impl<'h> ApiCredential<'h> {
-    /// 401 when `X-Api-Key` is missing or either header is not text.
-    pub fn from_headers(headers: &'h axum::http::HeaderMap) -> Result<Self, ApiError> {
-        let text = |name: &str| {
-            headers.get(name).map(|v| v.to_str().map(str::trim).map_err(|_| ApiError::unauthorized("invalid API key")))
-        };
-        let key = text(API_KEY_HEADER).ok_or_else(|| ApiError::unauthorized("missing X-Api-Key header"))??;
-        let secret = text(API_SECRET_HEADER).transpose()?;
-        Ok(Self { key, secret })
-    }
-
-    pub fn presented(&self) -> Presented<'h> {
-        match self.secret {
-            None => Presented::Key(self.key),
-            Some(secret) => Presented::Pair { key: self.key, secret },
-        }
-    }
-
-    /// The headers that present this credential on a request of one's own.
-    pub fn headers(&self) -> Result<axum::http::HeaderMap, ApiError> {
-        let value = |v: &str| {
-            axum::http::HeaderValue::from_str(v).map_err(|_| ApiError::unauthorized("invalid API key")).map(|mut v| {
-                v.set_sensitive(true);
-                v
-            })
-        };
-        let mut headers = axum::http::HeaderMap::new();
-        headers.insert(axum::http::HeaderName::from_static(API_KEY_HEADER), value(self.key)?);
-        if let Some(secret) = self.secret {
-            headers.insert(axum::http::HeaderName::from_static(API_SECRET_HEADER), value(secret)?);
-        }
-        Ok(headers)
+/// The API key a request presents (see [`ApiCredential`]), as the credential index takes it.
+pub fn presented<'h>(credential: &ApiCredential<'h>) -> Presented<'h> {
+    match credential.secret {
+        None => Presented::Key(credential.key),
+        Some(secret) => Presented::Pair { key: credential.key, secret },
     }
 }
 
@@ -252,10 +216,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let presented = ApiCredential::from_headers(&parts.headers)?;
+        let credential = ApiCredential::from_headers(&parts.headers)?;
         let principal = state
             .harden
-            .authenticate(presented.presented())
+            .authenticate(presented(&credential))
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
         state.key_usage.record(principal.key_id, chrono::Utc::now());

@@ -58,23 +58,11 @@ pub async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Re
 }
 
 /// Collects a byte stream into one buffer, refusing more than `limit` bytes (Ok(None): the stream failed).
-pub async fn read_limited<S, E>(
-    mut stream: S,
-    expected: Option<usize>,
-    limit: usize,
-) -> Result<Option<Vec<u8>>, ApiError>
+pub async fn read_limited<S, E>(stream: S, expected: Option<usize>, limit: usize) -> Result<Option<Vec<u8>>, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    let mut buf = Vec::with_capacity(expected.unwrap_or(0).min(limit));
-    while let Some(chunk) = stream.next().await {
-        let Ok(chunk) = chunk else { return Ok(None) };
-        if buf.len() + chunk.len() > limit {
-            return Err(too_large(limit));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(Some(buf))
+    harden_client::backend::read_limited(stream, expected, limit).await.map_err(|_| too_large(limit))
 }
 
 /// Where a base64 field's text is: inside the body (decoded in place), or in a string of its own

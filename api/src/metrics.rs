@@ -50,11 +50,7 @@ struct FollowerLabels {
 }
 
 /// The unlock cache's counters, which the Proxy's unlocker increments.
-#[derive(Clone, Debug, Default)]
-pub struct UnlockCounts {
-    pub hits: Counter,
-    pub misses: Counter,
-}
+pub use harden_client::unlock::UnlockCounts;
 
 /// What a Backend in this process lets a scrape read: the event store, and the followers to report.
 struct EventStore {

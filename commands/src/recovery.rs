@@ -7,7 +7,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use harden_domain::crypto::{self, RecordContext};
+use harden_domain::crypto;
 use harden_domain::recovery::{PendingRestore, Recovery, RecoveryCommand, RecoveryMaterial};
 use harden_domain::user::UserCommand;
 use harden_domain::values::{KeyBlob, SealProof, SealedPrivateKeys};
@@ -56,15 +56,7 @@ impl Material<'_> {
 
 const TRUSTEE_NOT_FOUND: &str = "trustee not found in your org";
 
-/// What a restore's completion challenge is encrypted in: the owner's org and id, and the restore.
-pub fn challenge_context<'a>(org: harden_domain::OrgId, owner: UserId, restore_id: &'a Uuid) -> RecordContext<'a> {
-    RecordContext {
-        kind: "recovery-challenge",
-        org: *org.as_uuid(),
-        owner: *owner.as_uuid(),
-        name: restore_id.as_bytes(),
-    }
-}
+pub use harden_domain::recovery_crypto::challenge_context;
 
 fn random<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];

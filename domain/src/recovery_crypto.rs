@@ -210,3 +210,14 @@ pub fn open_restore(
     }
     Ok(keys)
 }
+
+/// What a restore's completion challenge is sealed in: the owner's org and id, and the restore.
+/// The Backend seals it to the owner's public keys; only the restored private keys open it.
+pub fn challenge_context<'a>(org: crate::OrgId, owner: crate::UserId, restore_id: &'a Uuid) -> RecordContext<'a> {
+    RecordContext {
+        kind: "recovery-challenge",
+        org: *org.as_uuid(),
+        owner: *owner.as_uuid(),
+        name: restore_id.as_bytes(),
+    }
+}

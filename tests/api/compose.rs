@@ -82,3 +82,22 @@ fn every_harden_variable_in_the_deployment_files_is_a_real_setting() {
     assert!(load_with(&[("HARDEN_NOT_A_SETTING".into(), "1".into())]).is_err());
     assert!(load_with(&[("HARDEN_STORAGE_ALLOW_PRIVATE_NETWORKS".into(), "maybe".into())]).is_err());
 }
+
+/// The image builds the whole workspace: every member crate is copied into the build stage (a
+/// crate added to the workspace but not to the Dockerfile breaks `docker build`, which no test here
+/// can run).
+#[test]
+fn the_dockerfile_copies_every_workspace_member() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest: toml::Value = std::fs::read_to_string(root.join("Cargo.toml")).unwrap().parse().unwrap();
+    let members = manifest["workspace"]["members"].as_array().unwrap();
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    assert!(members.len() >= 7, "{members:?}");
+    for member in members {
+        let member = member.as_str().unwrap();
+        assert!(
+            dockerfile.lines().any(|l| l.trim() == format!("COPY {member} {member}")),
+            "the Dockerfile does not copy the workspace member {member}"
+        );
+    }
+}

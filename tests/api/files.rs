@@ -521,3 +521,38 @@ async fn files_are_shared_like_records_and_a_revocation_removal_or_deletion_refu
     assert_nowhere_in_the_database(&app, &marker, &[]).await;
     assert_nowhere_on_the_stream(&app, &marker).await;
 }
+
+/// A write-only service with the owner's API key alone (proxy-api-use-cases 1): `POST /v1/files`
+/// without `X-User-Secret` encrypts to the owner's public keys with a fresh key. The key's holder
+/// cannot read the file back (no secret, or a wrong one, opens nothing); the owner reads it byte
+/// for byte, and the bucket holds only ciphertext.
+#[tokio::test]
+async fn a_file_uploaded_with_the_api_key_alone_is_stored_for_the_owner_who_alone_reads_it() {
+    let app = app().await;
+    let team = file_team(&app, "starter").await;
+    let marker = format!("key-only-file-{}", Uuid::new_v4().simple());
+    let bytes = content(3000, &marker);
+    let body = json!({ "fileName": format!("{marker}.bin"), "contentB64": STANDARD.encode(&bytes) });
+    let res = app.proxy(Method::POST, "/v1/files", &[("X-Api-Key", &team.owner)], Some(body)).await;
+    let created = expect_json(res, StatusCode::CREATED).await;
+    let file_id = created["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/files/{file_id}");
+
+    // The key alone reads nothing: no secret is 400, a guessed one 401.
+    expect_error(app.proxy(Method::GET, &path, &[("X-Api-Key", &team.owner)], None).await, StatusCode::BAD_REQUEST)
+        .await;
+    let guessed = [("X-Api-Key", team.owner.as_str()), ("X-User-Secret", "a guess at the owner's secret")];
+    expect_error(app.proxy(Method::GET, &path, &guessed, None).await, StatusCode::UNAUTHORIZED).await;
+    // The owner, with their secret, reads it back, name and all.
+    let opened = expect_json(with_secret(&app, Method::GET, &path, &team.owner, None).await, StatusCode::OK).await;
+    assert_eq!(STANDARD.decode(opened["contentB64"].as_str().unwrap()).unwrap(), bytes);
+    assert_eq!(opened["fileName"], format!("{marker}.bin"));
+    let listed =
+        expect_json(with_secret(&app, Method::GET, "/v1/files", &team.owner, None).await, StatusCode::OK).await;
+    assert_eq!(listed["files"][0]["fileName"], format!("{marker}.bin"));
+    assert_nowhere_in_the_database(&app, &marker, &[]).await;
+    for object in objects(&s3_data_dir(), &team.bucket) {
+        let stored = std::fs::read(&object).unwrap();
+        assert!(!stored.windows(marker.len()).any(|w| w == marker.as_bytes()), "plaintext in {object:?}");
+    }
+}

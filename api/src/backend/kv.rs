@@ -7,9 +7,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use chrono::Utc;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use harden_commands::Error as CommandError;
 use harden_domain::secret::{KeyName, KeyUse, SecretEnvelope, VersionCheck};
@@ -19,114 +19,31 @@ use crate::dto::{page, Consistency};
 use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::{AppJson, AppPath, AppQuery, Caller};
 use crate::state::AppState;
+pub use harden_client::wire::{
+    KvListEntry, KvListResponse, KvRecordResponse, KvVersionEntry, KvVersionsResponse, KvWriteRequest, KvWriteResponse,
+};
 
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct KvWriteRequest {
-    /// AES-256-GCM: format version (1) ‖ nonce (12) ‖ ciphertext ‖ tag (16), base64.
-    pub ciphertext_b64: String,
-    pub encrypted_aes_key_ecc_b64: String,
-    pub encrypted_aes_key_kyber_b64: String,
-    /// The key epoch (from `GET /kv/{key}`) whose data key this ciphertext is under; the write is
-    /// refused (409) if the record's key changed since. Shares rely on it.
-    #[serde(default)]
-    pub key_epoch: Option<u64>,
-    /// The ciphertext is under a new data key for a record that does not exist yet (409 if it does).
-    #[serde(default)]
-    pub fresh_key: bool,
-    /// The version this write must become (a client binds it into the ciphertext): 409 with
-    /// `currentVersion` if the write would become another. Versions count on across deletes.
-    #[serde(default)]
-    pub version: Option<u64>,
-}
-
-impl KvWriteRequest {
-    pub fn key_use(&self) -> Result<KeyUse, ApiError> {
-        match (self.key_epoch, self.fresh_key) {
-            (Some(_), true) => {
-                Err(ApiError::status(StatusCode::BAD_REQUEST, "keyEpoch and freshKey exclude each other"))
-            }
-            (Some(epoch), false) => Ok(KeyUse::Same(epoch)),
-            (None, true) => Ok(KeyUse::Fresh),
-            (None, false) => Ok(KeyUse::Unspecified),
-        }
+/// Which data key a write says its ciphertext is under.
+pub fn key_use(req: &KvWriteRequest) -> Result<KeyUse, ApiError> {
+    match (req.key_epoch, req.fresh_key) {
+        (Some(_), true) => Err(ApiError::status(StatusCode::BAD_REQUEST, "keyEpoch and freshKey exclude each other")),
+        (Some(epoch), false) => Ok(KeyUse::Same(epoch)),
+        (None, true) => Ok(KeyUse::Fresh),
+        (None, false) => Ok(KeyUse::Unspecified),
     }
 }
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KvWriteResponse {
-    pub key: String,
-    pub version: u64,
-    pub updated_utc: DateTime<Utc>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KvRecordResponse {
-    pub key: String,
-    pub version: i64,
-    pub ciphertext_b64: String,
-    pub encrypted_aes_key_ecc_b64: String,
-    pub encrypted_aes_key_kyber_b64: String,
-    /// When this version was written.
-    pub created_utc: DateTime<Utc>,
-    /// The version its data key began at (updates keep the key; a rotation or a new life starts one).
-    pub key_epoch: i64,
-    /// A share of this record ended while its current key was wrapped for it: the owner's next
-    /// write should rotate the key (the Proxy does).
-    pub rotation_pending: bool,
-}
-
-impl From<KvValue> for KvRecordResponse {
-    fn from(v: KvValue) -> Self {
-        KvRecordResponse {
-            key: v.key_name,
-            version: v.version,
-            ciphertext_b64: v.ciphertext,
-            encrypted_aes_key_ecc_b64: v.wrap_ecc,
-            encrypted_aes_key_kyber_b64: v.wrap_kyber,
-            created_utc: v.created_at,
-            key_epoch: v.key_epoch,
-            rotation_pending: false,
-        }
+fn record_response(v: KvValue) -> KvRecordResponse {
+    KvRecordResponse {
+        key: v.key_name,
+        version: v.version,
+        ciphertext_b64: v.ciphertext,
+        encrypted_aes_key_ecc_b64: v.wrap_ecc,
+        encrypted_aes_key_kyber_b64: v.wrap_kyber,
+        created_utc: v.created_at,
+        key_epoch: v.key_epoch,
+        rotation_pending: false,
     }
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KvVersionEntry {
-    pub version: i64,
-    pub created_utc: DateTime<Utc>,
-    /// Who wrote this version.
-    pub user_id: Option<uuid::Uuid>,
-    /// The life this version belongs to was deleted: history only.
-    pub deleted: bool,
-    pub deleted_utc: Option<DateTime<Utc>>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KvVersionsResponse {
-    pub key: String,
-    pub versions: Vec<KvVersionEntry>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KvListEntry {
-    pub key: String,
-    pub version: i64,
-    pub created_utc: DateTime<Utc>,
-    pub updated_utc: DateTime<Utc>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KvListResponse {
-    pub keys: Vec<KvListEntry>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -213,7 +130,7 @@ pub async fn put_kv(
             &name,
             envelope,
             VersionCheck { current: expected, becomes: req.version },
-            req.key_use()?,
+            key_use(&req)?,
             caller.meta(),
         )
         .await?;
@@ -242,7 +159,7 @@ pub async fn get_kv(
         None => state.kv.current(caller.user_id, name.as_str()).await?,
     }
     .ok_or_else(|| ApiError::not_found("key not found"))?;
-    let mut response = KvRecordResponse::from(value);
+    let mut response = record_response(value);
     response.rotation_pending = state.shares.rotation_pending(caller.user_id, name.as_str()).await?;
     Ok((etag(response.version as u64), Json(response)))
 }

@@ -108,7 +108,7 @@ pub async fn org_directory(
 ) -> Result<Json<Vec<PublicProfile>>, ApiError> {
     let org = access::own_org(&caller)?;
     let users = state.directory.active_users(org).await?;
-    Ok(Json(users.iter().map(PublicProfile::from).collect()))
+    Ok(Json(users.iter().map(crate::dto::public_profile).collect()))
 }
 
 /// One public profile from the caller's org; a user of another org (or none) is 404.
@@ -121,7 +121,7 @@ pub async fn org_profile(
 ) -> Result<Json<PublicProfile>, ApiError> {
     let org = access::own_org(&caller)?;
     match state.directory.user(user).await? {
-        Some(row) if row.active && row.org_id == Some(*org.as_uuid()) => Ok(Json(PublicProfile::from(&row))),
+        Some(row) if row.active && row.org_id == Some(*org.as_uuid()) => Ok(Json(crate::dto::public_profile(&row))),
         _ => Err(ApiError::not_found(USER_NOT_FOUND)),
     }
 }

@@ -14,8 +14,6 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -24,8 +22,6 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use zeroize::{Zeroize, Zeroizing};
 
-use harden_domain::crypto::{self, DataKey, RecordContext};
-use harden_domain::file::MAX_NAME_BYTES;
 use harden_domain::Plan;
 
 use crate::backend::files::{FileStoredResponse, OutgoingFileShareDto};
@@ -33,8 +29,9 @@ use crate::backend::shares::ShareCreated;
 use crate::error::{ApiError, ErrorBody, JsonBodyErrors};
 use crate::extract::AppPath;
 use crate::large_body::{self, B64Field};
-use crate::proxy::kv::{decode, unlocked, Caller, UnlockErrors};
-use crate::proxy::{forward, random, ProxyState};
+use crate::proxy::kv::{unlocked, writer, UnlockErrors};
+use crate::proxy::{forward, ProxyState};
+use harden_client::Caller;
 
 /// The largest `POST /v1/files` body: the biggest plan's file in base64, with its fields.
 pub fn upload_limit() -> usize {
@@ -70,23 +67,7 @@ struct Upload<'a> {
     content_type: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProxyFileEntry {
-    pub id: Uuid,
-    /// `null` when the name cannot be opened with the caller's keys.
-    pub file_name: Option<String>,
-    pub content_type: String,
-    pub size_bytes: i64,
-    pub created_utc: DateTime<Utc>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProxyFileList {
-    pub files: Vec<ProxyFileEntry>,
-    pub next_cursor: Option<String>,
-}
+pub use harden_client::files::{FileInboxItem, ProxyFileEntry, ProxyFileList};
 
 /// `GET /v1/files/{id}`: the decrypted file (the content last, streamed).
 #[derive(Serialize, ToSchema)]
@@ -113,90 +94,12 @@ pub struct ProxySharedFile {
     pub content_b64: String,
 }
 
-/// The Backend's `GET /files` entries, as far as the Proxy needs them.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StoredEntry {
-    id: Uuid,
-    encrypted_file_name_b64: String,
-    encrypted_aes_key_ecc_b64: String,
-    encrypted_aes_key_kyber_b64: String,
-    content_type: String,
-    size_bytes: i64,
-    created_utc: DateTime<Utc>,
-}
+use harden_client::files::{open_content, open_stored, seal_file, FileShareTerms, StoredFile};
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StoredList {
-    files: Vec<StoredEntry>,
-    next_cursor: Option<String>,
-}
-
-/// The Backend's `GET /files/{id}` (or a shared file), borrowed from its buffer.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct StoredFile<'a> {
-    pub encrypted_file_name_b64: String,
-    pub encrypted_aes_key_ecc_b64: String,
-    pub encrypted_aes_key_kyber_b64: String,
-    pub content_type: String,
-    /// The plaintext size, as the Backend states it.
-    pub size_bytes: u64,
-    #[serde(borrow)]
-    pub ciphertext_b64: Cow<'a, str>,
-    /// Set on a shared file: whose it is (the owner the keys are bound to), and its id.
-    #[serde(default)]
-    pub owner_user_id: Option<Uuid>,
-    #[serde(default)]
-    pub file_id: Option<Uuid>,
-}
-
-/// Where a file's name and content belong: its org and owner, and (for the content and the
-/// wraps) the name's ciphertext.
-pub(crate) struct FileContexts {
-    org: Uuid,
-    owner: Uuid,
-    binding: [u8; 32],
-}
-
-impl FileContexts {
-    pub fn new(org: Uuid, owner: Uuid, encrypted_name: &[u8]) -> Self {
-        Self { org, owner, binding: crypto::file_binding(encrypted_name) }
-    }
-    pub fn name(org: Uuid, owner: Uuid) -> RecordContext<'static> {
-        RecordContext { kind: "file-name", org, owner, name: &[] }
-    }
-    pub fn content(&self) -> RecordContext<'_> {
-        RecordContext { kind: "file", org: self.org, owner: self.owner, name: &self.binding }
-    }
-}
-
-fn cannot_open() -> ApiError {
-    ApiError::status(StatusCode::CONFLICT, "the stored file cannot be opened with this user's keys")
-}
-
-/// Unwraps a file's data key for `recipient` (the owner, or a share's recipient).
-pub(crate) fn unwrap_file_key(
-    caller: &Caller<'_>,
-    contexts: &FileContexts,
-    ecc_b64: &str,
-    kyber_b64: &str,
-) -> Result<DataKey, ApiError> {
-    let (ecc, kyber) = (decode("encryptedAesKeyEccB64", ecc_b64)?, decode("encryptedAesKeyKyberB64", kyber_b64)?);
-    crypto::unwrap_data_key(&caller.keys.keys, caller.me.id, &contexts.content(), &ecc, &kyber)
-        .map_err(|_| cannot_open())
-}
-
-/// Opens an encrypted file name.
-pub(crate) fn open_name(key: &DataKey, org: Uuid, owner: Uuid, encrypted: &[u8]) -> Option<String> {
-    let name = crypto::decrypt_value(key, &FileContexts::name(org, owner), encrypted).ok()?;
-    String::from_utf8(name.to_vec()).ok()
-}
-
-/// Encrypts a file and stores it through the Backend's `POST /files`.
+/// Encrypts a file and stores it through the Backend's `POST /files`. Without `X-User-Secret`, it is
+/// encrypted to the owner's public keys: a write-only service can store a file it cannot read back.
 #[utoipa::path(post, path = "/v1/files", tag = "files", request_body = ProxyFileUpload,
-    security(("apiKey" = [], "userSecret" = [])),
+    security(("apiKey" = [], "userSecret" = []), ("apiKey" = [])),
     responses((status = 201, body = FileStoredResponse), UnlockErrors, (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody)))]
 pub async fn upload_file(
@@ -208,50 +111,36 @@ pub async fn upload_file(
     let upload: Upload = serde_json::from_slice(&buf)
         .map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))?;
     let file_name = Zeroizing::new(upload.file_name);
-    if file_name.is_empty() || file_name.len() > MAX_NAME_BYTES || file_name.chars().any(char::is_control) {
-        return Err(ApiError::status(
-            StatusCode::BAD_REQUEST,
-            format!("fileName must be 1 to {MAX_NAME_BYTES} bytes of UTF-8 without control characters"),
-        ));
-    }
+    harden_client::files::check_file_name(&file_name)?;
     let content_type = upload.content_type;
     if let Some(raw) = &content_type {
         harden_domain::file::ContentType::parse(raw).map_err(|e| ApiError::status(StatusCode::BAD_REQUEST, e.0))?;
     }
     let field = B64Field::locate(&buf, upload.content_b64);
     let (mut buf, plaintext) = field.decode(buf, "contentB64")?;
-    let caller = match unlocked(&state, &headers).await {
-        Ok(caller) => caller,
+    let sealed = match writer(&state, &headers).await {
+        Ok(writer) => seal_file(&writer, &file_name, content_type.as_deref(), &mut buf, plaintext)
+            .map(|sealed| (sealed, writer.api_key()))
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let (sealed, api_key) = match sealed {
+        Ok(sealed) => sealed,
         Err(e) => {
             buf.zeroize();
             return Err(e);
         }
     };
-    let public = caller.own_public_keys()?;
-    let data_key = DataKey::from_bytes(random());
-    let encrypted_name =
-        crypto::encrypt_value(&data_key, random(), &FileContexts::name(caller.org, caller.me.id), file_name.as_bytes());
-    let contexts = FileContexts::new(caller.org, caller.me.id, &encrypted_name);
-    let blob = crypto::seal_in_place(&data_key, random(), &contexts.content(), &mut buf, plaintext);
+    let blob = sealed.ciphertext;
     // What is left of the request around the ciphertext (the name, the content's base64) goes.
     buf[..blob.start].zeroize();
     buf[blob.end..].zeroize();
-    let (wrap_ecc, wrap_kyber) =
-        crypto::wrap_data_key(&public, caller.me.id, &contexts.content(), &data_key, &random(), random());
-    let mut fields = json!({
-        "encryptedFileNameB64": STANDARD.encode(&encrypted_name),
-        "encryptedAesKeyEccB64": STANDARD.encode(wrap_ecc),
-        "encryptedAesKeyKyberB64": STANDARD.encode(wrap_kyber),
-    });
-    if let Some(content_type) = content_type {
-        fields["contentType"] = json!(content_type);
-    }
     let ciphertext = Bytes::from(buf).slice(blob);
     let len = ciphertext.len();
     let (length, stream) =
-        large_body::document_with_b64_tail(fields, "ciphertextB64", large_body::chunks(ciphertext), len);
+        large_body::document_with_b64_tail(sealed.fields, "ciphertextB64", large_body::chunks(ciphertext), len);
     let body = reqwest::Body::wrap_stream(stream);
-    let answer = state.backend.call_streaming(Method::POST, &["files"], caller.api_key, body, length).await?;
+    let answer = state.vault.backend.call_streaming(Method::POST, &["files"], api_key, body, length).await?;
     let answer = answer.ok()?;
     Ok((answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response())
 }
@@ -268,29 +157,7 @@ pub async fn list_files(
     crate::backend::files::file_page(&page)?;
     let query = request.uri().query().map(str::to_owned);
     let caller = unlocked(&state, request.headers()).await?;
-    let stored: StoredList =
-        state.backend.call(Method::GET, &["files"], query.as_deref(), caller.api_key, None, &[]).await?.ok()?.json()?;
-    let files = stored
-        .files
-        .into_iter()
-        .map(|f| {
-            let name = STANDARD.decode(&f.encrypted_file_name_b64).ok().and_then(|encrypted| {
-                let contexts = FileContexts::new(caller.org, caller.me.id, &encrypted);
-                let key =
-                    unwrap_file_key(&caller, &contexts, &f.encrypted_aes_key_ecc_b64, &f.encrypted_aes_key_kyber_b64)
-                        .ok()?;
-                open_name(&key, caller.org, caller.me.id, &encrypted)
-            });
-            ProxyFileEntry {
-                id: f.id,
-                file_name: name,
-                content_type: f.content_type,
-                size_bytes: f.size_bytes,
-                created_utc: f.created_utc,
-            }
-        })
-        .collect();
-    Ok(Json(ProxyFileList { files, next_cursor: stored.next_cursor }))
+    Ok(Json(state.vault.list_files(&caller, query.as_deref()).await?))
 }
 
 /// Opens a stored file (the Backend's answer, in `buf`) for `caller` and answers it decrypted:
@@ -303,17 +170,11 @@ pub(crate) fn open_file(
 ) -> Result<Response, ApiError> {
     let stored: StoredFile = serde_json::from_slice(&buf)
         .map_err(|e| ApiError::from(anyhow::anyhow!("the Backend answered an unexpected body: {e}")))?;
-    let owner = stored.owner_user_id.unwrap_or(caller.me.id);
-    let encrypted_name = decode("encryptedFileNameB64", &stored.encrypted_file_name_b64)?;
-    let contexts = FileContexts::new(org, owner, &encrypted_name);
-    let key =
-        unwrap_file_key(caller, &contexts, &stored.encrypted_aes_key_ecc_b64, &stored.encrypted_aes_key_kyber_b64)?;
-    let name = Zeroizing::new(open_name(&key, org, owner, &encrypted_name).ok_or_else(cannot_open)?);
-    let head = head(&name, &stored);
+    let file = open_stored(caller, org, &stored)?;
+    let head = head(&file.name, &stored);
     let field = B64Field::locate(&buf, stored.ciphertext_b64);
     let (mut buf, blob) = field.decode(buf, "ciphertextB64")?;
-    let inner = crypto::open_in_place(&key, &contexts.content(), &mut buf[blob.clone()]).map_err(|_| cannot_open())?;
-    let plaintext = blob.start + inner.start..blob.start + inner.end;
+    let plaintext = open_content(&file, &mut buf, blob)?;
     let content = Bytes::from_owner(Zeroizing::new(buf)).slice(plaintext);
     let len = content.len();
     Ok(large_body::json_response_with_b64_tail(head, "contentB64", large_body::chunks(content), len))
@@ -330,7 +191,7 @@ pub async fn get_file(
 ) -> Result<Response, ApiError> {
     let caller = unlocked(&state, &headers).await?;
     let id_text = id.to_string();
-    let buf = state.backend.fetch_owned(&["files", &id_text], caller.api_key, download_limit()).await?;
+    let buf = state.vault.backend.fetch_owned(&["files", &id_text], caller.api_key, download_limit()).await?;
     let org = caller.org;
     open_file(
         &caller,
@@ -369,41 +230,6 @@ pub struct FileShareRequest {
     pub expected_fingerprint: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FileInboxItem {
-    pub share_id: Uuid,
-    pub owner_user_id: Uuid,
-    pub file_id: Uuid,
-    /// `null` when the name cannot be opened with the recipient's keys.
-    pub file_name: Option<String>,
-    pub content_type: String,
-    pub size_bytes: i64,
-    pub permission: String,
-    pub expires_utc: Option<DateTime<Utc>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StoredInboxEntry {
-    share_id: Uuid,
-    owner_user_id: Uuid,
-    file_id: Uuid,
-    encrypted_alias_b64: String,
-    permission: String,
-    content_type: String,
-    size_bytes: i64,
-    expires_utc: Option<DateTime<Utc>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StoredMeta {
-    encrypted_file_name_b64: String,
-    encrypted_aes_key_ecc_b64: String,
-    encrypted_aes_key_kyber_b64: String,
-}
-
 /// Shares the caller's file with a user of their org. Answers the share id.
 #[utoipa::path(post, path = "/v1/files/{fileId}/shares", tag = "files", params(("fileId" = Uuid, Path)), request_body = FileShareRequest,
     security(("apiKey" = [], "userSecret" = [])),
@@ -414,52 +240,15 @@ pub async fn create_share(
     AppPath(file_id): AppPath<Uuid>,
     crate::extract::AppJson(req): crate::extract::AppJson<FileShareRequest>,
 ) -> Result<Response, ApiError> {
-    use crate::proxy::shares::{alias_context, check_terms, json_response};
-    check_terms(&req.permission, req.expires_utc)?;
+    crate::proxy::shares::check_terms(&req.permission, req.expires_utc)?;
     let caller = unlocked(&state, &headers).await?;
-    caller.own_public_keys()?;
-    if req.recipient_user_id == caller.me.id {
-        return Err(ApiError::status(StatusCode::BAD_REQUEST, "you cannot share with yourself"));
-    }
-    let id = file_id.to_string();
-    let stored: StoredMeta = state
-        .backend
-        .call(Method::GET, &["files", &id], Some("content=false"), caller.api_key, None, &[])
-        .await?
-        .ok()?
-        .json()?;
-    let encrypted_name = decode("encryptedFileNameB64", &stored.encrypted_file_name_b64)?;
-    let contexts = FileContexts::new(caller.org, caller.me.id, &encrypted_name);
-    let key =
-        unwrap_file_key(&caller, &contexts, &stored.encrypted_aes_key_ecc_b64, &stored.encrypted_aes_key_kyber_b64)?;
-    let name = Zeroizing::new(open_name(&key, caller.org, caller.me.id, &encrypted_name).ok_or_else(cannot_open)?);
-    let recipient = crate::proxy::pins::verified_recipient(
-        &state,
-        &caller,
-        req.recipient_user_id,
-        req.expected_fingerprint.as_deref(),
-    )
-    .await?;
-    let (ecc, kyber) =
-        crypto::wrap_data_key(&recipient, req.recipient_user_id, &contexts.content(), &key, &random(), random());
-    let alias = crypto::seal_to(
-        &recipient,
-        req.recipient_user_id,
-        &alias_context(caller.org, caller.me.id, file_id.to_string().as_bytes()),
-        name.as_bytes(),
-        (&random(), &random(), random(), random()),
-    );
-    let body = json!({
-        "recipientUserId": req.recipient_user_id,
-        "permission": req.permission,
-        "encryptedAliasB64": STANDARD.encode(alias),
-        "encryptedAesKeyEccB64": STANDARD.encode(ecc),
-        "encryptedAesKeyKyberB64": STANDARD.encode(kyber),
-        "expiresUtc": req.expires_utc,
-    });
-    let answer =
-        state.backend.call(Method::POST, &["files", &id, "shares"], None, caller.api_key, Some(&body), &[]).await?;
-    Ok(json_response(answer.ok()?))
+    let terms = FileShareTerms {
+        recipient: req.recipient_user_id,
+        permission: &req.permission,
+        expires_utc: req.expires_utc,
+        expected_fingerprint: req.expected_fingerprint.as_deref(),
+    };
+    Ok(crate::proxy::shares::json_response(state.vault.share_file(&caller, file_id, terms).await?))
 }
 
 /// The open shares of the caller's file (the Backend's `GET /files/{id}/shares`).
@@ -493,29 +282,7 @@ pub async fn revoke_share(
     responses((status = 200, body = Vec<FileInboxItem>), UnlockErrors))]
 pub async fn inbox(State(state): State<ProxyState>, headers: HeaderMap) -> Result<Json<Vec<FileInboxItem>>, ApiError> {
     let caller = unlocked(&state, &headers).await?;
-    let entries: Vec<StoredInboxEntry> =
-        state.backend.call(Method::GET, &["files", "shared"], None, caller.api_key, None, &[]).await?.ok()?.json()?;
-    let items = entries
-        .into_iter()
-        .map(|e| FileInboxItem {
-            // The alias is bound to the file's id as a record's alias is to its name.
-            file_name: crate::proxy::shares::open_alias(
-                &caller,
-                e.owner_user_id,
-                &e.file_id.to_string(),
-                &e.encrypted_alias_b64,
-            )
-            .ok(),
-            share_id: e.share_id,
-            owner_user_id: e.owner_user_id,
-            file_id: e.file_id,
-            content_type: e.content_type,
-            size_bytes: e.size_bytes,
-            permission: e.permission,
-            expires_utc: e.expires_utc,
-        })
-        .collect();
-    Ok(Json(items))
+    Ok(Json(state.vault.file_inbox(&caller).await?))
 }
 
 /// Downloads and decrypts a file shared with the caller.
@@ -529,6 +296,7 @@ pub async fn read_shared(
 ) -> Result<Response, ApiError> {
     let caller = unlocked(&state, &headers).await?;
     let buf = state
+        .vault
         .backend
         .fetch_owned(&["files", "shared", &share_id.to_string()], caller.api_key, download_limit())
         .await?;

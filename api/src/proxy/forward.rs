@@ -52,7 +52,7 @@ pub async fn pass_through(
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let path = path.strip_prefix("/v1").unwrap_or(path);
-    let url = backend_url(state.backend.url(&[], None), path, parts.uri.query())
+    let url = backend_url(state.vault.backend.url(&[], None), path, parts.uri.query())
         .ok_or_else(|| ApiError::status(StatusCode::BAD_REQUEST, "invalid path"))?;
     let mut headers = parts.headers.clone();
     headers.retain_hop_by_hop();
@@ -74,11 +74,11 @@ pub async fn pass_through(
         headers.insert(header::CONTENT_LENGTH, length.clone());
     }
     let body = reqwest::Body::wrap_stream(body.into_data_stream());
-    let answer = state.backend.send_streaming(parts.method.clone(), url, headers, body).await?;
+    let answer = state.vault.backend.send_streaming(parts.method.clone(), url, headers, body).await?;
     // An API key rotated through the Proxy: drop whatever the Proxy holds unlocked for that user.
     if answer.status().is_success() && path.ends_with("/apikey/rotate") {
         if let Some(user) = path.split('/').nth_back(2).and_then(|u| u.parse().ok()) {
-            state.unlocker.forget(user);
+            state.vault.unlocker.forget(user);
         }
     }
     let mut response = Response::builder().status(answer.status());
@@ -112,7 +112,7 @@ pub async fn org_directory(
     headers: axum::http::HeaderMap,
 ) -> Result<axum::Json<Vec<VerifiedProfile>>, ApiError> {
     let api_key = ProxyState::api_key(&headers)?;
-    let answer = state.backend.call(axum::http::Method::GET, &["users", "org"], None, api_key, None, &[]).await?;
+    let answer = state.vault.backend.call(axum::http::Method::GET, &["users", "org"], None, api_key, None, &[]).await?;
     let profiles: Vec<PublicProfile> = answer.ok()?.json()?;
     Ok(axum::Json(profiles.into_iter().map(VerifiedProfile::from).collect()))
 }
@@ -143,7 +143,7 @@ pub async fn org_profile(
 ) -> Result<axum::Json<VerifiedProfile>, ApiError> {
     let api_key = ProxyState::api_key(&headers)?;
     let path = ["users", "org", &user.to_string()];
-    let answer = state.backend.call(axum::http::Method::GET, &path, None, api_key, None, &[]).await?;
+    let answer = state.vault.backend.call(axum::http::Method::GET, &path, None, api_key, None, &[]).await?;
     Ok(axum::Json(VerifiedProfile::from(answer.ok()?.json::<PublicProfile>()?)))
 }
 

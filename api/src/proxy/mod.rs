@@ -5,8 +5,6 @@
 //! client of the Backend like any other: the Backend never receives the user secret, a private key,
 //! a data key or a plaintext.
 
-use std::sync::Arc;
-
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::any;
 use axum::Router;
@@ -19,35 +17,27 @@ use crate::backend::health;
 use crate::error::ApiError;
 use crate::layers;
 
-pub mod client;
 pub mod files;
 pub mod forward;
 pub mod keys;
 pub mod kv;
-pub mod pins;
 pub mod recovery;
 pub mod shares;
-pub mod unlock;
 
-pub use client::{ApiCredential, Backend};
-pub use unlock::Unlocker;
+// The crypto flows and the Backend client live in the client library, which the command-line
+// client shares; the handlers here parse, call and render.
+pub use harden_client::backend as client;
+pub use harden_client::{pins, random, unlock};
+pub use harden_client::{ApiCredential, Backend, Unlocker, Vault};
 
 pub const USER_SECRET_HEADER: &str = "x-user-secret";
 pub const NEW_USER_SECRET_HEADER: &str = "x-new-user-secret";
 /// The temporary secret a trustee seals restored keys under, and the owner completes recovery with.
 pub const RECOVERY_SECRET_HEADER: &str = "x-recovery-secret";
 
-/// `N` bytes from the operating system's generator: keys, seeds, salts, nonces.
-pub(crate) fn random<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    bytes
-}
-
 #[derive(Clone)]
 pub struct ProxyState {
-    pub backend: Backend,
-    pub unlocker: Arc<Unlocker>,
+    pub vault: Vault,
     pub min_secret_chars: usize,
     pub max_body_bytes: usize,
     pub request_timeout: std::time::Duration,
@@ -56,7 +46,7 @@ pub struct ProxyState {
 impl ProxyState {
     /// The caller's API key, forwarded to the Backend (which checks it).
     pub fn api_key(headers: &HeaderMap) -> Result<ApiCredential<'_>, ApiError> {
-        ApiCredential::from_headers(headers)
+        Ok(ApiCredential::from_headers(headers)?)
     }
 
     /// A user secret header; required, and (for new secrets) at least the configured length.

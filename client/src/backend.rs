@@ -1,14 +1,17 @@
-//! The Proxy's client of the Backend. It forwards the caller's `X-Api-Key`; it never sends the
-//! user secret, a private key, a data key or a plaintext.
+//! A typed client of the Backend's routes, used by the Proxy and by the command-line client (which
+//! reaches them through the Proxy's pass-through). It presents the caller's API key; it never sends
+//! the user secret, a private key, a data key or a plaintext.
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-pub use crate::extract::ApiCredential;
+use crate::credential::ApiCredential;
+use crate::error::Error;
 
 #[derive(Clone)]
 pub struct Backend {
@@ -40,17 +43,17 @@ pub struct Answer {
 }
 
 impl Answer {
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
         serde_json::from_slice(&self.body)
             .map_err(|e| anyhow::anyhow!("the Backend answered an unexpected body: {e}").into())
     }
 
     /// Success, or the Backend's own error passed on as it is.
-    pub fn ok(self) -> Result<Answer, ApiError> {
+    pub fn ok(self) -> Result<Answer, Error> {
         if self.status.is_success() {
             Ok(self)
         } else {
-            Err(ApiError::Upstream(self.status, self.body))
+            Err(Error::Upstream(self.status, self.body))
         }
     }
 }
@@ -70,27 +73,32 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str()) || name == "host" || name == "content-length"
 }
 
-fn unreachable(e: reqwest::Error) -> ApiError {
+fn unreachable(e: reqwest::Error) -> Error {
     // Without the URL: its query may hold a verification token.
     tracing::warn!(error = %e.without_url(), "the Backend is unreachable");
-    ApiError::status(StatusCode::BAD_GATEWAY, "the Backend is unreachable")
+    Error::status(StatusCode::BAD_GATEWAY, "the Backend is unreachable")
 }
 
 /// A Backend answer read whole.
-async fn answer(response: reqwest::Response) -> Result<Answer, ApiError> {
+async fn answer(response: reqwest::Response) -> Result<Answer, Error> {
     let status = response.status();
     let headers = response.headers().clone();
     let body = response
         .bytes()
         .await
-        .map_err(|_| ApiError::status(StatusCode::BAD_GATEWAY, "the Backend's answer was cut off"))?;
+        .map_err(|_| Error::status(StatusCode::BAD_GATEWAY, "the Backend's answer was cut off"))?;
     Ok(Answer { status, headers, body })
 }
 
 impl Backend {
     pub fn new(base: &str) -> anyhow::Result<Self> {
+        Self::with_client(base, reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(5)).build()?)
+    }
+
+    /// A client of the Backend at `base` over an HTTP client of one's own (its TLS roots, its
+    /// timeouts).
+    pub fn with_client(base: &str, http: reqwest::Client) -> anyhow::Result<Self> {
         let base = reqwest::Url::parse(base).map_err(|e| anyhow::anyhow!("invalid Backend URL {base}: {e}"))?;
-        let http = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(5)).build()?;
         Ok(Self { http, base })
     }
 
@@ -108,7 +116,7 @@ impl Backend {
         url: reqwest::Url,
         headers: HeaderMap,
         body: Option<Bytes>,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Answer, Error> {
         let mut request = self.http.request(method, url).headers(headers);
         if let Some(body) = body {
             request = request.body(body);
@@ -125,7 +133,7 @@ impl Backend {
         url: reqwest::Url,
         headers: HeaderMap,
         body: reqwest::Body,
-    ) -> Result<reqwest::Response, ApiError> {
+    ) -> Result<reqwest::Response, Error> {
         self.http.request(method, url).headers(headers).body(body).send().await.map_err(unreachable)
     }
 
@@ -138,13 +146,13 @@ impl Backend {
         api_key: ApiCredential<'_>,
         json: Option<&serde_json::Value>,
         extra: &[(HeaderName, HeaderValue)],
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Answer, Error> {
         let mut headers = api_key.headers()?;
         for (name, value) in extra {
             headers.insert(name.clone(), value.clone());
         }
         let body = json.map(|v| {
-            headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Bytes::from(serde_json::to_vec(v).expect("JSON values serialize"))
         });
         self.send(method, self.url(segments, query), headers, body).await
@@ -158,10 +166,10 @@ impl Backend {
         api_key: ApiCredential<'_>,
         body: reqwest::Body,
         length: usize,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Answer, Error> {
         let mut headers = api_key.headers()?;
-        headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(axum::http::header::CONTENT_LENGTH, HeaderValue::from(length));
+        headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(length));
         let request = self.http.request(method, self.url(segments, None)).headers(headers).body(body);
         answer(request.send().await.map_err(unreachable)?).await
     }
@@ -173,20 +181,37 @@ impl Backend {
         segments: &[&str],
         api_key: ApiCredential<'_>,
         limit: usize,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<Vec<u8>, Error> {
         let response =
             self.http.get(self.url(segments, None)).headers(api_key.headers()?).send().await.map_err(unreachable)?;
         if !response.status().is_success() {
             return answer(response).await?.ok().map(|_| Vec::new());
         }
         let expected = response.content_length().map(|n| n as usize);
-        crate::large_body::read_limited(response.bytes_stream(), expected, limit)
+        read_limited(response.bytes_stream(), expected, limit)
             .await
             .map_err(|_| anyhow::anyhow!("the Backend's answer is larger than any file can be"))?
-            .ok_or_else(|| ApiError::status(StatusCode::BAD_GATEWAY, "the Backend's answer was cut off"))
+            .ok_or_else(|| Error::status(StatusCode::BAD_GATEWAY, "the Backend's answer was cut off"))
     }
 
-    pub async fn me(&self, api_key: ApiCredential<'_>) -> Result<Me, ApiError> {
+    pub async fn me(&self, api_key: ApiCredential<'_>) -> Result<Me, Error> {
         self.call(Method::GET, &["users", "me"], None, api_key, None, &[]).await?.ok()?.json()
     }
+}
+
+/// Collects a byte stream into one buffer, refusing more than `limit` bytes (413); Ok(None): the
+/// stream failed.
+pub async fn read_limited<S, E>(mut stream: S, expected: Option<usize>, limit: usize) -> Result<Option<Vec<u8>>, Error>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let mut buf = Vec::with_capacity(expected.unwrap_or(0).min(limit));
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else { return Ok(None) };
+        if buf.len() + chunk.len() > limit {
+            return Err(Error::status(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {limit} bytes")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf))
 }

@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -26,9 +25,11 @@ use zeroize::Zeroizing;
 
 use harden_domain::crypto::{self, CryptoError, KdfParams, Kek, PrivateKeys};
 
-use crate::error::ApiError;
-use crate::metrics::UnlockCounts;
-use crate::proxy::client::Me;
+use prometheus_client::metrics::counter::Counter;
+use reqwest::StatusCode;
+
+use crate::backend::Me;
+use crate::error::Error;
 
 pub const INVALID_SECRET: &str = "invalid user secret";
 pub const NO_KEYS: &str = "this user has no keys yet: call POST /v1/keys/generate with X-User-Secret first";
@@ -36,6 +37,13 @@ pub const NO_KEYS: &str = "this user has no keys yet: call POST /v1/keys/generat
 /// Failed unlocks of one user allowed per window before 429.
 const MAX_FAILURES: u32 = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Unlock-cache hits and misses, for a metrics endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct UnlockCounts {
+    pub hits: Counter,
+    pub misses: Counter,
+}
 
 /// A user's private keys, and the proof of the secret that unlocked them (which a re-seal presents).
 pub struct UnlockedKeys {
@@ -117,7 +125,7 @@ impl Unlocker {
     }
 
     /// One Argon2id run, waiting for memory if other runs use the budget.
-    pub async fn derive(&self, secret: &str, salt: [u8; 16], params: KdfParams) -> Result<Kek, ApiError> {
+    pub async fn derive(&self, secret: &str, salt: [u8; 16], params: KdfParams) -> Result<Kek, Error> {
         // Never dearer than this server's own parameters (or the defaults, if it was configured lower):
         // a stored blob cannot make an unlock cost arbitrarily much.
         let ceiling = KdfParams {
@@ -126,7 +134,7 @@ impl Unlocker {
             p: self.params.p.max(KdfParams::DEFAULT.p),
         };
         if !params.within(&ceiling) {
-            return Err(ApiError::status(
+            return Err(Error::status(
                 StatusCode::CONFLICT,
                 "the sealed keys use key-derivation parameters above this server's limits",
             ));
@@ -148,15 +156,15 @@ impl Unlocker {
         .await
         .map_err(|e| anyhow::anyhow!("key derivation task failed: {e}"))?
         .map_err(|e| match e {
-            CryptoError::WeakParameters => ApiError::status(StatusCode::UNAUTHORIZED, INVALID_SECRET),
+            CryptoError::WeakParameters => Error::status(StatusCode::UNAUTHORIZED, INVALID_SECRET),
             other => anyhow::anyhow!("key derivation failed: {other}").into(),
         })
     }
 
     /// The user's private keys, from the cache or by unlocking the sealed keys with `secret`.
-    pub async fn unlock(&self, me: &Me, secret: &str) -> Result<Arc<UnlockedKeys>, ApiError> {
+    pub async fn unlock(&self, me: &Me, secret: &str) -> Result<Arc<UnlockedKeys>, Error> {
         let (Some(ecc), Some(kyber)) = (&me.encrypted_private_key_ecc_b64, &me.encrypted_private_key_kyber_b64) else {
-            return Err(ApiError::status(StatusCode::CONFLICT, NO_KEYS));
+            return Err(Error::status(StatusCode::CONFLICT, NO_KEYS));
         };
         let tag = self.cache_tag(me.id, ecc, kyber, secret);
         if let Some(keys) = self.cached(me.id, &tag) {
@@ -173,7 +181,7 @@ impl Unlocker {
         // The attempt counts before the (slow) derivation, so concurrent guesses cannot all slip past
         // the limit; a success clears the count.
         self.count_attempt(me.id)?;
-        let invalid = || ApiError::status(StatusCode::UNAUTHORIZED, INVALID_SECRET);
+        let invalid = || Error::status(StatusCode::UNAUTHORIZED, INVALID_SECRET);
         let (ecc, kyber) =
             (STANDARD.decode(ecc).map_err(|_| invalid())?, STANDARD.decode(kyber).map_err(|_| invalid())?);
         let (params, salt) = crypto::seal_header(&ecc).map_err(|_| invalid())?;
@@ -204,7 +212,7 @@ impl Unlocker {
 
     /// Counts an attempt to open something with a secret of `user` (a recovery), under the same
     /// per-user limit as unlocks; [`Self::succeeded`] clears it.
-    pub fn attempt(&self, user: Uuid) -> Result<(), ApiError> {
+    pub fn attempt(&self, user: Uuid) -> Result<(), Error> {
         self.count_attempt(user)
     }
 
@@ -236,14 +244,14 @@ impl Unlocker {
 
     /// Counts one unlock attempt of `user` (a success clears the count); past the limit within the
     /// window, refuses with 429.
-    fn count_attempt(&self, user: Uuid) -> Result<(), ApiError> {
+    fn count_attempt(&self, user: Uuid) -> Result<(), Error> {
         let mut failures = self.failures.lock().expect("failures lock");
         let entry = failures.entry(user).or_insert((0, Instant::now()));
         if entry.1.elapsed() >= FAILURE_WINDOW {
             *entry = (0, Instant::now());
         }
         if entry.0 >= MAX_FAILURES {
-            return Err(ApiError::status(
+            return Err(Error::status(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many failed unlocks for this user; wait a minute",
             ));

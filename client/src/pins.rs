@@ -6,24 +6,25 @@
 //! the new one as `expectedFingerprint`; keys published without a bundle are used only when the
 //! owner passes their fingerprint. A first bundle is pinned on first use.
 
-use axum::http::{Method, StatusCode};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::json;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use harden_domain::bundle::{self, KeyBundle, Pins};
 use harden_domain::crypto::{PrivateKeys, PublicKeys};
 
-use crate::dto::PublicProfile;
-use crate::error::ApiError;
-use crate::proxy::kv::{backend_public_keys, decode, Caller};
-use crate::proxy::{random, ApiCredential, ProxyState};
+use crate::backend::Backend;
+use crate::credential::ApiCredential;
+use crate::error::Error;
+use crate::random;
+use crate::vault::{backend_public_keys, decode, Caller};
+use crate::wire::PublicProfile;
 
 /// What a profile's keys are worth: the keys, their fingerprint, and whether a bundle vouches for them.
-pub(crate) struct Checked {
+pub struct Checked {
     pub keys: PublicKeys,
     pub fingerprint: String,
     pub verified: bool,
@@ -32,11 +33,11 @@ pub(crate) struct Checked {
 impl PublicProfile {
     /// The profile's keys, from its bundle when it has one (which must verify for this user of
     /// `org`), else as published.
-    pub(crate) fn checked(&self, org: Uuid) -> Result<Option<Checked>, ApiError> {
+    pub fn checked(&self, org: Uuid) -> Result<Option<Checked>, Error> {
         if let Some(b64) = &self.key_bundle_b64 {
             let bytes = decode("keyBundleB64", b64)?;
             let bundle = KeyBundle::verify(&bytes, org, self.id).map_err(|e| {
-                ApiError::status(
+                Error::status(
                     StatusCode::CONFLICT,
                     format!("the key bundle the Backend serves for user {} does not verify ({e}): nothing was encrypted to it", self.id),
                 )
@@ -52,7 +53,8 @@ impl PublicProfile {
 
 /// A user's profile as the Proxy shows it: the Backend's, with the fingerprint the Proxy computed
 /// and whether a verified bundle vouches for the keys.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VerifiedProfile {
     #[serde(flatten)]
@@ -64,44 +66,44 @@ pub struct VerifiedProfile {
 }
 
 /// The owner's pins, opened with their keys (none yet: empty).
-fn open(caller: &Caller<'_>) -> Result<Pins, ApiError> {
+fn open(caller: &Caller<'_>) -> Result<Pins, Error> {
     match &caller.me.pins_b64 {
         None => Ok(Pins::new()),
         Some(b64) => bundle::open_pins(&caller.keys.keys, caller.me.id, &decode("pinsB64", b64)?).map_err(|_| {
-            ApiError::status(StatusCode::CONFLICT, "your pins do not open with your keys: they were tampered with")
+            Error::status(StatusCode::CONFLICT, "your pins do not open with your keys: they were tampered with")
         }),
     }
 }
 
-async fn save(state: &ProxyState, caller: &Caller<'_>, pins: &Pins) -> Result<(), ApiError> {
+async fn save(backend: &Backend, caller: &Caller<'_>, pins: &Pins) -> Result<(), Error> {
     let sealed = bundle::seal_pins(&caller.keys.keys, caller.me.id, pins, random());
     let body = json!({ "pinsB64": STANDARD.encode(sealed) });
-    state.backend.call(Method::PUT, &["users", "me", "pins"], None, caller.api_key, Some(&body), &[]).await?.ok()?;
+    backend.call(Method::PUT, &["users", "me", "pins"], None, caller.api_key, Some(&body), &[]).await?.ok()?;
     Ok(())
 }
 
-async fn profile(state: &ProxyState, api_key: ApiCredential<'_>, user: Uuid) -> Result<PublicProfile, ApiError> {
-    state.backend.call(Method::GET, &["users", "org", &user.to_string()], None, api_key, None, &[]).await?.ok()?.json()
+async fn profile(backend: &Backend, api_key: ApiCredential<'_>, user: Uuid) -> Result<PublicProfile, Error> {
+    backend.call(Method::GET, &["users", "org", &user.to_string()], None, api_key, None, &[]).await?.ok()?.json()
 }
 
 /// The keys to encrypt to `recipient` with, checked against the owner's pins (see the module doc).
 /// `expected` is the fingerprint the owner compared out of band, when they pass one.
-pub(crate) async fn verified_recipient(
-    state: &ProxyState,
+pub async fn verified_recipient(
+    backend: &Backend,
     caller: &Caller<'_>,
     recipient: Uuid,
     expected: Option<&str>,
-) -> Result<PublicKeys, ApiError> {
-    let profile = profile(state, caller.api_key, recipient).await?;
+) -> Result<PublicKeys, Error> {
+    let profile = profile(backend, caller.api_key, recipient).await?;
     let Some(checked) = profile.checked(caller.org)? else {
-        return Err(ApiError::status(
+        return Err(Error::status(
             StatusCode::BAD_REQUEST,
             "the recipient has no keys yet: they must call POST /v1/keys/generate before anything can be shared with them",
         ));
     };
     let expected = expected.map(str::trim).filter(|e| !e.is_empty());
     if expected.is_some_and(|e| e != checked.fingerprint) {
-        return Err(ApiError::status(
+        return Err(Error::status(
             StatusCode::CONFLICT,
             format!(
                 "the keys of user {recipient} do not have the fingerprint you expect: nothing was encrypted to them"
@@ -112,7 +114,7 @@ pub(crate) async fn verified_recipient(
     match pins.get(&recipient) {
         Some(pinned) if *pinned == checked.fingerprint => return Ok(checked.keys),
         Some(pinned) if expected.is_none() => {
-            return Err(ApiError::status(
+            return Err(Error::status(
                 StatusCode::CONFLICT,
                 format!(
                     "the keys of user {recipient} changed: you pinned fingerprint {pinned}, the Backend now serves {}. Compare the new one with them out of band, then pass it as expectedFingerprint; nothing was encrypted to them",
@@ -121,7 +123,7 @@ pub(crate) async fn verified_recipient(
             ));
         }
         None if !checked.verified && expected.is_none() => {
-            return Err(ApiError::status(
+            return Err(Error::status(
                 StatusCode::CONFLICT,
                 format!(
                     "user {recipient} published keys without a signed bundle: compare their fingerprint (GET /v1/users/org/{recipient}) with them out of band and pass it as expectedFingerprint"
@@ -131,21 +133,21 @@ pub(crate) async fn verified_recipient(
         _ => {}
     }
     pins.insert(recipient, checked.fingerprint);
-    save(state, caller, &pins).await?;
+    save(backend, caller, &pins).await?;
     Ok(checked.keys)
 }
 
 /// The keys of an open share's recipient for a rotation by a writer who holds only the API key:
 /// the bundle must verify (no pins can be opened without the owner's keys).
-pub(crate) async fn bundle_keys(
-    state: &ProxyState,
+pub async fn bundle_keys(
+    backend: &Backend,
     api_key: ApiCredential<'_>,
     org: Uuid,
     recipient: Uuid,
-) -> Result<PublicKeys, ApiError> {
-    match profile(state, api_key, recipient).await?.checked(org)? {
+) -> Result<PublicKeys, Error> {
+    match profile(backend, api_key, recipient).await?.checked(org)? {
         Some(Checked { keys, verified: true, .. }) => Ok(keys),
-        _ => Err(ApiError::status(
+        _ => Err(Error::status(
             StatusCode::CONFLICT,
             format!(
                 "user {recipient} has no verified key bundle: only the owner (with X-User-Secret) can re-wrap to them"
@@ -155,16 +157,16 @@ pub(crate) async fn bundle_keys(
 }
 
 /// The caller's own bundle, published if the Backend has none yet (keys made before bundles).
-pub(crate) async fn publish_own(
-    state: &ProxyState,
+pub async fn publish_own(
+    backend: &Backend,
     api_key: ApiCredential<'_>,
     keys: &PrivateKeys,
     org: Uuid,
     user: Uuid,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let bundle = KeyBundle::sign(keys, org, user);
     let body = json!({ "keyBundleB64": STANDARD.encode(bundle) });
-    state.backend.call(Method::PUT, &["users", "me", "bundle"], None, api_key, Some(&body), &[]).await?.ok()?;
+    backend.call(Method::PUT, &["users", "me", "bundle"], None, api_key, Some(&body), &[]).await?.ok()?;
     Ok(())
 }
 

@@ -1,0 +1,343 @@
+//! Files: each file has its own data key. Its name is encrypted under that key (bound to the org
+//! and the owner), its content too (bound as well to the name's ciphertext, which stands in for
+//! the id the Backend assigns later), and the key is wrapped to the owner. The content is sealed
+//! and opened in the caller's own buffer, so a file is held in memory once.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use harden_domain::crypto::{self, DataKey, RecordContext};
+use harden_domain::file::MAX_NAME_BYTES;
+
+use crate::backend::Answer;
+use crate::error::Error;
+use crate::random;
+use crate::unlock::NO_KEYS;
+use crate::vault::{
+    backend_public_keys, check_share_terms, decode, grant_body, open_alias, Caller, Grant, Vault, Writer,
+};
+
+/// Where a file's name and content belong: its org and owner, and (for the content and the
+/// wraps) the name's ciphertext.
+pub struct FileContexts {
+    org: Uuid,
+    owner: Uuid,
+    binding: [u8; 32],
+}
+
+impl FileContexts {
+    pub fn new(org: Uuid, owner: Uuid, encrypted_name: &[u8]) -> Self {
+        Self { org, owner, binding: crypto::file_binding(encrypted_name) }
+    }
+    pub fn name(org: Uuid, owner: Uuid) -> RecordContext<'static> {
+        RecordContext { kind: "file-name", org, owner, name: &[] }
+    }
+    pub fn content(&self) -> RecordContext<'_> {
+        RecordContext { kind: "file", org: self.org, owner: self.owner, name: &self.binding }
+    }
+}
+
+fn cannot_open() -> Error {
+    Error::conflict("the stored file cannot be opened with this user's keys")
+}
+
+/// A file name as `POST /files` takes it: 1 to 1024 bytes of UTF-8 without control characters.
+pub fn check_file_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "fileName must be 1 to {MAX_NAME_BYTES} bytes of UTF-8 without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Unwraps a file's data key for the caller (the owner, or a share's recipient).
+pub fn unwrap_file_key(
+    caller: &Caller<'_>,
+    contexts: &FileContexts,
+    ecc_b64: &str,
+    kyber_b64: &str,
+) -> Result<DataKey, Error> {
+    let (ecc, kyber) = (decode("encryptedAesKeyEccB64", ecc_b64)?, decode("encryptedAesKeyKyberB64", kyber_b64)?);
+    crypto::unwrap_data_key(&caller.keys.keys, caller.me.id, &contexts.content(), &ecc, &kyber)
+        .map_err(|_| cannot_open())
+}
+
+/// Opens an encrypted file name.
+pub fn open_name(key: &DataKey, org: Uuid, owner: Uuid, encrypted: &[u8]) -> Option<String> {
+    let name = crypto::decrypt_value(key, &FileContexts::name(org, owner), encrypted).ok()?;
+    String::from_utf8(name.to_vec()).ok()
+}
+
+/// A file sealed for upload: the fields of `POST /files` besides the ciphertext, and where the
+/// ciphertext is in the buffer that held the plaintext.
+pub struct SealedFile {
+    pub fields: serde_json::Value,
+    pub ciphertext: Range<usize>,
+}
+
+/// Seals the plaintext at `plaintext` in `buf` (in place) as the writer's file `name`, for the
+/// owner: with the owner's keys unlocked, wrapped to their own keys as unlocked; with the API key
+/// alone, to the public keys the Backend shows for the owner (a write-only service can store a file
+/// it cannot read back).
+pub fn seal_file(
+    writer: &Writer<'_>,
+    name: &str,
+    content_type: Option<&str>,
+    buf: &mut Vec<u8>,
+    plaintext: Range<usize>,
+) -> Result<SealedFile, Error> {
+    check_file_name(name)?;
+    let (org, owner, public) = match writer {
+        Writer::Owner(caller) => (caller.org, caller.me.id, caller.own_public_keys()?),
+        Writer::KeyOnly { me, org, .. } => {
+            let (Some(ecc), Some(kyber)) = (&me.public_key_ecc_b64, &me.public_key_kyber_b64) else {
+                return Err(Error::conflict(NO_KEYS));
+            };
+            (*org, me.id, backend_public_keys(ecc, kyber)?)
+        }
+    };
+    let data_key = DataKey::from_bytes(random());
+    let encrypted_name = crypto::encrypt_value(&data_key, random(), &FileContexts::name(org, owner), name.as_bytes());
+    let contexts = FileContexts::new(org, owner, &encrypted_name);
+    let ciphertext = crypto::seal_in_place(&data_key, random(), &contexts.content(), buf, plaintext);
+    let (wrap_ecc, wrap_kyber) =
+        crypto::wrap_data_key(&public, owner, &contexts.content(), &data_key, &random(), random());
+    let mut fields = json!({
+        "encryptedFileNameB64": STANDARD.encode(&encrypted_name),
+        "encryptedAesKeyEccB64": STANDARD.encode(wrap_ecc),
+        "encryptedAesKeyKyberB64": STANDARD.encode(wrap_kyber),
+    });
+    if let Some(content_type) = content_type {
+        fields["contentType"] = json!(content_type);
+    }
+    Ok(SealedFile { fields, ciphertext })
+}
+
+/// The Backend's `GET /files/{id}` (or a shared file), borrowed from its buffer.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredFile<'a> {
+    pub encrypted_file_name_b64: String,
+    pub encrypted_aes_key_ecc_b64: String,
+    pub encrypted_aes_key_kyber_b64: String,
+    pub content_type: String,
+    /// The plaintext size, as the Backend states it.
+    pub size_bytes: u64,
+    #[serde(borrow)]
+    pub ciphertext_b64: Cow<'a, str>,
+    /// Set on a shared file: whose it is (the owner the keys are bound to), and its id.
+    #[serde(default)]
+    pub owner_user_id: Option<Uuid>,
+    #[serde(default)]
+    pub file_id: Option<Uuid>,
+}
+
+/// What opening a stored file needs from the caller: the key and the contexts its parts open
+/// under, and its name.
+pub struct FileKey {
+    pub key: DataKey,
+    pub contexts: FileContexts,
+    pub name: Zeroizing<String>,
+}
+
+/// The data key and name of a stored file of `owner` in `org`, for the caller.
+pub fn open_stored(caller: &Caller<'_>, org: Uuid, stored: &StoredFile<'_>) -> Result<FileKey, Error> {
+    let owner = stored.owner_user_id.unwrap_or(caller.me.id);
+    let encrypted_name = decode("encryptedFileNameB64", &stored.encrypted_file_name_b64)?;
+    let contexts = FileContexts::new(org, owner, &encrypted_name);
+    let key =
+        unwrap_file_key(caller, &contexts, &stored.encrypted_aes_key_ecc_b64, &stored.encrypted_aes_key_kyber_b64)?;
+    let name = Zeroizing::new(open_name(&key, org, owner, &encrypted_name).ok_or_else(cannot_open)?);
+    Ok(FileKey { key, contexts, name })
+}
+
+/// Opens a file's content in place (`blob`: the decoded ciphertext in `buf`); answers where the
+/// plaintext is.
+pub fn open_content(file: &FileKey, buf: &mut [u8], blob: Range<usize>) -> Result<Range<usize>, Error> {
+    let inner = crypto::open_in_place(&file.key, &file.contexts.content(), &mut buf[blob.clone()])
+        .map_err(|_| cannot_open())?;
+    Ok(blob.start + inner.start..blob.start + inner.end)
+}
+
+/// One of the caller's files, its name opened (`None` when it does not open).
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyFileEntry {
+    pub id: Uuid,
+    /// `null` when the name cannot be opened with the caller's keys.
+    pub file_name: Option<String>,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub created_utc: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyFileList {
+    pub files: Vec<ProxyFileEntry>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct FileInboxItem {
+    pub share_id: Uuid,
+    pub owner_user_id: Uuid,
+    pub file_id: Uuid,
+    /// `null` when the name cannot be opened with the recipient's keys.
+    pub file_name: Option<String>,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub permission: String,
+    pub expires_utc: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredEntry {
+    id: Uuid,
+    encrypted_file_name_b64: String,
+    encrypted_aes_key_ecc_b64: String,
+    encrypted_aes_key_kyber_b64: String,
+    content_type: String,
+    size_bytes: i64,
+    created_utc: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredList {
+    files: Vec<StoredEntry>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredInboxEntry {
+    share_id: Uuid,
+    owner_user_id: Uuid,
+    file_id: Uuid,
+    encrypted_alias_b64: String,
+    permission: String,
+    content_type: String,
+    size_bytes: i64,
+    expires_utc: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredMeta {
+    encrypted_file_name_b64: String,
+    encrypted_aes_key_ecc_b64: String,
+    encrypted_aes_key_kyber_b64: String,
+}
+
+/// What an owner asks for when sharing a file (its name is the alias the recipient sees).
+pub struct FileShareTerms<'a> {
+    pub recipient: Uuid,
+    pub permission: &'a str,
+    pub expires_utc: Option<DateTime<Utc>>,
+    pub expected_fingerprint: Option<&'a str>,
+}
+
+impl Vault {
+    /// The caller's files with their names opened (`query`: the Backend's paging, as it is).
+    pub async fn list_files(&self, caller: &Caller<'_>, query: Option<&str>) -> Result<ProxyFileList, Error> {
+        let stored: StoredList =
+            self.backend.call(Method::GET, &["files"], query, caller.api_key, None, &[]).await?.ok()?.json()?;
+        let files = stored
+            .files
+            .into_iter()
+            .map(|f| {
+                let name = STANDARD.decode(&f.encrypted_file_name_b64).ok().and_then(|encrypted| {
+                    let contexts = FileContexts::new(caller.org, caller.me.id, &encrypted);
+                    let key = unwrap_file_key(
+                        caller,
+                        &contexts,
+                        &f.encrypted_aes_key_ecc_b64,
+                        &f.encrypted_aes_key_kyber_b64,
+                    )
+                    .ok()?;
+                    open_name(&key, caller.org, caller.me.id, &encrypted)
+                });
+                ProxyFileEntry {
+                    id: f.id,
+                    file_name: name,
+                    content_type: f.content_type,
+                    size_bytes: f.size_bytes,
+                    created_utc: f.created_utc,
+                }
+            })
+            .collect();
+        Ok(ProxyFileList { files, next_cursor: stored.next_cursor })
+    }
+
+    /// Shares the caller's file with a user of their org: its data key re-wrapped to the
+    /// recipient's verified and pinned keys, its name sealed to them. Answers the Backend's answer.
+    pub async fn share_file(
+        &self,
+        caller: &Caller<'_>,
+        file_id: Uuid,
+        terms: FileShareTerms<'_>,
+    ) -> Result<Answer, Error> {
+        check_share_terms(terms.permission, terms.expires_utc, "")?;
+        caller.own_public_keys()?;
+        if terms.recipient == caller.me.id {
+            return Err(Error::invalid("you cannot share with yourself"));
+        }
+        let id = file_id.to_string();
+        let stored: StoredMeta = self
+            .backend
+            .call(Method::GET, &["files", &id], Some("content=false"), caller.api_key, None, &[])
+            .await?
+            .ok()?
+            .json()?;
+        let encrypted_name = decode("encryptedFileNameB64", &stored.encrypted_file_name_b64)?;
+        let contexts = FileContexts::new(caller.org, caller.me.id, &encrypted_name);
+        let key =
+            unwrap_file_key(caller, &contexts, &stored.encrypted_aes_key_ecc_b64, &stored.encrypted_aes_key_kyber_b64)?;
+        let name = Zeroizing::new(open_name(&key, caller.org, caller.me.id, &encrypted_name).ok_or_else(cannot_open)?);
+        let recipient =
+            crate::pins::verified_recipient(&self.backend, caller, terms.recipient, terms.expected_fingerprint).await?;
+        let grant = Grant { recipient: terms.recipient, permission: terms.permission, expires_utc: terms.expires_utc };
+        let body = grant_body(caller, &recipient, &grant, &contexts.content(), &key, (id.as_bytes(), name.as_bytes()));
+        self.backend.call(Method::POST, &["files", &id, "shares"], None, caller.api_key, Some(&body), &[]).await?.ok()
+    }
+
+    /// The caller's inbox of shared files, with the names opened.
+    pub async fn file_inbox(&self, caller: &Caller<'_>) -> Result<Vec<FileInboxItem>, Error> {
+        let entries: Vec<StoredInboxEntry> = self
+            .backend
+            .call(Method::GET, &["files", "shared"], None, caller.api_key, None, &[])
+            .await?
+            .ok()?
+            .json()?;
+        Ok(entries
+            .into_iter()
+            .map(|e| FileInboxItem {
+                // The alias is bound to the file's id as a record's alias is to its name.
+                file_name: open_alias(caller, e.owner_user_id, &e.file_id.to_string(), &e.encrypted_alias_b64).ok(),
+                share_id: e.share_id,
+                owner_user_id: e.owner_user_id,
+                file_id: e.file_id,
+                content_type: e.content_type,
+                size_bytes: e.size_bytes,
+                permission: e.permission,
+                expires_utc: e.expires_utc,
+            })
+            .collect())
+    }
+}
