@@ -7,6 +7,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY domain domain
 COPY client client
+COPY cli cli
 COPY commands commands
 COPY projections projections
 COPY api api

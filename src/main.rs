@@ -1,4 +1,5 @@
-//! `harden`: a thin shim over the library. See `harden --help`.
+//! `harden`: a thin shim over the libraries: the server's commands (`serve`, `migrate`, …) and the
+//! command-line client's (`login`, `kv`, `files`, `run`, …). See `harden --help`.
 
 use std::path::PathBuf;
 
@@ -20,12 +21,21 @@ struct Cli {
     /// A settings file (TOML). Defaults to ./harden.toml when it exists.
     #[arg(long, env = "HARDEN_CONFIG", global = true)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    client: harden_cli::Global,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Client(harden_cli::ClientCommand),
+    /// Shell completions for bash, zsh or fish on standard output.
+    #[command(
+        after_help = "Examples:\n  harden completion bash > /etc/bash_completion.d/harden\n  harden completion zsh > \"${fpath[1]}/_harden\"\n  harden completion fish > ~/.config/fish/completions/harden.fish"
+    )]
+    Completion { shell: clap_complete::Shell },
     /// Run the Backend and the Proxy (or one of them).
     Serve {
         #[arg(long, value_enum, default_value_t = Surfaces::Both)]
@@ -39,7 +49,7 @@ enum Command {
         #[arg(long)]
         projection: Option<String>,
     },
-    /// Compliance: export or verify an org's hash-chained audit history.
+    /// Compliance: list, export or verify an org's hash-chained audit history.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
@@ -66,11 +76,36 @@ enum AuditCommand {
         #[arg(long)]
         since: Option<DateTime<Utc>>,
     },
-    /// Recompute the org's chain from the event store and compare it with the audit view. Exits
-    /// non-zero and names the first entry that differs on any difference.
+    /// Your org's audit entries, from the server (org admins; `--output json` for scripts).
+    #[command(
+        after_help = "Examples:\n  harden audit ls --key db-url\n  harden audit ls --all --since 2026-12-01T00:00:00Z --output json"
+    )]
+    Ls {
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        user: Option<Uuid>,
+        /// Only entries at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<DateTime<Utc>>,
+        #[arg(long)]
+        until: Option<DateTime<Utc>>,
+        /// Every scope (users, keys, plans), not only the KV entries.
+        #[arg(long)]
+        all: bool,
+        /// At most this many entries.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Without --org: recompute your org's chain, as the server serves it, on this machine (org
+    /// admins). With --org, on the server's machine: recompute it from the event store and compare
+    /// it with the audit view. Exits non-zero and names the first entry that differs.
+    #[command(
+        after_help = "Examples:\n  harden audit verify --head 9f2c…\n  harden audit verify --org 7d1e… (on the server, with database access)"
+    )]
     Verify {
         #[arg(long)]
-        org: Uuid,
+        org: Option<Uuid>,
         /// A head hash saved earlier (e.g. from an export): the chain must still pass through it.
         #[arg(long)]
         head: Option<String>,
@@ -96,9 +131,30 @@ enum EventsCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The client's commands need no server settings and log nothing.
+    let command = match cli.command {
+        Command::Client(command) => std::process::exit(harden_cli::run(cli.client, command).await.into()),
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "harden",
+                &mut std::io::stdout(),
+            );
+            return Ok(());
+        }
+        Command::Audit { command: AuditCommand::Ls { key, user, since, until, all, limit } } => {
+            let filter = harden_cli::AuditFilter { key, user, since, until, all, limit };
+            std::process::exit(harden_cli::audit_ls(cli.client, filter).await.into())
+        }
+        Command::Audit { command: AuditCommand::Verify { org: None, head } } => {
+            std::process::exit(harden_cli::audit_verify(cli.client, head).await.into())
+        }
+        other => other,
+    };
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init(&settings);
-    match cli.command {
+    match command {
         Command::Serve { only } => Application::build(&settings, only).await?.run_until_stopped().await,
         Command::Migrate => {
             connect_and_migrate(&settings).await?;
@@ -132,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
             };
             harden_nats::tail::tail(options, &mut std::io::stdout().lock()).await
         }
+        Command::Client(_) | Command::Completion { .. } => unreachable!("handled before the settings"),
         Command::Bootstrap { .. } => {
             let pool = connect_and_migrate(&settings).await?;
             let master_key =
@@ -156,17 +213,20 @@ async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()>
             }
             Ok(())
         }
-        AuditCommand::Verify { org, head } => match projections_audit::verify(&pool, org, head.as_deref()).await? {
-            Verdict::Intact { entries, pending, head_seq } => {
-                let through = head_seq.map(|s| format!("; the given head is entry {s}")).unwrap_or_default();
-                println!("audit chain of org {org} verified: {entries} entries match the event store ({pending} not yet projected){through}");
-                Ok(())
+        AuditCommand::Ls { .. } | AuditCommand::Verify { org: None, .. } => unreachable!("client commands"),
+        AuditCommand::Verify { org: Some(org), head } => {
+            match projections_audit::verify(&pool, org, head.as_deref()).await? {
+                Verdict::Intact { entries, pending, head_seq } => {
+                    let through = head_seq.map(|s| format!("; the given head is entry {s}")).unwrap_or_default();
+                    println!("audit chain of org {org} verified: {entries} entries match the event store ({pending} not yet projected){through}");
+                    Ok(())
+                }
+                Verdict::Broken { seq, event_id, reason } => {
+                    let event = event_id.map(|e| format!(" (event {e})")).unwrap_or_default();
+                    eprintln!("audit chain of org {org} BROKEN at entry {seq}{event}: {reason}");
+                    std::process::exit(1);
+                }
             }
-            Verdict::Broken { seq, event_id, reason } => {
-                let event = event_id.map(|e| format!(" (event {e})")).unwrap_or_default();
-                eprintln!("audit chain of org {org} BROKEN at entry {seq}{event}: {reason}");
-                std::process::exit(1);
-            }
-        },
+        }
     }
 }

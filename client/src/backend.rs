@@ -182,13 +182,31 @@ impl Backend {
         api_key: ApiCredential<'_>,
         limit: usize,
     ) -> Result<Vec<u8>, Error> {
+        self.fetch_owned_with(segments, api_key, limit, |_, _| ()).await
+    }
+
+    /// [`Self::fetch_owned`], telling `progress` the bytes read so far and the answer's length.
+    pub async fn fetch_owned_with(
+        &self,
+        segments: &[&str],
+        api_key: ApiCredential<'_>,
+        limit: usize,
+        mut progress: impl FnMut(usize, Option<usize>),
+    ) -> Result<Vec<u8>, Error> {
         let response =
             self.http.get(self.url(segments, None)).headers(api_key.headers()?).send().await.map_err(unreachable)?;
         if !response.status().is_success() {
             return answer(response).await?.ok().map(|_| Vec::new());
         }
         let expected = response.content_length().map(|n| n as usize);
-        read_limited(response.bytes_stream(), expected, limit)
+        let mut read = 0;
+        let stream = response.bytes_stream().inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                read += chunk.len();
+                progress(read, expected);
+            }
+        });
+        read_limited(stream, expected, limit)
             .await
             .map_err(|_| anyhow::anyhow!("the Backend's answer is larger than any file can be"))?
             .ok_or_else(|| Error::status(StatusCode::BAD_GATEWAY, "the Backend's answer was cut off"))

@@ -18,7 +18,10 @@ use zeroize::Zeroizing;
 use harden_domain::crypto::{self, DataKey, RecordContext};
 use harden_domain::file::MAX_NAME_BYTES;
 
+use bytes::Bytes;
+
 use crate::backend::Answer;
+use crate::body::{self, B64Field};
 use crate::error::Error;
 use crate::random;
 use crate::unlock::NO_KEYS;
@@ -169,6 +172,52 @@ pub fn open_content(file: &FileKey, buf: &mut [u8], blob: Range<usize>) -> Resul
     Ok(blob.start + inner.start..blob.start + inner.end)
 }
 
+/// The largest Backend answer with a file in it: the biggest plan's file, sealed, in base64, with its fields.
+pub fn download_limit() -> usize {
+    body::b64_len(harden_domain::Plan::largest_file_size_bytes() as usize + harden_domain::envelope::VALUE_OVERHEAD)
+        + body::FIELDS_ROOM
+}
+
+/// A file opened for its reader, in the one buffer it was downloaded, decoded and decrypted in.
+pub struct OpenedFile {
+    pub name: Zeroizing<String>,
+    pub content_type: String,
+    /// The plaintext size, as the Backend states it.
+    pub size_bytes: u64,
+    /// Set on a shared file.
+    pub owner_user_id: Option<Uuid>,
+    pub file_id: Option<Uuid>,
+    buf: Zeroizing<Vec<u8>>,
+    content: Range<usize>,
+}
+
+impl OpenedFile {
+    pub fn content(&self) -> &[u8] {
+        &self.buf[self.content.clone()]
+    }
+
+    /// The content as bytes that zeroize their buffer when the last reference goes.
+    pub fn into_content(self) -> Bytes {
+        Bytes::from_owner(self.buf).slice(self.content)
+    }
+}
+
+/// Opens a stored file (the Backend's `GET /files/{id}` or `GET /files/shared/{shareId}` answer,
+/// in `buf`) for `caller`: its name, then its content decoded and decrypted in place.
+pub fn open_file_buffer(caller: &Caller<'_>, buf: Vec<u8>) -> Result<OpenedFile, Error> {
+    let mut buf = Zeroizing::new(buf);
+    let stored: StoredFile = serde_json::from_slice(&buf)
+        .map_err(|e| Error::from(anyhow::anyhow!("the Backend answered an unexpected body: {e}")))?;
+    let file = open_stored(caller, caller.org, &stored)?;
+    let (content_type, size_bytes) = (stored.content_type, stored.size_bytes);
+    let (owner_user_id, file_id) = (stored.owner_user_id, stored.file_id);
+    let field = B64Field::locate(&buf, stored.ciphertext_b64);
+    let (decoded, blob) = field.decode(std::mem::take(&mut *buf), "ciphertextB64")?;
+    let mut buf = Zeroizing::new(decoded);
+    let content = open_content(&file, &mut buf, blob)?;
+    Ok(OpenedFile { name: file.name, content_type, size_bytes, owner_user_id, file_id, buf, content })
+}
+
 /// One of the caller's files, its name opened (`None` when it does not open).
 #[derive(Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -254,6 +303,58 @@ pub struct FileShareTerms<'a> {
 }
 
 impl Vault {
+    /// Seals the plaintext at `plaintext` in `buf` (see [`seal_file`]) and uploads it with the
+    /// Backend's `POST /files`, its base64 encoded a chunk at a time as it is sent (`progress`
+    /// hears the ciphertext bytes sent so far): the file is in memory once. The buffer is zeroized
+    /// when sealing fails and what is left of it around the ciphertext before the upload.
+    pub async fn upload_file(
+        &self,
+        writer: &Writer<'_>,
+        name: &str,
+        content_type: Option<&str>,
+        mut buf: Vec<u8>,
+        plaintext: Range<usize>,
+        progress: impl Fn(usize) + Send + Sync + 'static,
+    ) -> Result<Answer, Error> {
+        let sealed = match seal_file(writer, name, content_type, &mut buf, plaintext) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                zeroize::Zeroize::zeroize(&mut buf);
+                return Err(e);
+            }
+        };
+        let blob = sealed.ciphertext;
+        zeroize::Zeroize::zeroize(&mut buf[..blob.start]);
+        zeroize::Zeroize::zeroize(&mut buf[blob.end..]);
+        let ciphertext = Bytes::from(buf).slice(blob);
+        let len = ciphertext.len();
+        let mut sent = 0;
+        let chunks = futures::StreamExt::inspect(body::chunks(ciphertext), move |chunk| {
+            if let Ok(chunk) = chunk {
+                sent += chunk.len();
+                progress(sent);
+            }
+        });
+        let (length, stream) = body::document_with_b64_tail(sealed.fields, "ciphertextB64", chunks, len);
+        let request = reqwest::Body::wrap_stream(stream);
+        self.backend.call_streaming(Method::POST, &["files"], writer.api_key(), request, length).await?.ok()
+    }
+
+    /// Downloads one of the caller's files (`shared`: a share's id instead of a file id) and opens
+    /// it in the buffer it was read into; `progress` hears the bytes read and the answer's length.
+    pub async fn download_file(
+        &self,
+        caller: &Caller<'_>,
+        id: Uuid,
+        shared: bool,
+        progress: impl FnMut(usize, Option<usize>),
+    ) -> Result<OpenedFile, Error> {
+        let id = id.to_string();
+        let segments: &[&str] = if shared { &["files", "shared", &id] } else { &["files", &id] };
+        let buf = self.backend.fetch_owned_with(segments, caller.api_key, download_limit(), progress).await?;
+        open_file_buffer(caller, buf)
+    }
+
     /// The caller's files with their names opened (`query`: the Backend's paging, as it is).
     pub async fn list_files(&self, caller: &Caller<'_>, query: Option<&str>) -> Result<ProxyFileList, Error> {
         let stored: StoredList =

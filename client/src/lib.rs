@@ -12,6 +12,7 @@
 //! against the Backend's routes through the public edge, so that not even the Proxy sees a secret.
 
 pub mod backend;
+pub mod body;
 pub mod credential;
 pub mod error;
 pub mod files;

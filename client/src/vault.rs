@@ -221,6 +221,16 @@ impl Vault {
     /// bundles existed get their bundle published now, so others can verify them.
     pub async fn unlock<'h>(&self, api_key: ApiCredential<'h>, secret: &str) -> Result<Caller<'h>, Error> {
         let me = self.backend.me(api_key).await?;
+        self.unlock_profile(api_key, me, secret).await
+    }
+
+    /// [`Self::unlock`] of the profile `me` the Backend just answered for `api_key`.
+    pub async fn unlock_profile<'h>(
+        &self,
+        api_key: ApiCredential<'h>,
+        me: Me,
+        secret: &str,
+    ) -> Result<Caller<'h>, Error> {
         let org = me.org_id.ok_or_else(|| Error::status(StatusCode::FORBIDDEN, GLOBAL_ADMIN_HAS_NO_RECORDS))?;
         let keys = self.unlocker.unlock(&me, secret).await?;
         if me.key_bundle_b64.is_none() && me.public_key_ecc_b64.is_some() {
@@ -229,6 +239,18 @@ impl Vault {
             }
         }
         Ok(Caller { api_key, me, org, keys })
+    }
+
+    /// The caller with private keys unlocked earlier (the command-line client's agent holds
+    /// them): the profile `me` must show these keys' public keys, else 401 and the caller unlocks
+    /// with the secret again (the keys were rekeyed or replaced meanwhile).
+    pub fn resume<'h>(&self, api_key: ApiCredential<'h>, me: Me, keys: Arc<UnlockedKeys>) -> Result<Caller<'h>, Error> {
+        let org = me.org_id.ok_or_else(|| Error::status(StatusCode::FORBIDDEN, GLOBAL_ADMIN_HAS_NO_RECORDS))?;
+        let caller = Caller { api_key, me, org, keys };
+        match caller.own_public_keys() {
+            Ok(_) => Ok(caller),
+            Err(_) => Err(Error::unauthorized("the unlocked keys are not this user's current keys")),
+        }
     }
 
     /// The writer of a value: the owner, when their secret is given, else the API key alone.
@@ -451,18 +473,11 @@ impl Vault {
         name: &KeyName,
         share_id: Uuid,
     ) -> Result<bool, Error> {
-        let share = share_id.to_string();
-        self.backend
-            .call(Method::DELETE, &["kv", name.as_str(), "shares", &share], None, api_key, None, &[])
-            .await?
-            .ok()?;
+        self.revoke(api_key, name, share_id).await?;
         let Some(secret) = secret else { return Ok(false) };
         let rotated = async {
             let caller = self.unlock(api_key, secret).await?;
-            let (stored, key) = self.current(&caller, name).await?;
-            let at = (stored.version as u64, epoch_of(&stored));
-            let (value, _) = open_value(&key, &caller.context(name), at.0, at.1, &stored.ciphertext_b64)?;
-            self.rotate(&Writer::Owner(caller), name, at.0, &value).await
+            self.rotate_current(&caller, name).await
         }
         .await;
         match rotated {
@@ -472,6 +487,31 @@ impl Vault {
                 Ok(false)
             }
         }
+    }
+
+    /// Revokes a share of the caller's record (the API key alone does it): the recipient is refused at once.
+    pub async fn revoke(&self, api_key: ApiCredential<'_>, name: &KeyName, share_id: Uuid) -> Result<(), Error> {
+        let share = share_id.to_string();
+        self.backend
+            .call(Method::DELETE, &["kv", name.as_str(), "shares", &share], None, api_key, None, &[])
+            .await?
+            .ok()
+            .map(drop)
+    }
+
+    /// Writes the record's current value again under a new data key (after a revocation), re-wrapped
+    /// to the shares still open.
+    pub async fn rotate_current(&self, caller: &Caller<'_>, name: &KeyName) -> Result<Answer, Error> {
+        let (stored, key) = self.current(caller, name).await?;
+        let at = (stored.version as u64, epoch_of(&stored));
+        let (value, _) = open_value(&key, &caller.context(name), at.0, at.1, &stored.ciphertext_b64)?;
+        let writer = Writer::Owner(Caller {
+            api_key: caller.api_key,
+            me: caller.me.clone(),
+            org: caller.org,
+            keys: caller.keys.clone(),
+        });
+        self.rotate(&writer, name, at.0, &value).await
     }
 
     /// The caller's inbox: shares of other users' values, with their aliases opened.

@@ -23,6 +23,7 @@
 //! - [`crypto`] — the envelope crypto (values, the X-Wing hybrid wrap, sealed private keys), pure.
 //! - [`envelope`] — the value ciphertext format the Backend relies on (its overhead).
 
+pub mod audit_chain;
 pub mod bundle;
 pub mod cloud;
 pub mod crypto;

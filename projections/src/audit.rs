@@ -7,9 +7,7 @@
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
@@ -23,8 +21,6 @@ use harden_domain::user::UserEvent;
 use crate::follower::{Projector, StoredEvent, EVENT_COLUMNS};
 
 pub const NAME: &str = "audit";
-/// The `prev_hash` of an org's first entry.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// KV history, shown by default.
 pub const SCOPE_KV: &str = "kv";
@@ -44,24 +40,7 @@ pub struct Draft {
     pub details: Option<Value>,
 }
 
-/// A numbered, chained entry.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Entry {
-    pub org_id: Uuid,
-    pub seq: i64,
-    pub event_id: i64,
-    pub scope: String,
-    pub action: String,
-    pub key: Option<String>,
-    pub version: Option<i64>,
-    pub user_id: Option<Uuid>,
-    pub subject_id: Option<String>,
-    pub details: Option<Value>,
-    pub timestamp_utc: String,
-    pub prev_hash: String,
-    pub hash: String,
-}
+pub use harden_domain::audit_chain::{hash_of, Entry, GENESIS};
 
 /// The audited content of an event, or None. Its org is the one the command recorded in the
 /// event's metadata (every org-scoped command does); events of no org are not in any org's audit.
@@ -249,13 +228,6 @@ pub fn seal(draft: Draft, seq: i64, prev_hash: &str, event_id: i64, recorded_at:
     };
     entry.hash = hash_of(&entry);
     entry
-}
-
-fn hash_of(entry: &Entry) -> String {
-    // serde_json writes struct fields in declaration order and maps in key order, so this is
-    // canonical; the hash field itself is blank while hashing.
-    let canonical = serde_json::to_string(&Entry { hash: String::new(), ..entry.clone() }).expect("entries serialize");
-    hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
 pub struct AuditProjector;

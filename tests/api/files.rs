@@ -17,7 +17,7 @@ use crate::helpers::{
 };
 use crate::storage::{new_bucket, new_bucket_at, S3_ACCESS_KEY, S3_SECRET_KEY};
 
-const SECRET: &str = "a file owner's secret";
+pub const SECRET: &str = "a file owner's secret";
 const MIB: usize = 1024 * 1024;
 
 pub fn s3_data_dir() -> PathBuf {

@@ -17,18 +17,18 @@ use harden_domain::crypto::{self, DataKey, PublicKeys, RecordContext, VersionAt}
 
 use crate::helpers::{expect_error, expect_json, kv_path, spawn_app, TestApp};
 
-const OWNER_SECRET: &str = "the owner's own user secret";
-const RECIPIENT_SECRET: &str = "the recipient's user secret";
+pub const OWNER_SECRET: &str = "the owner's own user secret";
+pub const RECIPIENT_SECRET: &str = "the recipient's user secret";
 
-struct Victim {
-    org: Uuid,
-    owner: String,
-    owner_id: Uuid,
-    recipient: String,
-    recipient_id: Uuid,
+pub struct Victim {
+    pub org: Uuid,
+    pub owner: String,
+    pub owner_id: Uuid,
+    pub recipient: String,
+    pub recipient_id: Uuid,
 }
 
-async fn victim(app: &TestApp) -> Victim {
+pub async fn victim(app: &TestApp) -> Victim {
     let fx = app.org_with_users("victim").await;
     for (key, secret) in [(&fx.admin_key, OWNER_SECRET), (&fx.member_key, RECIPIENT_SECRET)] {
         let res =
@@ -44,7 +44,7 @@ async fn victim(app: &TestApp) -> Victim {
     }
 }
 
-async fn owner_put(app: &TestApp, v: &Victim, name: &str, value: &str) -> Value {
+pub async fn owner_put(app: &TestApp, v: &Victim, name: &str, value: &str) -> Value {
     let res = app
         .proxy(
             Method::PUT,
@@ -65,13 +65,13 @@ async fn key_only(app: &TestApp, v: &Victim, name: &str, value: &str) -> reqwest
     app.proxy(Method::PUT, &format!("/v1/kv/{name}"), &[("X-Api-Key", &v.owner)], Some(body)).await
 }
 
-async fn owner_get(app: &TestApp, v: &Victim, name: &str) -> reqwest::Response {
+pub async fn owner_get(app: &TestApp, v: &Victim, name: &str) -> reqwest::Response {
     app.proxy(Method::GET, &format!("/v1/kv/{name}"), &[("X-Api-Key", &v.owner), ("X-User-Secret", OWNER_SECRET)], None)
         .await
 }
 
 /// The owner shares `name` with the recipient; answers the share id.
-async fn share_to_recipient(app: &TestApp, v: &Victim, name: &str, alias: &str) -> String {
+pub async fn share_to_recipient(app: &TestApp, v: &Victim, name: &str, alias: &str) -> String {
     let share = json!({ "recipientUserId": v.recipient_id, "permission": "read", "alias": alias });
     let headers = [("X-Api-Key", v.owner.as_str()), ("X-User-Secret", OWNER_SECRET)];
     let res = app.proxy(Method::POST, &format!("/v1/kv/{name}/shares"), &headers, Some(share)).await;
@@ -79,13 +79,13 @@ async fn share_to_recipient(app: &TestApp, v: &Victim, name: &str, alias: &str) 
 }
 
 /// The value the recipient reads through their share.
-async fn recipient_reads(app: &TestApp, v: &Victim, share_id: &str) -> String {
+pub async fn recipient_reads(app: &TestApp, v: &Victim, share_id: &str) -> String {
     let headers = [("X-Api-Key", v.recipient.as_str()), ("X-User-Secret", RECIPIENT_SECRET)];
     let res = app.proxy(Method::GET, &format!("/v1/kv/shared/{share_id}"), &headers, None).await;
     value_of(&expect_json(res, StatusCode::OK).await)
 }
 
-fn value_of(body: &Value) -> String {
+pub fn value_of(body: &Value) -> String {
     String::from_utf8(STANDARD.decode(body["valueB64"].as_str().unwrap()).unwrap()).unwrap()
 }
 
@@ -94,7 +94,7 @@ fn b64(field: &Value) -> Vec<u8> {
 }
 
 /// The attacker's own tools: the API key, and harden's public crypto functions.
-struct Attacker<'a> {
+pub struct Attacker<'a> {
     app: &'a TestApp,
     api_key: String,
     planted: DataKey,
@@ -110,7 +110,7 @@ impl Attacker<'_> {
 
     /// A version written straight to the Backend: `plaintext` under the planted key, that key
     /// wrapped to the owner (anyone can make such a wrap), bound as a real client would bind it.
-    async fn plant(&self, name: &str, fields: Value, at: VersionAt, plaintext: &str) -> reqwest::Response {
+    pub async fn plant(&self, name: &str, fields: Value, at: VersionAt, plaintext: &str) -> reqwest::Response {
         let (owner, org, public) = self.owner_public_keys().await;
         let context = RecordContext { kind: "kv", org, owner, name: name.as_bytes() };
         let ciphertext = crypto::encrypt_value_at(&self.planted, [3; 12], &context, at, plaintext.as_bytes());
@@ -125,7 +125,7 @@ impl Attacker<'_> {
     }
 
     /// Whether the planted key opens the record's current value, however it was bound.
-    async fn can_read_current(&self, name: &str) -> bool {
+    pub async fn can_read_current(&self, name: &str) -> bool {
         let stored = expect_json(self.app.get(&kv_path(name), &self.api_key).await, StatusCode::OK).await;
         let (owner, org, _) = self.owner_public_keys().await;
         let context = RecordContext { kind: "kv", org, owner, name: name.as_bytes() };
@@ -137,7 +137,7 @@ impl Attacker<'_> {
     }
 }
 
-fn attacker<'a>(app: &'a TestApp, v: &Victim) -> Attacker<'a> {
+pub fn attacker<'a>(app: &'a TestApp, v: &Victim) -> Attacker<'a> {
     Attacker { app, api_key: v.owner.clone(), planted: DataKey::from_bytes([0x41; 32]) }
 }
 
@@ -275,7 +275,7 @@ async fn a_write_with_only_the_api_key_is_stored_for_the_owner_and_cannot_be_rea
 
 /// A4 rewrites the directory read model: `user`'s bundle and public keys become `keys`', in a
 /// bundle self-signed as that user of that org (anyone can make one for any id).
-async fn swap_directory_keys(app: &TestApp, org: Uuid, user: Uuid, keys: &crypto::PrivateKeys) -> String {
+pub async fn swap_directory_keys(app: &TestApp, org: Uuid, user: Uuid, keys: &crypto::PrivateKeys) -> String {
     use harden_domain::bundle::KeyBundle;
     let bundle = KeyBundle::sign(keys, org, user);
     let fingerprint = KeyBundle::verify(&bundle, org, user).unwrap().fingerprint().to_owned();

@@ -8,6 +8,7 @@ mod stand_ins;
 mod audit;
 mod bad_input;
 mod bootstrap;
+mod cli;
 mod client;
 mod cloud;
 mod compose;

@@ -51,7 +51,14 @@ pub struct AuditEntryDto {
     pub subject_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
-    /// SHA-256 over this entry and the previous entry's hash.
+    /// `kv` or `admin`.
+    pub scope: String,
+    /// The event this entry is of, in the event store.
+    pub event_id: i64,
+    /// The previous entry's hash (64 zeros before the first).
+    pub prev_hash: String,
+    /// SHA-256 over this entry and the previous entry's hash (see the README's "Audit"): a client
+    /// recomputes it with the org id and the other fields (`harden audit verify`).
     pub hash: String,
 }
 
@@ -66,6 +73,9 @@ impl From<Entry> for AuditEntryDto {
             user_id: e.user_id,
             subject_id: e.subject_id,
             details: e.details,
+            scope: e.scope,
+            event_id: e.event_id,
+            prev_hash: e.prev_hash,
             hash: e.hash,
         }
     }

@@ -11,10 +11,9 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -31,16 +30,10 @@ use crate::extract::AppPath;
 use crate::large_body::{self, B64Field};
 use crate::proxy::kv::{unlocked, writer, UnlockErrors};
 use crate::proxy::{forward, ProxyState};
-use harden_client::Caller;
 
 /// The largest `POST /v1/files` body: the biggest plan's file in base64, with its fields.
 pub fn upload_limit() -> usize {
     large_body::b64_len(Plan::largest_file_size_bytes() as usize) + large_body::FIELDS_ROOM
-}
-
-/// The largest Backend answer with a file in it.
-fn download_limit() -> usize {
-    crate::backend::files::upload_limit()
 }
 
 /// `POST /v1/files` (as documented; parsed from the body in place).
@@ -94,7 +87,7 @@ pub struct ProxySharedFile {
     pub content_b64: String,
 }
 
-use harden_client::files::{open_content, open_stored, seal_file, FileShareTerms, StoredFile};
+use harden_client::files::{FileShareTerms, OpenedFile};
 
 /// Encrypts a file and stores it through the Backend's `POST /files`. Without `X-User-Secret`, it is
 /// encrypted to the owner's public keys: a write-only service can store a file it cannot read back.
@@ -118,30 +111,14 @@ pub async fn upload_file(
     }
     let field = B64Field::locate(&buf, upload.content_b64);
     let (mut buf, plaintext) = field.decode(buf, "contentB64")?;
-    let sealed = match writer(&state, &headers).await {
-        Ok(writer) => seal_file(&writer, &file_name, content_type.as_deref(), &mut buf, plaintext)
-            .map(|sealed| (sealed, writer.api_key()))
-            .map_err(ApiError::from),
-        Err(e) => Err(e),
-    };
-    let (sealed, api_key) = match sealed {
-        Ok(sealed) => sealed,
+    let writer = match writer(&state, &headers).await {
+        Ok(writer) => writer,
         Err(e) => {
             buf.zeroize();
             return Err(e);
         }
     };
-    let blob = sealed.ciphertext;
-    // What is left of the request around the ciphertext (the name, the content's base64) goes.
-    buf[..blob.start].zeroize();
-    buf[blob.end..].zeroize();
-    let ciphertext = Bytes::from(buf).slice(blob);
-    let len = ciphertext.len();
-    let (length, stream) =
-        large_body::document_with_b64_tail(sealed.fields, "ciphertextB64", large_body::chunks(ciphertext), len);
-    let body = reqwest::Body::wrap_stream(stream);
-    let answer = state.vault.backend.call_streaming(Method::POST, &["files"], api_key, body, length).await?;
-    let answer = answer.ok()?;
+    let answer = state.vault.upload_file(&writer, &file_name, content_type.as_deref(), buf, plaintext, |_| ()).await?;
     Ok((answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response())
 }
 
@@ -160,24 +137,11 @@ pub async fn list_files(
     Ok(Json(state.vault.list_files(&caller, query.as_deref()).await?))
 }
 
-/// Opens a stored file (the Backend's answer, in `buf`) for `caller` and answers it decrypted:
-/// decoded and decrypted in place, and encoded again as it is sent.
-pub(crate) fn open_file(
-    caller: &Caller<'_>,
-    buf: Vec<u8>,
-    org: Uuid,
-    head: impl FnOnce(&str, &StoredFile<'_>) -> serde_json::Value,
-) -> Result<Response, ApiError> {
-    let stored: StoredFile = serde_json::from_slice(&buf)
-        .map_err(|e| ApiError::from(anyhow::anyhow!("the Backend answered an unexpected body: {e}")))?;
-    let file = open_stored(caller, org, &stored)?;
-    let head = head(&file.name, &stored);
-    let field = B64Field::locate(&buf, stored.ciphertext_b64);
-    let (mut buf, blob) = field.decode(buf, "ciphertextB64")?;
-    let plaintext = open_content(&file, &mut buf, blob)?;
-    let content = Bytes::from_owner(Zeroizing::new(buf)).slice(plaintext);
+/// Answers an opened file decrypted, its content encoded again as it is sent after `head`.
+fn file_response(file: OpenedFile, head: serde_json::Value) -> Response {
+    let content = file.into_content();
     let len = content.len();
-    Ok(large_body::json_response_with_b64_tail(head, "contentB64", large_body::chunks(content), len))
+    large_body::json_response_with_b64_tail(head, "contentB64", large_body::chunks(content), len)
 }
 
 /// Downloads and decrypts a file.
@@ -190,15 +154,10 @@ pub async fn get_file(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Response, ApiError> {
     let caller = unlocked(&state, &headers).await?;
-    let id_text = id.to_string();
-    let buf = state.vault.backend.fetch_owned(&["files", &id_text], caller.api_key, download_limit()).await?;
-    let org = caller.org;
-    open_file(
-        &caller,
-        buf,
-        org,
-        |name, stored| json!({ "id": id, "fileName": name, "contentType": stored.content_type, "sizeBytes": stored.size_bytes }),
-    )
+    let file = state.vault.download_file(&caller, id, false, |_, _| ()).await?;
+    let head =
+        json!({ "id": id, "fileName": *file.name, "contentType": file.content_type, "sizeBytes": file.size_bytes });
+    Ok(file_response(file, head))
 }
 
 /// Deletes a file (the Backend's `DELETE /files/{id}`).
@@ -295,22 +254,16 @@ pub async fn read_shared(
     AppPath(share_id): AppPath<Uuid>,
 ) -> Result<Response, ApiError> {
     let caller = unlocked(&state, &headers).await?;
-    let buf = state
-        .vault
-        .backend
-        .fetch_owned(&["files", "shared", &share_id.to_string()], caller.api_key, download_limit())
-        .await?;
-    let org = caller.org;
-    open_file(&caller, buf, org, |name, stored| {
-        json!({
-            "shareId": share_id,
-            "ownerUserId": stored.owner_user_id,
-            "fileId": stored.file_id,
-            "fileName": name,
-            "contentType": stored.content_type,
-            "sizeBytes": stored.size_bytes,
-        })
-    })
+    let file = state.vault.download_file(&caller, share_id, true, |_, _| ()).await?;
+    let head = json!({
+        "shareId": share_id,
+        "ownerUserId": file.owner_user_id,
+        "fileId": file.file_id,
+        "fileName": *file.name,
+        "contentType": file.content_type,
+        "sizeBytes": file.size_bytes,
+    });
+    Ok(file_response(file, head))
 }
 
 /// The recipient gives up a file share (the Backend's `DELETE /files/shared/{shareId}`).
