@@ -37,29 +37,35 @@ enum Command {
     )]
     Completion { shell: clap_complete::Shell },
     /// Run the Backend and the Proxy (or one of them).
+    #[command(after_help = "Examples:\n  harden serve\n  harden serve --only proxy")]
     Serve {
         #[arg(long, value_enum, default_value_t = Surfaces::Both)]
         only: Surfaces,
     },
     /// Create the database if missing and apply pending migrations.
+    #[command(after_help = "Example:\n  HARDEN_DATABASE_URL=postgres://… harden migrate")]
     Migrate,
     /// Rebuild read models from the event store (all, or one) while a live server keeps answering.
+    #[command(after_help = "Example:\n  harden replay --projection kv")]
     Replay {
         /// directory, kv, files, shares, recovery or audit.
         #[arg(long)]
         projection: Option<String>,
     },
     /// Compliance: list, export or verify an org's hash-chained audit history.
+    #[command(after_help = "Examples:\n  harden audit ls --key db-url\n  harden audit verify")]
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
     /// Integrations: follow the event stream on NATS.
+    #[command(after_help = "Example:\n  harden events tail --org 7d1e… --from-start")]
     Events {
         #[command(subcommand)]
         command: EventsCommand,
     },
     /// Issue a new global admin key into $HARDEN_DATA_DIR/global-admin.key (the old one stops working).
+    #[command(after_help = "Example:\n  harden bootstrap --rotate-global-admin-key")]
     Bootstrap {
         #[arg(long, required = true)]
         rotate_global_admin_key: bool,
@@ -69,6 +75,7 @@ enum Command {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Print the org's audit entries as JSON Lines, one entry a line, with the chain hashes.
+    #[command(after_help = "Example:\n  harden audit export --org 7d1e… > audit.jsonl")]
     Export {
         #[arg(long)]
         org: Uuid,
@@ -115,6 +122,7 @@ enum AuditCommand {
 #[derive(Subcommand)]
 enum EventsCommand {
     /// Print events from the JetStream stream as JSON Lines (subject and notice) as they arrive.
+    #[command(after_help = "Example:\n  harden events tail --org 7d1e… --limit 10")]
     Tail {
         /// Only this org's events.
         #[arg(long)]

@@ -53,6 +53,8 @@ pub struct Settings {
     pub proxy_backend_url: String,
     /// How long the Proxy keeps a user's unlocked private keys in memory (0: never).
     pub unlock_cache_seconds: u64,
+    /// How long a dashboard session (`/ui/`) lasts.
+    pub ui_session_secs: u64,
     /// Argon2id parameters for sealing private keys (never below m = 19456 KiB, t = 2, p = 1).
     pub argon2_m_kib: u32,
     pub argon2_t: u32,
@@ -171,6 +173,7 @@ impl Default for Settings {
             master_key: None,
             proxy_backend_url: String::new(),
             unlock_cache_seconds: 300,
+            ui_session_secs: 8 * 3600,
             argon2_m_kib: 64 * 1024,
             argon2_t: 3,
             argon2_p: 1,

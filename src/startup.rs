@@ -263,6 +263,7 @@ impl Application {
                 min_secret_chars: settings.min_user_secret_chars,
                 max_body_bytes: settings.max_body_bytes,
                 request_timeout: settings.limits().request_timeout,
+                ui_session_ttl: Duration::from_secs(settings.ui_session_secs),
             };
             let router =
                 harden_api::layers::cors(harden_api::proxy::router(state, &edge("proxy")), &settings.cors_origins())

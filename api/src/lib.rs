@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod rate_limit;
 pub mod state;
+pub mod ui;
 
 pub use error::ApiError;
 pub use state::AppState;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use harden_client::pins::VerifiedProfile;
 use harden_client::wire::PublicProfile;
 use harden_client::ApiCredential;
-use harden_domain::audit_chain::{self, Entry};
+use harden_domain::audit_chain::{self, Served};
 
 use crate::agent;
 use crate::args::{KeysCommand, Output};
@@ -191,29 +191,10 @@ pub struct AuditFilter {
     pub limit: Option<usize>,
 }
 
-#[derive(serde::Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AuditEntry {
-    seq: i64,
-    key: Option<String>,
-    action: String,
-    timestamp_utc: String,
-    version: Option<i64>,
-    user_id: Option<Uuid>,
-    #[serde(default)]
-    subject_id: Option<String>,
-    #[serde(default)]
-    details: Option<serde_json::Value>,
-    scope: String,
-    event_id: i64,
-    prev_hash: String,
-    hash: String,
-}
-
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AuditPage {
-    entries: Vec<AuditEntry>,
+    entries: Vec<Served>,
     next_cursor: Option<String>,
 }
 
@@ -221,7 +202,7 @@ async fn audit_entries(
     session: &Session,
     mut query: Vec<(String, String)>,
     limit: Option<usize>,
-) -> Result<Vec<AuditEntry>> {
+) -> Result<Vec<Served>> {
     let mut entries = Vec::new();
     let mut cursor: Option<String> = None;
     query.push(("limit".into(), "1000".into()));
@@ -296,50 +277,6 @@ struct Verified {
     reason: Option<String>,
 }
 
-/// Where the chain `entries` (all of an org's, oldest first) breaks, if it does.
-fn check_chain(org: Uuid, entries: &[AuditEntry], head: Option<&str>) -> std::result::Result<(), (i64, String)> {
-    let mut prev = audit_chain::GENESIS.to_owned();
-    let mut seen_head = head.is_none();
-    for (i, e) in entries.iter().enumerate() {
-        let expected_seq = i as i64 + 1;
-        if e.seq != expected_seq {
-            return Err((e.seq, format!("entry {expected_seq} is missing")));
-        }
-        if e.prev_hash != prev {
-            return Err((e.seq, "it does not link to the entry before it".into()));
-        }
-        let entry = Entry {
-            org_id: org,
-            seq: e.seq,
-            event_id: e.event_id,
-            scope: e.scope.clone(),
-            action: e.action.clone(),
-            key: e.key.clone(),
-            version: e.version,
-            user_id: e.user_id,
-            subject_id: e.subject_id.clone(),
-            details: e.details.clone(),
-            timestamp_utc: e.timestamp_utc.clone(),
-            prev_hash: e.prev_hash.clone(),
-            hash: String::new(),
-        };
-        if audit_chain::hash_of(&entry) != e.hash {
-            return Err((e.seq, "its hash does not match its content".into()));
-        }
-        if head == Some(e.hash.as_str()) {
-            seen_head = true;
-        }
-        prev = e.hash.clone();
-    }
-    if !seen_head {
-        return Err((
-            entries.last().map(|e| e.seq).unwrap_or(0),
-            "the chain no longer passes through the given head".into(),
-        ));
-    }
-    Ok(())
-}
-
 /// Recomputes the org's whole chain as the server serves it (every scope), on this machine.
 pub async fn audit_verify(session: &Session, output: Output, head: Option<&str>) -> Result<()> {
     let me = session.me().await?;
@@ -347,7 +284,7 @@ pub async fn audit_verify(session: &Session, output: Output, head: Option<&str>)
     let entries = audit_entries(session, vec![("scope".into(), "all".into())], None).await?;
     let last = entries.last();
     let (head_seq, head_hash) = (last.map(|e| e.seq), last.map(|e| e.hash.clone()));
-    match check_chain(org, &entries, head) {
+    match audit_chain::verify(org, &entries, head) {
         Ok(()) => output::result(
             output,
             &Verified { intact: true, entries: entries.len(), head_seq, head_hash: head_hash.clone(), broken_at: None, reason: None },
@@ -357,7 +294,7 @@ pub async fn audit_verify(session: &Session, output: Output, head: Option<&str>)
                 head_hash.as_deref().unwrap_or("-")
             ),
         ),
-        Err((seq, reason)) => {
+        Err(audit_chain::Broken { seq, reason }) => {
             if output == Output::Json {
                 output::json(&Verified {
                     intact: false,

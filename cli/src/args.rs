@@ -52,21 +52,25 @@ pub enum ClientCommand {
     #[command(after_help = "Example:\n  harden lock")]
     Lock,
     /// Your key pairs.
+    #[command(after_help = "Examples:\n  harden keys generate\n  harden keys fingerprint bob")]
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
     },
     /// Encrypted values.
+    #[command(after_help = "Examples:\n  harden kv put db-url\n  harden kv get db-url\n  harden kv ls --output json")]
     Kv {
         #[command(subcommand)]
         command: KvCommand,
     },
     /// Encrypted files.
+    #[command(after_help = "Examples:\n  harden files put report.pdf\n  harden files get 6d0c… -o report.pdf")]
     Files {
         #[command(subcommand)]
         command: FilesCommand,
     },
     /// The users of your org.
+    #[command(after_help = "Example:\n  harden users ls")]
     Users {
         #[command(subcommand)]
         command: UsersCommand,
@@ -317,6 +321,23 @@ fn checked(secs: u64, raw: &str) -> Result<std::time::Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_client_command_has_an_example_in_its_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let path = format!("{path} {}", sub.get_name());
+                if !sub.get_after_help().is_some_and(|h| h.to_string().contains("Example")) {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let root = <ClientCommand as clap::Subcommand>::augment_subcommands(clap::Command::new("harden"));
+        let mut missing = Vec::new();
+        walk(&root, "harden", &mut missing);
+        assert!(missing.is_empty(), "no example in --help: {missing:?}");
+    }
 
     #[test]
     fn durations() {

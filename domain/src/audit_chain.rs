@@ -34,3 +34,73 @@ pub fn hash_of(entry: &Entry) -> String {
     let canonical = serde_json::to_string(&Entry { hash: String::new(), ..entry.clone() }).expect("entries serialize");
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
+
+/// An entry as `GET /audit` serves it: every field its hash covers but the org id, which the
+/// reader knows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Served {
+    pub seq: i64,
+    pub key: Option<String>,
+    pub action: String,
+    pub timestamp_utc: String,
+    pub version: Option<i64>,
+    pub user_id: Option<Uuid>,
+    #[serde(default)]
+    pub subject_id: Option<String>,
+    #[serde(default)]
+    pub details: Option<Value>,
+    pub scope: String,
+    pub event_id: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Where a served chain breaks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Broken {
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// Checks an org's whole chain as served (every scope, oldest first): numbered from 1 without a
+/// gap, each entry linked to the one before, each hash recomputed from the entry's content, and
+/// (with `head`) still passing through a head hash saved earlier.
+pub fn verify(org: Uuid, entries: &[Served], head: Option<&str>) -> Result<(), Broken> {
+    let mut prev = GENESIS.to_owned();
+    let mut seen_head = head.is_none();
+    for (i, e) in entries.iter().enumerate() {
+        let broken = |reason: &str| Broken { seq: e.seq, reason: reason.to_owned() };
+        if e.seq != i as i64 + 1 {
+            return Err(Broken { seq: e.seq, reason: format!("entry {} is missing", i + 1) });
+        }
+        if e.prev_hash != prev {
+            return Err(broken("it does not link to the entry before it"));
+        }
+        let entry = Entry {
+            org_id: org,
+            seq: e.seq,
+            event_id: e.event_id,
+            scope: e.scope.clone(),
+            action: e.action.clone(),
+            key: e.key.clone(),
+            version: e.version,
+            user_id: e.user_id,
+            subject_id: e.subject_id.clone(),
+            details: e.details.clone(),
+            timestamp_utc: e.timestamp_utc.clone(),
+            prev_hash: e.prev_hash.clone(),
+            hash: String::new(),
+        };
+        if hash_of(&entry) != e.hash {
+            return Err(broken("its hash does not match its content"));
+        }
+        seen_head |= head == Some(e.hash.as_str());
+        prev = e.hash.clone();
+    }
+    if !seen_head {
+        let seq = entries.last().map(|e| e.seq).unwrap_or(0);
+        return Err(Broken { seq, reason: "the chain no longer passes through the given head".into() });
+    }
+    Ok(())
+}

@@ -33,4 +33,5 @@ mod registration;
 mod replay;
 mod shares;
 mod storage;
+mod ui;
 mod users;

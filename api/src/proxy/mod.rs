@@ -41,6 +41,8 @@ pub struct ProxyState {
     pub min_secret_chars: usize,
     pub max_body_bytes: usize,
     pub request_timeout: std::time::Duration,
+    /// How long a dashboard session lasts.
+    pub ui_session_ttl: std::time::Duration,
 }
 
 impl ProxyState {
@@ -124,6 +126,8 @@ pub fn router(state: ProxyState, edge: &layers::Edge) -> Router {
     let mut anonymous = layers::with_documents(crate::rate_limit::anonymous_paths(&doc));
     // Passed through to the Backend, which limits them again per client address.
     anonymous.extend(PASSED_THROUGH_ANONYMOUS.iter().map(|p| (*p).to_owned()));
+    anonymous.extend(crate::ui::ANONYMOUS.iter().map(|p| (*p).to_owned()));
+    let ui = crate::ui::router(state.vault.clone(), state.ui_session_ttl);
     // Every Backend route at its own path, so the Proxy can be the only public edge: the admin and
     // account routes, the caller's own routes (`/users/me`, recovery, the org directory), the
     // Backend's ciphertext routes for clients doing their own crypto, the audit, and the Cloud API
@@ -138,7 +142,7 @@ pub fn router(state: ProxyState, edge: &layers::Edge) -> Router {
         // (the Backend checks their signatures).
         .route("/webhooks/stripe", axum::routing::post(forward::pass_through))
         .route("/webhooks/clerk", axum::routing::post(forward::pass_through));
-    layers::apply(layers::documented(router.with_state(state), doc), edge, anonymous)
+    layers::apply(layers::documented(router.with_state(state), doc).merge(ui), edge, anonymous)
 }
 
 /// The Backend's subtrees passed through, each with whether its root is a route too.
