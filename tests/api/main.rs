@@ -8,6 +8,7 @@ mod stand_ins;
 mod audit;
 mod bad_input;
 mod bootstrap;
+mod browser;
 mod cli;
 mod client;
 mod cloud;
