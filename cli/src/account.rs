@@ -191,43 +191,9 @@ pub struct AuditFilter {
     pub limit: Option<usize>,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AuditPage {
-    entries: Vec<Served>,
-    next_cursor: Option<String>,
-}
-
-async fn audit_entries(
-    session: &Session,
-    mut query: Vec<(String, String)>,
-    limit: Option<usize>,
-) -> Result<Vec<Served>> {
-    let mut entries = Vec::new();
-    let mut cursor: Option<String> = None;
-    query.push(("limit".into(), "1000".into()));
-    loop {
-        let mut q = query.clone();
-        if let Some(c) = &cursor {
-            q.push(("cursor".into(), c.clone()));
-        }
-        let text: Vec<String> = q.iter().map(|(k, v)| format!("{k}={}", crate::kv::urlencode(v))).collect();
-        let page: AuditPage = session.get(&["audit"], Some(&text.join("&"))).await?;
-        entries.extend(page.entries);
-        if limit.is_some_and(|l| entries.len() >= l) {
-            entries.truncate(limit.unwrap_or(usize::MAX));
-            break;
-        }
-        match page.next_cursor {
-            // A server that answers the same cursor again would keep this going for ever.
-            Some(next) if cursor.as_deref() == Some(next.as_str()) => {
-                return Err(Fail::refused("the server answered the same page cursor twice"));
-            }
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    Ok(entries)
+async fn audit_entries(session: &Session, query: Vec<(String, String)>, limit: Option<usize>) -> Result<Vec<Served>> {
+    let filters: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Ok(harden_client::audit::entries(&session.vault.backend, session.api_key(), &filters, limit).await?)
 }
 
 pub async fn audit_ls(session: &Session, output: Output, filter: AuditFilter) -> Result<()> {

@@ -126,7 +126,7 @@ pub async fn run(session: &Session, output: Output, command: FilesCommand) -> Re
             let mut cursor: Option<String> = None;
             loop {
                 let query = match &cursor {
-                    Some(c) => format!("limit=1000&cursor={}", crate::kv::urlencode(c)),
+                    Some(c) => format!("limit=1000&cursor={}", harden_client::backend::encode_query_value(c)),
                     None => "limit=1000".to_owned(),
                 };
                 let page = session.vault.list_files(&caller, Some(&query)).await?;

@@ -9,6 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use harden_client::backend::encode_query_value;
 use harden_client::vault::ShareTerms;
 use harden_client::wire::{KvListResponse, KvVersionsResponse, PublicProfile};
 use harden_domain::secret::KeyName;
@@ -133,7 +134,7 @@ pub async fn run(session: &Session, output: Output, command: KvCommand) -> Resul
             let mut cursor: Option<String> = None;
             loop {
                 let query = match &cursor {
-                    Some(c) => format!("limit=1000&cursor={}", urlencode(c)),
+                    Some(c) => format!("limit=1000&cursor={}", encode_query_value(c)),
                     None => "limit=1000".to_owned(),
                 };
                 let page: KvListResponse = session.get(&["kv"], Some(&query)).await?;
@@ -252,13 +253,4 @@ fn raw(value: &[u8]) -> Result<()> {
     out.write_all(value)?;
     out.flush()?;
     Ok(())
-}
-
-pub fn urlencode(raw: &str) -> String {
-    raw.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -217,6 +217,16 @@ impl Backend {
     }
 }
 
+/// `raw` percent-encoded for a query string (everything but the unreserved characters).
+pub fn encode_query_value(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Collects a byte stream into one buffer, refusing more than `limit` bytes (413); Ok(None): the
 /// stream failed.
 pub async fn read_limited<S, E>(mut stream: S, expected: Option<usize>, limit: usize) -> Result<Option<Vec<u8>>, Error>

@@ -11,6 +11,7 @@
 //! render its answer, and the command-line client, which runs the same flows on the user's machine
 //! against the Backend's routes through the public edge, so that not even the Proxy sees a secret.
 
+pub mod audit;
 pub mod backend;
 pub mod body;
 pub mod credential;

@@ -36,24 +36,52 @@ pub fn hash_of(entry: &Entry) -> String {
 }
 
 /// An entry as `GET /audit` serves it: every field its hash covers but the org id, which the
-/// reader knows.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// reader knows. The Backend answers it and clients read it back, so the shape is defined once.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = AuditEntryDto)]
 #[serde(rename_all = "camelCase")]
 pub struct Served {
+    /// The entry's number in its org's chain.
     pub seq: i64,
     pub key: Option<String>,
+    /// `create`, `update`, `delete` for KV; dotted names (`user.create`, `apikey.revoke`, ...) otherwise.
     pub action: String,
     pub timestamp_utc: String,
     pub version: Option<i64>,
+    /// The user whose request caused it.
     pub user_id: Option<Uuid>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+    /// `kv` or `admin`.
     pub scope: String,
+    /// The event this entry is of, in the event store.
     pub event_id: i64,
+    /// The previous entry's hash (64 zeros before the first).
     pub prev_hash: String,
+    /// SHA-256 over this entry and the previous entry's hash (see the README's "Audit"): a client
+    /// recomputes it with the org id and the other fields (`harden audit verify`).
     pub hash: String,
+}
+
+impl From<Entry> for Served {
+    fn from(e: Entry) -> Self {
+        Served {
+            seq: e.seq,
+            key: e.key,
+            action: e.action,
+            timestamp_utc: e.timestamp_utc,
+            version: e.version,
+            user_id: e.user_id,
+            subject_id: e.subject_id,
+            details: e.details,
+            scope: e.scope,
+            event_id: e.event_id,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        }
+    }
 }
 
 /// Where a served chain breaks.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use harden_commands::Error as CommandError;
 use harden_domain::secret::KeyName;
-use harden_projections::audit::{Entry, Filter, SCOPE_KV};
+use harden_projections::audit::{Filter, SCOPE_KV};
 
 use crate::backend::kv::page_limit;
 use crate::dto::page;
@@ -35,51 +35,8 @@ pub struct AuditQuery {
     pub limit: Option<i64>,
 }
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditEntryDto {
-    /// The entry's number in its org's chain.
-    pub seq: i64,
-    pub key: Option<String>,
-    /// `create`, `update`, `delete` for KV; dotted names (`user.create`, `apikey.revoke`, ...) otherwise.
-    pub action: String,
-    pub timestamp_utc: String,
-    pub version: Option<i64>,
-    /// The user whose request caused it.
-    pub user_id: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub details: Option<serde_json::Value>,
-    /// `kv` or `admin`.
-    pub scope: String,
-    /// The event this entry is of, in the event store.
-    pub event_id: i64,
-    /// The previous entry's hash (64 zeros before the first).
-    pub prev_hash: String,
-    /// SHA-256 over this entry and the previous entry's hash (see the README's "Audit"): a client
-    /// recomputes it with the org id and the other fields (`harden audit verify`).
-    pub hash: String,
-}
-
-impl From<Entry> for AuditEntryDto {
-    fn from(e: Entry) -> Self {
-        AuditEntryDto {
-            seq: e.seq,
-            key: e.key,
-            action: e.action,
-            timestamp_utc: e.timestamp_utc,
-            version: e.version,
-            user_id: e.user_id,
-            subject_id: e.subject_id,
-            details: e.details,
-            scope: e.scope,
-            event_id: e.event_id,
-            prev_hash: e.prev_hash,
-            hash: e.hash,
-        }
-    }
-}
+/// An audit entry as answered (the one definition, shared with the clients that verify the chain).
+pub use harden_domain::audit_chain::Served as AuditEntryDto;
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -542,35 +542,18 @@ fn audit_query(filter: &AuditFilter, limit: usize) -> String {
         [("key", &filter.key), ("since", &filter.since), ("scope", &filter.scope), ("cursor", &filter.cursor)]
     {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-            parts.push(format!("{name}={}", urlencoding(v)));
+            parts.push(format!("{name}={}", harden_client::backend::encode_query_value(v)));
         }
     }
     parts.join("&")
 }
 
-fn urlencoding(raw: &str) -> String {
-    raw.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Every entry of the org's chain, every scope, oldest first.
 async fn whole_chain(state: &UiState, session: &Session) -> Result<Vec<Value>, String> {
-    let mut entries = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let filter = AuditFilter { scope: Some("all".into()), cursor: cursor.clone(), ..AuditFilter::default() };
-        let page = call(state, session, Method::GET, &["audit"], Some(&audit_query(&filter, 1000)), None).await?;
-        entries.extend(page["entries"].as_array().cloned().unwrap_or_default());
-        match page["nextCursor"].as_str() {
-            Some(next) if cursor.as_deref() != Some(next) => cursor = Some(next.to_owned()),
-            Some(_) => return Err("the server answered the same page cursor twice".into()),
-            None => return Ok(entries),
-        }
-    }
+    let api_key = ApiCredential::key(&session.api_key);
+    harden_client::audit::entries(&state.vault.backend, api_key, &[("scope", "all")], None)
+        .await
+        .map_err(|e| e.message())
 }
 
 async fn audit_page(State(state): State<UiState>, headers: HeaderMap, Query(filter): Query<AuditFilter>) -> Response {
