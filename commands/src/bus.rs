@@ -257,7 +257,10 @@ where
                 }
                 Err(AggregateError::AggregateConflict) => {
                     tracing::debug!(aggregate = A::TYPE, attempt, "concurrency conflict, retrying");
-                    tokio::time::sleep(Duration::from_millis(2u64 << attempt)).await;
+                    // Backed off with jitter: racers that collided once must not wake in step and
+                    // collide again on every attempt (six grants of one share did, past the cap).
+                    let base = 2u64 << attempt;
+                    tokio::time::sleep(Duration::from_millis(base + rand::random::<u64>() % (base * 2))).await;
                 }
                 Err(e) => return Err(store_error::<A>(e, "append events to", id)),
             }
