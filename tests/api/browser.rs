@@ -42,15 +42,22 @@ impl Driver {
             .unwrap();
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
+        // A loaded machine (the whole suite runs at once on two cores) can take seconds to start it.
+        let mut up = false;
+        for _ in 0..600 {
             if http.get(format!("{base}/status")).send().await.is_ok() {
+                up = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        assert!(up, "ChromeDriver did not answer on {base} within 60 s");
         let profile = tempfile::tempdir().unwrap();
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
+            // Finding an element waits for it (a page after a submit may still be loading), and a
+            // page may take long to load when the machine is busy.
+            "timeouts": { "implicit": 15000, "pageLoad": 120000, "script": 30000 },
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": [
@@ -202,8 +209,16 @@ async fn the_dashboard_in_headless_chromium() {
     assert_eq!(before, after);
 
     // The audit entries and the chain's status.
-    browser.goto(&format!("{origin}/ui/audit?scope=all")).await;
-    let audit = browser.text("main").await;
+    // The audit view is a read model: on a busy machine it may trail the write by a moment.
+    let mut audit = String::new();
+    for _ in 0..40 {
+        browser.goto(&format!("{origin}/ui/audit?scope=all")).await;
+        audit = browser.text("main").await;
+        if audit.contains("user.create") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     assert!(audit.contains("Intact:") && audit.contains("user.create"), "{audit}");
     browser.screenshots("audit").await;
     loaded.extend(browser.loaded().await);
