@@ -251,6 +251,23 @@ pub struct UserRow {
 
 const USER_COLUMNS: &str = "user_id, org_id, name, role, active, public_key_ecc, public_key_kyber, sealed_key_ecc, sealed_key_kyber, created_at, key_bundle, pins";
 
+/// An org's plan and usage, from the limits the append trigger keeps (`org_limits`) and the read models.
+#[derive(Debug, sqlx::FromRow)]
+pub struct UsageRow {
+    pub plan: String,
+    pub max_records: i64,
+    pub max_kv_bytes: i64,
+    pub max_files: i64,
+    pub max_file_bytes: i64,
+    pub records_used: i64,
+    pub files_used: i64,
+    /// Key plus value bytes of the largest live record (the limit is per record).
+    pub largest_record_bytes: i64,
+    /// The largest live file (the limit is per file).
+    pub largest_file_bytes: i64,
+    pub stored_file_bytes: i64,
+}
+
 /// The queries behind the directory's GET routes.
 #[derive(Clone)]
 pub struct Directory {
@@ -267,6 +284,24 @@ impl Directory {
             "SELECT org_id, name, plan, created_at, updated_at FROM directory_orgs ORDER BY created_at, org_id",
         )
         .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The org's plan, its limits and what it uses of them (None: no such org).
+    pub async fn usage(&self, org: OrgId) -> Result<Option<UsageRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT l.plan, l.max_records, l.max_kv_bytes, l.max_files, l.max_file_bytes, l.records_used, l.files_used,
+                    (SELECT coalesce(max(octet_length(r.key_name) + length(v.ciphertext) / 4 * 3
+                             - (CASE WHEN v.ciphertext LIKE '%==' THEN 2 WHEN v.ciphertext LIKE '%=' THEN 1 ELSE 0 END) - 29), 0)
+                     FROM kv_records r JOIN kv_versions v
+                       ON v.owner_id = r.owner_id AND v.key_name = r.key_name AND v.version = r.version
+                     WHERE r.org_id = l.org_id AND r.live)::bigint AS largest_record_bytes,
+                    (SELECT coalesce(max(file_bytes), 0) FROM files f WHERE f.org_id = l.org_id AND f.state = 'live')::bigint AS largest_file_bytes,
+                    (SELECT coalesce(sum(file_bytes), 0) FROM files f WHERE f.org_id = l.org_id AND f.state = 'live')::bigint AS stored_file_bytes
+             FROM org_limits l WHERE l.org_id = $1",
+        )
+        .bind(org.as_uuid())
+        .fetch_optional(&self.pool)
         .await
     }
 

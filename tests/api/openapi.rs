@@ -17,6 +17,7 @@ async fn each_listener_serves_an_openapi_document_of_its_routes() {
             "/admin/orgs",
             "/admin/orgs/{orgId}/plan",
             "/admin/orgs/{orgId}/storage",
+            "/admin/orgs/{orgId}/usage",
             "/admin/orgs/{orgId}/users",
             "/admin/orgs/{orgId}/users/{userId}",
             "/admin/orgs/{orgId}/users/{userId}/apikey/rotate",

@@ -50,6 +50,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::stripe_webhook))
         .routes(routes!(orgs::create_org, orgs::list_orgs))
         .routes(routes!(orgs::change_plan))
+        .routes(routes!(orgs::usage))
         .routes(routes!(storage::get_storage, storage::put_storage))
         .routes(routes!(users::create_user, users::list_users))
         .routes(routes!(users::deactivate_user))

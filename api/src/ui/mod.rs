@@ -9,6 +9,8 @@
 //! nothing. The pages call the Backend's routes with the session's credential, as any client does.
 
 pub mod session;
+mod storage;
+mod vault;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -55,7 +57,11 @@ pub fn router(vault: Vault, session_ttl: Duration) -> Router {
         .route("/ui/users/{id}/offboard", post(offboard_user))
         .route("/ui/audit", get(audit_page))
         .route("/ui/audit/export", get(audit_export))
+        .route("/ui/vault", get(vault::page))
+        .route("/ui/storage", get(storage::storage_page).post(storage::save_storage))
+        .route("/ui/api/{*path}", axum::routing::any(vault::api))
         .route(&CSS_PATH, get(stylesheet))
+        .route(&vault::JS_PATH, get(vault::script))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -92,7 +98,18 @@ fn html_response(status: StatusCode, markup: Markup) -> Response {
 
 /// The page frame: navigation, sign-out, the content.
 fn page(title: &str, current: &str, session: Option<&Session>, body: Markup) -> Markup {
-    let nav = [("/ui/", "Overview"), ("/ui/users", "Users"), ("/ui/audit", "Audit")];
+    frame(title, current, session, body, None)
+}
+
+/// The page frame with a script of ours (`(page name, script path)`): the only way a page gets one.
+fn frame(title: &str, current: &str, session: Option<&Session>, body: Markup, script: Option<(&str, &str)>) -> Markup {
+    let nav = [
+        ("/ui/", "Overview"),
+        ("/ui/vault", "Vault"),
+        ("/ui/users", "Users"),
+        ("/ui/storage", "Storage"),
+        ("/ui/audit", "Audit"),
+    ];
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -101,8 +118,10 @@ fn page(title: &str, current: &str, session: Option<&Session>, body: Markup) -> 
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · harden" }
                 link rel="stylesheet" href=(CSS_PATH.as_str());
+                @if let Some(session) = session { meta name="harden-csrf" content=(session.csrf); }
+                @if let Some((_, src)) = script { script src=(src) defer {} }
             }
-            body {
+            body data-page=[script.map(|(name, _)| name)] {
                 header {
                     span.brand { "harden" }
                     @if let Some(session) = session {
@@ -310,7 +329,14 @@ async fn overview(State(state): State<UiState>, headers: HeaderMap) -> Response 
         me.as_ref().ok().and_then(|v| serde_json::from_value::<harden_client::wire::PublicProfile>(v.clone()).ok());
     let fingerprint = profile.map(harden_client::pins::VerifiedProfile::from).and_then(|p| p.fingerprint);
     let records = call(&state, &session, Method::GET, &["kv"], Some("limit=1000"), None).await;
+    let usage = match (session.is_admin, session.org_id) {
+        (true, Some(org)) => {
+            Some(call(&state, &session, Method::GET, &["admin", "orgs", &org.to_string(), "usage"], None, None).await)
+        }
+        _ => None,
+    };
     let body = html! {
+        @if let Some(usage) = &usage { (usage_card(usage)) }
         @match &me {
             Err(e) => (error_box(e)),
             Ok(me) => div.grid {
@@ -342,6 +368,41 @@ async fn overview(State(state): State<UiState>, headers: HeaderMap) -> Response 
         }
     };
     html_response(StatusCode::OK, page("Overview", "/ui/", Some(&session), body))
+}
+
+/// The org's plan, each limit with a meter of what is used, and the read models' lag.
+fn usage_card(usage: &Result<Value, String>) -> Markup {
+    let gauge = |label: &str, g: &Value, bytes: bool| {
+        let (used, max) = (g["used"].as_i64().unwrap_or(0), g["max"].as_i64().unwrap_or(0));
+        let show = |n: i64| if bytes { format!("{n} B") } else { n.to_string() };
+        html! {
+            div.gauge {
+                span { (label) } " " span.muted { (show(used)) " of " (show(max)) }
+                meter min="0" max=(max.max(1)) value=(used) high=(max * 9 / 10) aria-label=(label) {}
+            }
+        }
+    };
+    html! {
+        div.card #usage {
+            @match usage {
+                Err(e) => { h2 { "Plan and usage" } (error_box(e)) }
+                Ok(u) => {
+                    h2 { "Plan: " (u["plan"].as_str().unwrap_or("-")) }
+                    div.grid {
+                        (gauge("Records", &u["records"], false))
+                        (gauge("Largest record (key + value)", &u["largestRecordBytes"], true))
+                        (gauge("Files", &u["files"], false))
+                        (gauge("Largest file", &u["largestFileBytes"], true))
+                    }
+                    p.muted { "Files stored: " (u["storedFileBytes"].as_i64().unwrap_or(0)) " bytes. Read models: "
+                        @let lags = u["followers"].as_array().cloned().unwrap_or_default();
+                        @let worst = lags.iter().filter_map(|l| l["lagSeconds"].as_f64()).fold(0.0f64, f64::max);
+                        @if worst < 1.0 { "caught up" } @else { (format!("{worst:.1} s behind at most")) }
+                        " (" (lags.len()) " followers)." }
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -95,6 +95,9 @@ pub fn cases() -> Vec<Case> {
         Case::new(Backend, "GET /admin/orgs/{orgId}/storage", Tenant, Read, Admin, |t| {
             call().param("orgId", t.outer.org)
         }),
+        Case::new(Backend, "GET /admin/orgs/{orgId}/usage", Tenant, Read, Admin, |t| {
+            call().param("orgId", t.outer.org)
+        }),
         Case::new(Backend, "PUT /admin/orgs/{orgId}/storage", Tenant, Write, Admin, |t| {
             call().param("orgId", t.outer.org).body(json!({
                 "serviceUrl": S3_URL, "bucket": t.outer.bucket, "accessKey": S3_ACCESS_KEY, "forcePathStyle": true,
