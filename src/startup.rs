@@ -264,6 +264,7 @@ impl Application {
                 max_body_bytes: settings.max_body_bytes,
                 request_timeout: settings.limits().request_timeout,
                 ui_session_ttl: Duration::from_secs(settings.ui_session_secs),
+                ui_cloud: settings.cloud_jwt_issuer.is_some(),
             };
             let router =
                 harden_api::layers::cors(harden_api::proxy::router(state, &edge("proxy")), &settings.cors_origins())

@@ -110,6 +110,13 @@ impl Driver {
         panic!("waited for {what}: {text}");
     }
 
+    /// Clipboard access for the copy buttons, as a person grants it when the browser asks.
+    async fn grant_clipboard(&self, origin: &str) {
+        let grant = json!({ "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"], "origin": origin });
+        let command = json!({ "cmd": "Browser.grantPermissions", "params": grant });
+        self.call(reqwest::Method::POST, "/goog/cdp/execute", Some(command)).await;
+    }
+
     /// A downloaded file's bytes, once the browser finished writing it.
     async fn downloaded(&self, name: &str) -> Vec<u8> {
         let path = self.downloads.path().join(name);
@@ -249,7 +256,7 @@ async fn the_dashboard_in_headless_chromium() {
     // Sign in with the API key, typed into the labelled field.
     browser.type_into("#api_key", &fx.admin_key).await;
     browser.click("form[action='/ui/sign-in'] button").await;
-    assert!(browser.url().await.ends_with("/ui/"), "{}", browser.url().await);
+    browser.wait_until("location.pathname === '/ui/'", "the overview after signing in").await;
     assert!(browser.text("main").await.contains("first admin"));
     // The session cookie is not readable by scripts.
     assert_eq!(browser.script("return document.cookie;").await, "");
@@ -261,6 +268,16 @@ async fn the_dashboard_in_headless_chromium() {
     browser.type_into("#name", "dana").await;
     browser.click("form[action='/ui/users'] button").await;
     let key = browser.text("#new-key").await;
+    browser.grant_clipboard(&origin).await;
+    browser.click("button[data-copy='#new-key']").await;
+    browser
+        .wait_until("document.querySelector(\"button[data-copy='#new-key']\").textContent === 'Copied'", "the copy")
+        .await;
+    assert_eq!(
+        browser.script("return navigator.clipboard.readText();").await,
+        json!(key),
+        "the copy button copied the key"
+    );
     let me = expect_json(app.get("/users/me", &key).await, StatusCode::OK).await;
     assert_eq!(me["name"], "dana");
     browser.screenshots("users").await;
@@ -294,7 +311,7 @@ async fn the_dashboard_in_headless_chromium() {
 
     // Sign out: the pages are closed again.
     browser.click("header form button").await;
-    assert!(browser.url().await.ends_with("/ui/sign-in"));
+    browser.wait_until("location.pathname === '/ui/sign-in'", "the sign-in page after signing out").await;
     browser.goto(&format!("{origin}/ui/")).await;
     assert!(browser.url().await.ends_with("/ui/sign-in"), "closed after sign-out");
 
@@ -390,6 +407,7 @@ async fn the_vault_decrypts_and_encrypts_in_the_browser_as_the_rust_client_does(
     browser.click("nav a[href='/ui/vault']").await;
     let loaded = browser.loaded().await;
     assert!(loaded.iter().any(|u| u.contains("/ui/assets/vault-")), "{loaded:?}");
+    assert!(loaded.iter().all(|u| u.starts_with(&origin)), "requests leaving the origin: {loaded:?}");
     let vault_bytes = browser
         .script("return [performance.getEntriesByType('navigation')[0]].concat(performance.getEntriesByType('resource')).reduce((n, e) => n + e.decodedBodySize, 0);")
         .await;
@@ -604,4 +622,106 @@ async fn the_vault_decrypts_and_encrypts_in_the_browser_as_the_rust_client_does(
     let saved =
         expect_json(app.get(&format!("/admin/orgs/{}/storage", team.org), &team.owner).await, StatusCode::OK).await;
     assert_eq!(saved["bucket"], team.bucket.as_str(), "the refused settings were not saved");
+}
+
+/// A session token of `sub` that lasts ten minutes (a dashboard session ends with its token).
+fn long_token(idp: &crate::idp::Idp, sub: &str) -> String {
+    let mut claims = idp.claims(sub);
+    claims["exp"] = json!(chrono::Utc::now().timestamp() + 600);
+    idp.sign(crate::idp::RSA_1, jsonwebtoken::Algorithm::RS256, &claims)
+}
+
+async fn sign_in_with_token(browser: &Driver, origin: &str, token: &str) {
+    browser.goto(&format!("{origin}/ui/sign-in")).await;
+    browser.type_into("#session_token", token).await;
+    browser.click("form:has(#session_token) button").await;
+    browser.wait_until("location.pathname.startsWith('/ui/org')", "the organizations page after signing in").await;
+}
+
+#[tokio::test]
+async fn the_cloud_pages_with_an_identity_provider_session() {
+    let idp = crate::idp::Idp::start().await;
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.cloud_jwt_issuer = Some(idp.issuer.clone());
+        s.cloud_jwks_url = Some(idp.jwks_url.clone());
+        s.cloud_authorized_parties = crate::idp::AZP.to_owned();
+        s.cloud_jwks_min_refresh_ms = 0;
+    })
+    .await;
+    let origin = app.proxy.clone();
+    let browser = Driver::start().await;
+    browser.grant_clipboard(&origin).await;
+
+    // A token that does not verify opens nothing.
+    browser.goto(&format!("{origin}/ui/sign-in")).await;
+    browser.type_into("#session_token", &idp.none_token("user_alice")).await;
+    browser.click("form:has(#session_token) button").await;
+    assert!(browser.text("main").await.contains("invalid or expired session token"), "{}", browser.text("main").await);
+
+    // Signed in with the identity provider: no org yet, so the page says how to make one.
+    sign_in_with_token(&browser, &origin, &long_token(&idp, "user_alice")).await;
+    assert!(browser.text("main").await.contains("You are in no organization yet"));
+    browser.type_into("#org_name", "Acme Corp").await;
+    browser.click("form[action='/ui/org'] button").await;
+    browser.wait_until("document.querySelector('h1').textContent === 'Acme Corp'", "the new organization").await;
+    let org_path: String = browser.script("return location.pathname;").await.as_str().unwrap().to_owned();
+
+    // An invite, its link copied with the button.
+    browser.type_into("#invite-email", "user_bob@example.test").await;
+    browser.click("form[action$='/invites'] button").await;
+    browser.wait_until("document.querySelector('#new-invite')", "the invite's link").await;
+    let link = browser.text("#new-invite").await;
+    browser.click("button[data-copy='#new-invite']").await;
+    browser
+        .wait_until("document.querySelector(\"button[data-copy='#new-invite']\").textContent === 'Copied'", "the copy")
+        .await;
+    let copied = browser.script("return navigator.clipboard.readText();").await;
+    assert_eq!(copied, json!(format!("{origin}{link}")));
+
+    // An API key: its secret shown once, and it works as an org-admin key.
+    browser.type_into("#key-name", "Production").await;
+    browser.click("form[action$='/api-keys'] button").await;
+    browser.wait_until("document.querySelector('#new-secret')", "the new key's secret").await;
+    let secret = browser.text("#new-secret").await;
+    let me = expect_json(app.get("/users/me", &secret).await, StatusCode::OK).await;
+    assert_eq!(me["isAdmin"], true);
+    assert!(browser.text("#key-list").await.contains("Production"));
+    browser.screenshots("organization").await;
+    let loaded = browser.loaded().await;
+    assert!(loaded.iter().all(|u| u.starts_with(&origin)), "requests leaving the origin: {loaded:?}");
+    browser.goto(&format!("{origin}{org_path}")).await;
+    assert!(!browser.text("main").await.contains(&secret), "the secret is shown once only");
+
+    // Bob accepts the invite through its link, as a developer, and cannot create keys.
+    browser.click("header form button").await;
+    sign_in_with_token(&browser, &origin, &long_token(&idp, "user_bob")).await;
+    browser.goto(&format!("{origin}{link}")).await;
+    browser.screenshots("invitation").await;
+    browser.click("form[action^='/ui/invites/'] button").await;
+    browser.wait_until("document.querySelector('h1').textContent === 'Acme Corp'", "the joined organization").await;
+    assert!(browser.text("#invite-list").await.contains("accepted"));
+    browser.type_into("#key-name", "mine").await;
+    browser.click("form[action$='/api-keys'] button").await;
+    browser.wait_until("document.querySelector('main .error')", "the refusal").await;
+    assert!(browser.text("main .error").await.contains("insufficient permissions"), "{}", browser.text("main").await);
+
+    // Alice makes Bob a viewer, revokes the key, removes nobody by accident.
+    browser.click("header form button").await;
+    sign_in_with_token(&browser, &origin, &long_token(&idp, "user_alice")).await;
+    browser.goto(&format!("{origin}{org_path}")).await;
+    browser.script("document.querySelector('select[name=role]').value = 'viewer';").await;
+    browser.click("form[action$='/role'] button").await;
+    browser.wait_until("document.querySelector('main .ok')", "the role change").await;
+    let members = browser.script("return document.querySelector('select[name=role]').value;").await;
+    assert_eq!(members, json!("viewer"));
+    browser.click("form[action$='/revoke'][action*='/api-keys/'] button").await;
+    browser.wait_until("document.querySelector('main .ok')", "the revocation").await;
+    assert_eq!(
+        app.get("/users/me", &secret).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the revoked key stopped working"
+    );
+    // The API-key pages are not this session's.
+    let nav = browser.text("nav").await;
+    assert!(nav.contains("Organizations") && !nav.contains("Vault"), "{nav}");
 }

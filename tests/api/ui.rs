@@ -215,3 +215,31 @@ async fn a_wrong_org_admin_password_opens_nothing_and_sessions_expire() {
     let expired = browser.get("/ui/").await;
     assert_eq!((expired.status, location(&expired)), (StatusCode::SEE_OTHER, "/ui/sign-in"), "HARDEN_UI_SESSION_SECS");
 }
+
+#[tokio::test]
+async fn an_org_admin_signs_in_with_email_and_password() {
+    let app = spawn_app().await;
+    let body = serde_json::json!({
+        "orgName": "Password Inc", "adminName": "Pat Admin", "email": "pat@example.com",
+        "password": "CorrectHorseBatteryStaple1!", "countryCode": "US", "plan": "free", "billingCycle": "monthly",
+    });
+    let res = app.proxy(reqwest::Method::POST, "/auth/orgadmin/register", &[], Some(body)).await;
+    let token = expect_json(res, StatusCode::ACCEPTED).await["verificationToken"].as_str().unwrap().to_owned();
+    let res = app.proxy(reqwest::Method::GET, &format!("/auth/orgadmin/verify?token={token}"), &[], None).await;
+    let verified = expect_json(res, StatusCode::OK).await;
+    let mut browser = Browser::new(&app);
+    let sign_in = browser.get("/ui/sign-in").await;
+    let csrf_token = csrf(&sign_in);
+    let signed = browser
+        .post(
+            "/ui/sign-in",
+            &[("csrf", &csrf_token), ("email", "pat@example.com"), ("password", "CorrectHorseBatteryStaple1!")],
+        )
+        .await;
+    assert_eq!((signed.status, location(&signed)), (StatusCode::SEE_OTHER, "/ui/"));
+    let overview = browser.get("/ui/").await;
+    assert!(overview.body.contains("Pat Admin") && overview.body.contains("Plan: free"), "{}", overview.body);
+    // The sign-in issued a fresh key: the one the verification answered stops working.
+    let old = verified["apiKey"].as_str().unwrap();
+    assert_eq!(app.get("/users/me", old).await.status(), StatusCode::UNAUTHORIZED);
+}

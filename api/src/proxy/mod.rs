@@ -43,6 +43,8 @@ pub struct ProxyState {
     pub request_timeout: std::time::Duration,
     /// How long a dashboard session lasts.
     pub ui_session_ttl: std::time::Duration,
+    /// The Cloud API is configured: the dashboard offers the identity-provider sign-in.
+    pub ui_cloud: bool,
 }
 
 impl ProxyState {
@@ -127,7 +129,7 @@ pub fn router(state: ProxyState, edge: &layers::Edge) -> Router {
     // Passed through to the Backend, which limits them again per client address.
     anonymous.extend(PASSED_THROUGH_ANONYMOUS.iter().map(|p| (*p).to_owned()));
     anonymous.extend(crate::ui::ANONYMOUS.iter().map(|p| (*p).to_owned()));
-    let ui = crate::ui::router(state.vault.clone(), state.ui_session_ttl);
+    let ui = crate::ui::router(state.vault.clone(), state.ui_session_ttl, state.ui_cloud);
     // Every Backend route at its own path, so the Proxy can be the only public edge: the admin and
     // account routes, the caller's own routes (`/users/me`, recovery, the org directory), the
     // Backend's ciphertext routes for clients doing their own crypto, the audit, and the Cloud API

@@ -8,6 +8,7 @@
 //! Every state-changing form carries the session's CSRF token, and a request without it changes
 //! nothing. The pages call the Backend's routes with the session's credential, as any client does.
 
+mod cloud;
 pub mod session;
 mod storage;
 mod vault;
@@ -32,6 +33,11 @@ use harden_client::{ApiCredential, Vault};
 use session::{NewSession, Session, Sessions};
 
 const CSS: &str = include_str!("app.css");
+const COPY_JS: &str = include_str!("copy.js");
+
+/// `/ui/assets/copy-<first 16 hex digits of its SHA-256>.js`: the copy buttons' script.
+static COPY_SCRIPT: LazyLock<String> =
+    LazyLock::new(|| format!("/ui/assets/copy-{}.js", &hex::encode(Sha256::digest(COPY_JS.as_bytes()))[..16]));
 
 /// `/ui/assets/app-<first 16 hex digits of its SHA-256>.css`: cached for ever, changed with its content.
 static CSS_PATH: LazyLock<String> =
@@ -43,10 +49,12 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 pub struct UiState {
     pub vault: Vault,
     pub sessions: Arc<Sessions>,
+    /// The Cloud API is configured: people may sign in with an identity-provider session token.
+    pub cloud: bool,
 }
 
-pub fn router(vault: Vault, session_ttl: Duration) -> Router {
-    let state = UiState { vault, sessions: Arc::new(Sessions::new(session_ttl)) };
+pub fn router(vault: Vault, session_ttl: Duration, cloud: bool) -> Router {
+    let state = UiState { vault, sessions: Arc::new(Sessions::new(session_ttl)), cloud };
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(overview))
@@ -62,6 +70,11 @@ pub fn router(vault: Vault, session_ttl: Duration) -> Router {
         .route("/ui/api/{*path}", axum::routing::any(vault::api))
         .route(&CSS_PATH, get(stylesheet))
         .route(&vault::JS_PATH, get(vault::script))
+        .route(&COPY_SCRIPT, get(copy_script))
+        .route("/ui/org", get(cloud::organizations).post(cloud::onboard))
+        .route("/ui/org/{org}", get(cloud::organization))
+        .route("/ui/org/{org}/{*action}", post(cloud::change))
+        .route("/ui/invites/{token}", get(cloud::invitation).post(cloud::accept))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -92,6 +105,17 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
+async fn copy_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        COPY_JS,
+    )
+        .into_response()
+}
+
 fn html_response(status: StatusCode, markup: Markup) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], markup.into_string()).into_response()
 }
@@ -103,13 +127,18 @@ fn page(title: &str, current: &str, session: Option<&Session>, body: Markup) -> 
 
 /// The page frame with a script of ours (`(page name, script path)`): the only way a page gets one.
 fn frame(title: &str, current: &str, session: Option<&Session>, body: Markup, script: Option<(&str, &str)>) -> Markup {
-    let nav = [
-        ("/ui/", "Overview"),
-        ("/ui/vault", "Vault"),
-        ("/ui/users", "Users"),
-        ("/ui/storage", "Storage"),
-        ("/ui/audit", "Audit"),
-    ];
+    // A session of the identity provider has the Cloud API's pages; one of an API key the others.
+    let nav: &[(&str, &str)] = if session.is_some_and(Session::is_cloud) {
+        &[("/ui/org", "Organizations")]
+    } else {
+        &[
+            ("/ui/", "Overview"),
+            ("/ui/vault", "Vault"),
+            ("/ui/users", "Users"),
+            ("/ui/storage", "Storage"),
+            ("/ui/audit", "Audit"),
+        ]
+    };
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -126,7 +155,7 @@ fn frame(title: &str, current: &str, session: Option<&Session>, body: Markup, sc
                     span.brand { "harden" }
                     @if let Some(session) = session {
                         nav aria-label="Main" {
-                            @for (href, label) in nav {
+                            @for (href, label) in nav.iter().copied() {
                                 @if href == current { a href=(href) aria-current="page" { (label) } } @else { a href=(href) { (label) } }
                             }
                         }
@@ -198,12 +227,13 @@ async fn call(
 #[derive(Deserialize)]
 struct SignInForm {
     csrf: Option<String>,
+    session_token: Option<String>,
     api_key: Option<String>,
     email: Option<String>,
     password: Option<String>,
 }
 
-fn sign_in_form(token: &str, error: Option<&str>) -> Markup {
+fn sign_in_form(token: &str, error: Option<&str>, cloud: bool) -> Markup {
     html! {
         @if let Some(error) = error { (error_box(error)) }
         div.grid {
@@ -224,6 +254,16 @@ fn sign_in_form(token: &str, error: Option<&str>) -> Markup {
                 p { button type="submit" { "Sign in" } }
                 p.muted { "Signing in this way issues you a new API key; the previous one stops working." }
             }
+            @if cloud {
+                form.card method="post" action="/ui/sign-in" {
+                    h2 { "With your identity provider" }
+                    input type="hidden" name="csrf" value=(token);
+                    label for="session_token" { "Session token" }
+                    input #session_token type="password" name="session_token" autocomplete="off" required;
+                    p { button type="submit" { "Sign in" } }
+                    p.muted { "For the organization pages (members, invites, API keys). The session ends when the token expires." }
+                }
+            }
         }
     }
 }
@@ -233,7 +273,8 @@ async fn sign_in_page(State(state): State<UiState>, headers: HeaderMap) -> Respo
         return Redirect::to("/ui/").into_response();
     }
     let token = session::token();
-    let mut response = html_response(StatusCode::OK, page("Sign in", "", None, sign_in_form(&token, None)));
+    let mut response =
+        html_response(StatusCode::OK, page("Sign in", "", None, sign_in_form(&token, None, state.cloud)));
     let cookie = session::set_cookie(session::SIGN_IN_COOKIE, &token, Duration::from_secs(3600));
     response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("a header value"));
     response
@@ -243,13 +284,20 @@ async fn sign_in(State(state): State<UiState>, headers: HeaderMap, Form(form): F
     let expected = session::cookie(&headers, session::SIGN_IN_COOKIE).unwrap_or_default().to_owned();
     let retry = |status: StatusCode, message: &str| {
         let token = session::token();
-        let mut response = html_response(status, page("Sign in", "", None, sign_in_form(&token, Some(message))));
+        let mut response =
+            html_response(status, page("Sign in", "", None, sign_in_form(&token, Some(message), state.cloud)));
         let cookie = session::set_cookie(session::SIGN_IN_COOKIE, &token, Duration::from_secs(3600));
         response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("a header value"));
         response
     };
     if expected.is_empty() || !form.csrf.as_deref().is_some_and(|t| session::same(t, &expected)) {
         return retry(StatusCode::FORBIDDEN, "The sign-in form expired; please try again.");
+    }
+    if let Some(token) = form.session_token.filter(|t| !t.trim().is_empty()) {
+        return match cloud_session(&state, token.trim()).await {
+            Ok(new) => start_session(&state, new, "/ui/org"),
+            Err(message) => retry(StatusCode::UNAUTHORIZED, &message),
+        };
     }
     let api_key = match (form.api_key.filter(|k| !k.trim().is_empty()), form.email, form.password) {
         (Some(key), _, _) => Zeroizing::new(key.trim().to_owned()),
@@ -278,14 +326,54 @@ async fn sign_in(State(state): State<UiState>, headers: HeaderMap, Form(form): F
         Ok(me) => me,
         Err(e) => return retry(StatusCode::UNAUTHORIZED, &e.message()),
     };
-    let id = state.sessions.start(NewSession {
+    let new = NewSession {
         api_key,
         user_id: me["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or_default(),
         user_name: me["name"].as_str().unwrap_or_default().to_owned(),
         org_id: me["orgId"].as_str().and_then(|s| s.parse().ok()),
         is_admin: me["isAdmin"].as_bool().unwrap_or(false),
-    });
-    let mut response = Redirect::to("/ui/").into_response();
+        bearer: None,
+        ends_by: None,
+    };
+    start_session(&state, new, "/ui/")
+}
+
+/// An identity-provider session: the token must open the Cloud API (which verifies it); the
+/// session ends when the token does. Its claims are read only for the expiry and a name to show.
+async fn cloud_session(state: &UiState, token: &str) -> Result<NewSession, String> {
+    if !state.cloud {
+        return Err("This server's Cloud API is not configured: sign in with an API key.".into());
+    }
+    let claims: Value = token
+        .split('.')
+        .nth(1)
+        .and_then(|part| base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, part).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| "That is not a session token.".to_owned())?;
+    let mut new = NewSession {
+        api_key: Zeroizing::new(String::new()),
+        bearer: Some(Zeroizing::new(token.to_owned())),
+        ends_by: None,
+        user_id: Uuid::nil(),
+        user_name: claims["first_name"].as_str().or(claims["sub"].as_str()).unwrap_or("you").to_owned(),
+        org_id: None,
+        is_admin: false,
+    };
+    let probe = Session::probe(&new);
+    cloud::cloud_call(state, &probe, Method::GET, &["cloud", "organizations"], None).await?;
+    let now = chrono::Utc::now().timestamp();
+    let left = claims["exp"].as_i64().map(|exp| exp - now).unwrap_or(0);
+    if left <= 0 {
+        return Err("The session token has expired: get a fresh one.".into());
+    }
+    new.ends_by = Some(std::time::Instant::now() + Duration::from_secs(left as u64));
+    Ok(new)
+}
+
+/// Starts the session and sends the browser on to `to` with its cookie.
+fn start_session(state: &UiState, new: NewSession, to: &str) -> Response {
+    let id = state.sessions.start(new);
+    let mut response = Redirect::to(to).into_response();
     let headers = response.headers_mut();
     let cookie = session::set_cookie(session::COOKIE, &id, state.sessions.ttl());
     headers.append(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("a header value"));
@@ -324,6 +412,9 @@ async fn overview(State(state): State<UiState>, headers: HeaderMap) -> Response 
         Ok(s) => s,
         Err(to_sign_in) => return *to_sign_in,
     };
+    if session.is_cloud() {
+        return Redirect::to("/ui/org").into_response();
+    }
     let me = call(&state, &session, Method::GET, &["users", "me"], None, None).await;
     let profile =
         me.as_ref().ok().and_then(|v| serde_json::from_value::<harden_client::wire::PublicProfile>(v.clone()).ok());
@@ -475,14 +566,14 @@ async fn render_users(state: &UiState, session: &Session, notice: Markup, status
             }
         }
     };
-    html_response(status, page("Users", "/ui/users", Some(session), body))
+    html_response(status, frame("Users", "/ui/users", Some(session), body, Some(("copy", COPY_SCRIPT.as_str()))))
 }
 
 fn key_once(who: &str, key: &str) -> Markup {
     html! {
         div.once role="status" {
             p { "The API key of " strong { (who) } ", shown this once. Copy it now and give it to them over a safe channel:" }
-            p { code #new-key { (key) } }
+            p { code #new-key { (key) } " " button.secondary type="button" data-copy="#new-key" { "Copy" } }
         }
     }
 }

@@ -18,13 +18,37 @@ pub const COOKIE: &str = "harden_session";
 pub const SIGN_IN_COOKIE: &str = "harden_sign_in";
 
 pub struct Session {
+    /// The API key the pages call the Backend with (empty for an identity-provider session).
     pub api_key: Zeroizing<String>,
+    /// An identity-provider session token, for the Cloud API's pages (None for an API key session).
+    pub bearer: Option<Zeroizing<String>>,
     pub csrf: String,
     pub user_id: Uuid,
     pub user_name: String,
     pub org_id: Option<Uuid>,
     pub is_admin: bool,
     expires: Instant,
+}
+
+impl Session {
+    /// The session `new` would be, not kept anywhere: to try its credential before it starts.
+    pub fn probe(new: &NewSession) -> Session {
+        Session {
+            api_key: new.api_key.clone(),
+            bearer: new.bearer.clone(),
+            csrf: String::new(),
+            user_id: new.user_id,
+            user_name: new.user_name.clone(),
+            org_id: new.org_id,
+            is_admin: new.is_admin,
+            expires: Instant::now(),
+        }
+    }
+
+    /// Signed in through the identity provider (the Cloud API's pages), not with an API key.
+    pub fn is_cloud(&self) -> bool {
+        self.bearer.is_some()
+    }
 }
 
 pub struct Sessions {
@@ -48,6 +72,9 @@ pub fn same(a: &str, b: &str) -> bool {
 
 pub struct NewSession {
     pub api_key: Zeroizing<String>,
+    pub bearer: Option<Zeroizing<String>>,
+    /// An earlier end than the sessions' lifetime (an identity-provider token's expiry).
+    pub ends_by: Option<Instant>,
     pub user_id: Uuid,
     pub user_name: String,
     pub org_id: Option<Uuid>,
@@ -68,12 +95,13 @@ impl Sessions {
         let id = token();
         let session = Session {
             api_key: new.api_key,
+            bearer: new.bearer,
             csrf: token(),
             user_id: new.user_id,
             user_name: new.user_name,
             org_id: new.org_id,
             is_admin: new.is_admin,
-            expires: Instant::now() + self.ttl,
+            expires: new.ends_by.map_or(Instant::now() + self.ttl, |end| end.min(Instant::now() + self.ttl)),
         };
         let mut map = self.map.lock().expect("sessions lock");
         let now = Instant::now();
@@ -136,6 +164,8 @@ mod tests {
         let sessions = Sessions::new(Duration::from_millis(50));
         let new = || NewSession {
             api_key: Zeroizing::new("hk_x".into()),
+            bearer: None,
+            ends_by: None,
             user_id: Uuid::nil(),
             user_name: "a".into(),
             org_id: None,
