@@ -137,6 +137,32 @@ pub async fn verified_recipient(
     Ok(checked.keys)
 }
 
+/// The keys to re-wrap a record's new key to, in a rotation by its owner: only a recipient the
+/// owner pinned (when they shared with them) and whose bundle still has the pinned fingerprint.
+/// An open share to anyone else (a share the Backend lists but the owner never made) is refused,
+/// never pinned on first use: a hostile server must not be able to add itself to a rotation.
+pub async fn pinned_recipient(backend: &Backend, caller: &Caller<'_>, recipient: Uuid) -> Result<PublicKeys, Error> {
+    let profile = profile(backend, caller.api_key, recipient).await?;
+    let checked = profile.checked(caller.org)?;
+    let pins = open(caller)?;
+    match (pins.get(&recipient), checked) {
+        (Some(pinned), Some(checked)) if *pinned == checked.fingerprint => Ok(checked.keys),
+        (Some(pinned), Some(checked)) => Err(Error::status(
+            StatusCode::CONFLICT,
+            format!(
+                "the keys of user {recipient}, who has an open share of this record, changed: you pinned {pinned}, the Backend now serves {}. Nothing was written; revoke the share, or share again passing the new fingerprint as expectedFingerprint",
+                checked.fingerprint
+            ),
+        )),
+        _ => Err(Error::status(
+            StatusCode::CONFLICT,
+            format!(
+                "the Backend lists an open share of this record to user {recipient}, whom you never shared with (not in your pins). Nothing was written; revoke that share, or share with them yourself"
+            ),
+        )),
+    }
+}
+
 /// The keys of an open share's recipient for a rotation by a writer who holds only the API key:
 /// the bundle must verify (no pins can be opened without the owner's keys).
 pub async fn bundle_keys(

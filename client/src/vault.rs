@@ -408,7 +408,7 @@ impl Vault {
         for share in remaining {
             let recipient = match writer {
                 Writer::Owner(caller) => {
-                    crate::pins::verified_recipient(&self.backend, caller, share.recipient_user_id, None).await?
+                    crate::pins::pinned_recipient(&self.backend, caller, share.recipient_user_id).await?
                 }
                 Writer::KeyOnly { api_key, org, .. } => {
                     crate::pins::bundle_keys(&self.backend, *api_key, *org, share.recipient_user_id).await?

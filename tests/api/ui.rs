@@ -7,20 +7,20 @@ use reqwest::{header, StatusCode};
 use crate::helpers::{expect_json, spawn_app, TestApp};
 
 /// A browser without redirects followed, keeping the cookies it is given by hand.
-struct Browser<'a> {
+pub struct Browser<'a> {
     app: &'a TestApp,
     http: reqwest::Client,
     cookies: Vec<(String, String)>,
 }
 
-struct Page {
-    status: StatusCode,
-    headers: header::HeaderMap,
-    body: String,
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: header::HeaderMap,
+    pub body: String,
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub fn new(app: &'a TestApp) -> Self {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Self { app, http, cookies: Vec::new() }
     }
@@ -42,7 +42,7 @@ impl<'a> Browser<'a> {
         Page { status: response.status(), headers: response.headers().clone(), body: response.text().await.unwrap() }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub async fn get(&mut self, path: &str) -> Page {
         let response = self
             .http
             .get(format!("{}{path}", self.app.proxy))
@@ -53,7 +53,7 @@ impl<'a> Browser<'a> {
         self.take(response).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let response = self
             .http
             .post(format!("{}{path}", self.app.proxy))
@@ -67,7 +67,7 @@ impl<'a> Browser<'a> {
 }
 
 /// The value of the first hidden `csrf` field on a page.
-fn csrf(page: &Page) -> String {
+pub fn csrf(page: &Page) -> String {
     let at = page.body.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
     page.body[at..].split('"').next().unwrap().to_owned()
 }

@@ -74,6 +74,8 @@ async function unlock(secret) {
     // Keys made before bundles: publish one so others can verify them (as the Rust client does).
     await api('PUT', '/users/me/bundle', { keyBundleB64: c.toB64(c.signBundle(opened, profile.orgId, profile.id)) }).catch(() => {});
   }
+  c.canonicalId(profile.id);
+  c.canonicalId(profile.orgId);
   me = profile;
   keys = opened;
 }
@@ -195,8 +197,10 @@ async function lastVersion(name) {
   }
 }
 
-/** The keys to encrypt to `recipient`: from a bundle that verifies, checked against your pins. */
-async function verifiedRecipient(recipient, expected) {
+/** What the server gives for `recipient`: the keys (from a bundle that verifies for that user of
+ * your org, else as published) and their fingerprint; and your pins, opened. */
+async function recipientAndPins(recipient) {
+  recipient = c.canonicalId(recipient);
   const profile = await api('GET', `/users/org/${seg(recipient)}`);
   let checked;
   if (profile.keyBundleB64) {
@@ -211,16 +215,33 @@ async function verifiedRecipient(recipient, expected) {
   } else {
     throw new Error('The recipient has no keys yet: they must generate keys before anything can be shared with them.');
   }
-  expected = expected?.trim() || null;
-  if (expected && expected !== checked.fingerprint) throw new Error(`The keys of user ${recipient} do not have the fingerprint you expect: nothing was encrypted to them.`);
   const fresh = await api('GET', '/users/me');
   const pins = fresh.pinsB64 ? await c.openPins(keys, me.id, c.fromB64(fresh.pinsB64)) : {};
+  return { recipient, checked, pins };
+}
+
+/** The keys to encrypt to `recipient` when you share: from a bundle that verifies, checked
+ * against your pins (a first bundle is pinned on first use, as in the Rust client). */
+async function verifiedRecipient(id, expected) {
+  const { recipient, checked, pins } = await recipientAndPins(id);
+  expected = expected?.trim() || null;
+  if (expected && expected !== checked.fingerprint) throw new Error(`The keys of user ${recipient} do not have the fingerprint you expect: nothing was encrypted to them.`);
   const pinned = pins[recipient];
   if (pinned === checked.fingerprint) return checked.keys;
   if (pinned && !expected) throw new Error(`The keys of user ${recipient} changed: you pinned ${pinned}, the server now gives ${checked.fingerprint}. Compare the new one with them, then give it as the expected fingerprint; nothing was encrypted to them.`);
   if (!pinned && !checked.verified && !expected) throw new Error(`User ${recipient} published keys without a signed bundle: compare their fingerprint with them and give it as the expected fingerprint.`);
   pins[recipient] = checked.fingerprint;
   await api('PUT', '/users/me/pins', { pinsB64: c.toB64(await c.sealPins(keys, me.id, pins)) });
+  return checked.keys;
+}
+
+/** The keys to re-wrap a rotated key to: only a recipient you pinned when you shared, with the
+ * pinned fingerprint. A share you never made is refused, never pinned on first use. */
+async function pinnedRecipient(id) {
+  const { recipient, checked, pins } = await recipientAndPins(id);
+  const pinned = pins[recipient];
+  if (!pinned) throw new Error(`The server lists an open share of this record to user ${recipient}, whom you never shared with. Nothing was written: revoke that share, or share with them yourself.`);
+  if (pinned !== checked.fingerprint) throw new Error(`The keys of user ${recipient}, who has an open share of this record, changed: you pinned ${pinned}, the server now gives ${checked.fingerprint}. Nothing was written.`);
   return checked.keys;
 }
 
@@ -276,7 +297,7 @@ async function rotate(name, ctx, expectedVersion, value) {
   const open = await api('GET', `/kv/${seg(name)}/shares`);
   const shares = [];
   for (const share of open) {
-    const pk = await verifiedRecipient(share.recipientUserId);
+    const pk = await pinnedRecipient(share.recipientUserId);
     const w = await c.wrapDataKey(pk, share.recipientUserId, ctx, key);
     shares.push({ shareId: share.shareId, encryptedAesKeyEccB64: c.toB64(w.ecc), encryptedAesKeyKyberB64: c.toB64(w.kyber) });
   }
@@ -503,6 +524,9 @@ async function onUpload(event) {
 
 function start() {
   if (document.body.dataset.page !== 'vault') return;
+  // The forms that take a secret or a value come disabled, so that nothing can be submitted
+  // (as a GET carrying the secret in its URL) before this script runs.
+  $$('fieldset[data-needs-script]').forEach((f) => (f.disabled = false));
   $('#unlock').addEventListener('submit', onUnlock);
   $('#lock').addEventListener('click', lock);
   $('#put-secret')?.addEventListener('submit', onPut);

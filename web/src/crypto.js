@@ -27,7 +27,9 @@ const BODY_LEN = 1 + 16 + 16 + X25519_LEN + MLKEM_PUBLIC_LEN + 32 + MLDSA65_PUBL
 const BUNDLE_LEN = BODY_LEN + 64 + 3309;
 // Argon2id parameters a sealed key may ask for (domain's KdfParams::MINIMUM and MAXIMUM).
 const KDF_MIN = { m: 19 * 1024, t: 2, p: 1 };
-const KDF_MAX = { m: 1024 * 1024, t: 16, p: 16 };
+// The page's own ceiling is lower than the server's (1 GiB, t = 16): a hostile server must not be
+// able to make a tab run Argon2id for minutes or exhaust its memory.
+const KDF_MAX = { m: 256 * 1024, t: 10, p: 4 };
 
 /** A refusal to open or use something, with a message a person can act on. */
 export class CryptoError extends Error {}
@@ -69,10 +71,17 @@ export function fromHex(hex) {
   return Uint8Array.from(hex.match(/../g) ?? [], (h) => parseInt(h, 16));
 }
 
+const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A user, org or share id as harden writes it (lowercase, hyphenated); anything else is refused,
+ * so one id cannot be spelt two ways (a pin looked up by another spelling would miss). */
+export function canonicalId(id) {
+  if (typeof id !== 'string' || !CANONICAL_UUID.test(id)) throw new CryptoError(`not a canonical id: ${String(id).slice(0, 40)}`);
+  return id;
+}
+
 export function uuidBytes(id) {
-  const hex = String(id).replace(/-/g, '');
-  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new CryptoError(`not a UUID: ${id}`);
-  return fromHex(hex);
+  return fromHex(canonicalId(id).replace(/-/g, ''));
 }
 
 function u32be(n) {
@@ -252,7 +261,7 @@ export function sealHeader(blob) {
   const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
   const params = { m: view.getUint32(1), t: view.getUint32(5), p: view.getUint32(9) };
   for (const k of ['m', 't', 'p']) {
-    if (params[k] < KDF_MIN[k] || params[k] > KDF_MAX[k]) throw new CryptoError('the sealed keys ask for Argon2id parameters outside harden\u2019s bounds');
+    if (params[k] < KDF_MIN[k] || params[k] > KDF_MAX[k]) throw new CryptoError('the sealed keys ask for Argon2id parameters outside what this page runs (m 19 MiB to 256 MiB, t 2 to 10, p 1 to 4)');
   }
   return { params, salt: blob.slice(13, 29) };
 }

@@ -85,7 +85,28 @@ pub async fn pass_through(
     for (name, value) in answer.headers().iter().filter(|(n, _)| !is_hop_by_hop(n) || *n == header::CONTENT_LENGTH) {
         response = response.header(name, value);
     }
-    Ok(response.body(Body::from_stream(answer.bytes_stream())).map_err(|e| anyhow::anyhow!("{e}"))?.into_response())
+    let mut response =
+        response.body(Body::from_stream(answer.bytes_stream())).map_err(|e| anyhow::anyhow!("{e}"))?.into_response();
+    inert(response.headers_mut());
+    Ok(response)
+}
+
+/// Makes a Backend answer passed on at the public edge inert in a browser: the edge also serves
+/// the dashboard (`/ui/`), whose origin a hostile Backend must not be able to put a page, a script
+/// or a cookie on. No `Set-Cookie` passes; a body that is not JSON goes as opaque bytes; nothing
+/// may be sniffed as something else; and a sandbox CSP gives anything rendered anyway an origin of
+/// its own, with no script.
+pub fn inert(headers: &mut axum::http::HeaderMap) {
+    headers.remove(header::SET_COOKIE);
+    let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        let v = v.trim().to_ascii_lowercase();
+        v.starts_with("application/json") || v.starts_with("application/problem+json")
+    });
+    if !json && headers.contains_key(header::CONTENT_TYPE) {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
 }
 
 trait RetainHopByHop {

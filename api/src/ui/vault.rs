@@ -97,9 +97,11 @@ pub async fn api(State(state): State<UiState>, request: Request) -> Response {
             response = response.header(name, value);
         }
     }
-    response
+    let mut response = response
         .body(Body::from_stream(answer.bytes_stream()))
-        .unwrap_or_else(|_| refuse(StatusCode::BAD_GATEWAY, "the Backend's answer could not be passed on"))
+        .unwrap_or_else(|_| refuse(StatusCode::BAD_GATEWAY, "the Backend's answer could not be passed on"));
+    crate::proxy::forward::inert(response.headers_mut());
+    response
 }
 
 fn s(v: &Value) -> &str {
@@ -128,7 +130,7 @@ fn reveal_slots() -> Markup {
 /// the fingerprint the owner compared out of band (needed when the recipient's keys changed).
 fn share_form(target: Markup, users: &[(String, String)], alias: bool, id: &str) -> Markup {
     html! {
-        form.share data-share-form {
+        form.share data-share-form { fieldset disabled data-needs-script {
             (target)
             input type="hidden" name="permission" value="read";
             div.row {
@@ -146,7 +148,7 @@ fn share_form(target: Markup, users: &[(String, String)], alias: bool, id: &str)
                 div { button type="submit" { "Share" } }
             }
             p data-result hidden {}
-        }
+        } }
     }
 }
 
@@ -184,7 +186,8 @@ pub async fn page(State(state): State<UiState>, headers: HeaderMap) -> Response 
             .unwrap_or_else(|| id.to_owned())
     };
     let body = html! {
-        form.card #unlock {
+        noscript { p.error { "The vault decrypts in this page with JavaScript, which is off: nothing here can be revealed or written without it." } }
+        form.card #unlock { fieldset disabled data-needs-script {
             h2 { "Unlock" }
             p.muted { "Revealing, writing and sharing happen in this page: your user secret and your values never leave the browser. The secret is asked once while this page is open; the unlocked keys stay in its memory only and are forgotten when you lock, leave or reload it." }
             label for="user-secret" { "Your user secret" }
@@ -192,21 +195,21 @@ pub async fn page(State(state): State<UiState>, headers: HeaderMap) -> Response 
             p { button type="submit" { "Unlock" } " " span.muted #unlock-status role="status" {} }
             progress #unlock-progress max="1" value="0" hidden aria-label="Unlocking" {}
             p.error #unlock-error hidden {}
-        }
+        } }
         div.card.row #locked-bar hidden {
             span.ok { "Unlocked in this page." }
             button.secondary #lock type="button" { "Lock" }
         }
 
         h2 #secrets { "Secrets" }
-        form.card #put-secret {
+        form.card #put-secret { fieldset disabled data-needs-script {
             div.row {
                 div { label for="secret-name" { "Name" } input #secret-name type="text" name="name" required maxlength="256" autocomplete="off"; }
                 div { label for="secret-value" { "Value" } input #secret-value type="password" name="value" required autocomplete="off"; }
                 div { button type="submit" { "Store" } }
             }
             p data-result hidden {}
-        }
+        } }
         @match &records {
             Err(e) => (error_box(e)),
             Ok(r) => {
@@ -265,7 +268,7 @@ pub async fn page(State(state): State<UiState>, headers: HeaderMap) -> Response 
         }
 
         h2 #files { "Files" }
-        form.card #upload {
+        form.card #upload { fieldset disabled data-needs-script {
             div.row {
                 div { label for="file" { "File" } input #file type="file" name="file" required; }
                 div { label for="filename" { "Name (optional)" } input #filename type="text" name="filename" maxlength="1024"; }
@@ -273,7 +276,7 @@ pub async fn page(State(state): State<UiState>, headers: HeaderMap) -> Response 
             }
             progress max="1" value="0" hidden aria-label="Upload progress" {}
             p data-result hidden {}
-        }
+        } }
         @match &files {
             Err(e) => (error_box(e)),
             Ok(f) => {
