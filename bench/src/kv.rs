@@ -77,10 +77,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let admin_key = std::fs::read_to_string(&args.admin_key_file).context("read the global admin key")?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).build()?;
     let keys = setup(&client, &args, admin_key.trim()).await?;
+    // Random bytes, as a real ciphertext and wraps are: nothing on the way can compress them.
     let body = json!({
-        "ciphertextB64": STANDARD.encode(vec![7u8; 29 + args.value_bytes]),
-        "encryptedAesKeyEccB64": STANDARD.encode([1u8; 33]),
-        "encryptedAesKeyKyberB64": STANDARD.encode(vec![2u8; 1149]),
+        "ciphertextB64": STANDARD.encode(crate::counts::random_bytes(29 + args.value_bytes)),
+        "encryptedAesKeyEccB64": STANDARD.encode(crate::counts::random_bytes(33)),
+        "encryptedAesKeyKyberB64": STANDARD.encode(crate::counts::random_bytes(1149)),
     });
     let mut phases = Vec::new();
     if !args.proxy_only {
@@ -109,7 +110,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .await?
                 .error_for_status()?;
         }
-        let value = json!({ "valueB64": STANDARD.encode(vec![b'v'; args.value_bytes]) });
+        let value = json!({ "valueB64": STANDARD.encode(crate::counts::random_bytes(args.value_bytes)) });
         let base = format!("{proxy}/v1");
         // Untimed warm-up: every client writes its Proxy keys once (the first request of a user
         // pays its unlock; with the cache off, every request does).

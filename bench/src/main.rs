@@ -10,6 +10,8 @@
 //!   the API; writes the fixture `bench/load.lua` reads (the mixed load of `bench/load`).
 //! - [`check`] — `harden-bench check`: projection and relay lag, then the consistency of the event
 //!   store, the read models and the JetStream stream (each event exactly once).
+//! - [`counts`] — `harden-bench counts`: per endpoint, the SQL statements, transactions and round
+//!   trips one request costs in PostgreSQL (`bench/run` prints them).
 //! - [`faults`] — `harden-bench faults`: PostgreSQL restarted, NATS stopped and started, harden
 //!   killed with SIGKILL, each under a steady write load, on a private PostgreSQL and NATS
 //!   ([`services`]); every acknowledged write is checked afterwards.
@@ -18,6 +20,7 @@ use clap::{Parser, Subcommand};
 
 mod api;
 mod check;
+mod counts;
 mod faults;
 mod kv;
 mod seed;
@@ -40,6 +43,8 @@ enum Command {
     Seed(seed::Args),
     /// Report projection and relay lag, wait for them to reach zero, check each event exactly once.
     Check(check::Args),
+    /// Statements, transactions and round trips in PostgreSQL per request, per endpoint.
+    Counts(counts::Args),
     /// Inject faults (PostgreSQL restart, NATS stop/start, SIGKILL of harden) under a write load.
     Faults(faults::Args),
 }
@@ -52,5 +57,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed(args) => seed::run(args).await,
         Command::Check(args) => check::run(args).await,
         Command::Faults(args) => faults::run(args).await,
+        Command::Counts(args) => counts::run(args).await,
     }
 }
