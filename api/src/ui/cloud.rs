@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{checked, error_box, frame, html_response, signed_in, Session, UiState, COPY_SCRIPT};
+use super::{
+    checked, error_box, frame, html_response, json_answer, signed_in, text as s, Session, UiState, COPY_SCRIPT,
+};
 
 /// A Cloud API call with the session's identity-provider token; its refusal as a message.
 pub async fn cloud_call(
@@ -36,15 +38,7 @@ pub async fn cloud_call(
     let url = state.vault.backend.url(segments, None);
     let body = body.map(|b| bytes::Bytes::from(serde_json::to_vec(b).expect("JSON")));
     let answer = state.vault.backend.send(method, url, headers, body).await.map_err(|e| e.message())?;
-    let answer = answer.ok().map_err(|e| e.message())?;
-    if answer.body.is_empty() {
-        return Ok(Value::Null);
-    }
-    answer.json().map_err(|e| e.message())
-}
-
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or_default()
+    json_answer(answer)
 }
 
 fn cloud_page(title: &str, session: &Session, body: Markup, status: StatusCode) -> Response {

@@ -35,13 +35,24 @@ use session::{NewSession, Session, Sessions};
 const CSS: &str = include_str!("app.css");
 const COPY_JS: &str = include_str!("copy.js");
 
-/// `/ui/assets/copy-<first 16 hex digits of its SHA-256>.js`: the copy buttons' script.
-static COPY_SCRIPT: LazyLock<String> =
-    LazyLock::new(|| format!("/ui/assets/copy-{}.js", &hex::encode(Sha256::digest(COPY_JS.as_bytes()))[..16]));
+/// `/ui/assets/<stem>-<first 16 hex digits of the content's SHA-256>.<ext>`: an asset's path,
+/// cached for ever because it changes with the content.
+fn hashed_path(stem: &str, ext: &str, content: &str) -> String {
+    format!("/ui/assets/{stem}-{}.{ext}", &hex::encode(Sha256::digest(content.as_bytes()))[..16])
+}
 
-/// `/ui/assets/app-<first 16 hex digits of its SHA-256>.css`: cached for ever, changed with its content.
-static CSS_PATH: LazyLock<String> =
-    LazyLock::new(|| format!("/ui/assets/app-{}.css", &hex::encode(Sha256::digest(CSS.as_bytes()))[..16]));
+/// An asset served from the binary under its hashed path.
+fn asset(content_type: &'static str, content: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")], content)
+        .into_response()
+}
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// The copy buttons' script.
+static COPY_SCRIPT: LazyLock<String> = LazyLock::new(|| hashed_path("copy", "js", COPY_JS));
+
+static CSS_PATH: LazyLock<String> = LazyLock::new(|| hashed_path("app", "css", CSS));
 
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'";
 
@@ -68,9 +79,9 @@ pub fn router(vault: Vault, session_ttl: Duration, cloud: bool) -> Router {
         .route("/ui/vault", get(vault::page))
         .route("/ui/storage", get(storage::storage_page).post(storage::save_storage))
         .route("/ui/api/{*path}", axum::routing::any(vault::api))
-        .route(&CSS_PATH, get(stylesheet))
-        .route(&vault::JS_PATH, get(vault::script))
-        .route(&COPY_SCRIPT, get(copy_script))
+        .route(&CSS_PATH, get(|| async { asset("text/css; charset=utf-8", CSS) }))
+        .route(&vault::JS_PATH, get(|| async { asset(JAVASCRIPT, vault::JS) }))
+        .route(&COPY_SCRIPT, get(|| async { asset(JAVASCRIPT, COPY_JS) }))
         .route("/ui/org", get(cloud::organizations).post(cloud::onboard))
         .route("/ui/org/{org}", get(cloud::organization))
         .route("/ui/org/{org}/{*action}", post(cloud::change))
@@ -95,28 +106,6 @@ async fn security_headers(mut response: Response) -> Response {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
-}
-
-async fn stylesheet() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-        ],
-        CSS,
-    )
-        .into_response()
-}
-
-async fn copy_script() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-        ],
-        COPY_JS,
-    )
-        .into_response()
 }
 
 fn html_response(status: StatusCode, markup: Markup) -> Response {
@@ -217,11 +206,21 @@ async fn call(
         .call(method, segments, query, ApiCredential::key(&session.api_key), body, &[])
         .await
         .map_err(|e| e.message())?;
+    json_answer(answer)
+}
+
+/// A Backend answer's JSON (null for an empty body), or its refusal as a message.
+fn json_answer(answer: harden_client::backend::Answer) -> Result<Value, String> {
     let answer = answer.ok().map_err(|e| e.message())?;
     if answer.body.is_empty() {
         return Ok(Value::Null);
     }
     answer.json().map_err(|e| e.message())
+}
+
+/// A JSON field's text, empty when it is absent or not text.
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------

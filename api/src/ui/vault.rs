@@ -15,27 +15,14 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use reqwest::Method;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use super::{call, error_box, frame, html_response, session, signed_in, UiState};
+use super::{call, error_box, frame, html_response, session, signed_in, text as s, UiState};
 
 /// The page's script, built from `web/` by `scripts/build-ui` (reproducible; checked by scripts/test).
 pub const JS: &str = include_str!("vault.js");
 
-/// `/ui/assets/vault-<first 16 hex digits of its SHA-256>.js`: cached for ever, changed with its content.
-pub static JS_PATH: LazyLock<String> =
-    LazyLock::new(|| format!("/ui/assets/vault-{}.js", &hex::encode(Sha256::digest(JS.as_bytes()))[..16]));
-
-pub async fn script() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-        ],
-        JS,
-    )
-        .into_response()
-}
+/// `/ui/assets/vault-<first 16 hex digits of its SHA-256>.js`.
+pub static JS_PATH: LazyLock<String> = LazyLock::new(|| super::hashed_path("vault", "js", JS));
 
 const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -102,10 +89,6 @@ pub async fn api(State(state): State<UiState>, request: Request) -> Response {
         .unwrap_or_else(|_| refuse(StatusCode::BAD_GATEWAY, "the Backend's answer could not be passed on"));
     crate::proxy::forward::inert(response.headers_mut());
     response
-}
-
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or_default()
 }
 
 fn size(bytes: u64) -> String {
