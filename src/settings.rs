@@ -132,6 +132,9 @@ pub struct Settings {
     pub clerk_webhook_secret: Option<SecretString>,
     /// How often API keys' `last_used_at` times are written (they are batched in memory).
     pub api_key_usage_flush_ms: u64,
+    /// How long a process answers a presented API key from what it last looked up; a command that
+    /// revokes access waits this long before it answers. 0 turns the cache off.
+    pub auth_cache_ms: u64,
     /// A read-model follower that leaves a committed event unapplied this long makes `/ready` 503.
     pub follower_stall_secs: u64,
     /// A request not answered within this is answered 503.
@@ -215,6 +218,7 @@ impl Default for Settings {
             cloud_jwks_ttl_secs: 600,
             clerk_webhook_secret: None,
             api_key_usage_flush_ms: 5_000,
+            auth_cache_ms: 250,
             follower_stall_secs: 30,
             request_timeout_secs: 60,
             shutdown_grace_secs: 20,

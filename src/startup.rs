@@ -150,12 +150,14 @@ impl Application {
                 bootstrap::master_key(settings.master_key.as_ref(), settings.is_production(), &settings.data_dir)?;
             let harden = Arc::new(
                 Harden::new(pool.clone(), &master_key)
-                    .with_restore_ttl(Duration::from_secs(settings.recovery_restore_ttl_secs)),
+                    .with_restore_ttl(Duration::from_secs(settings.recovery_restore_ttl_secs))
+                    .with_auth_cache(Duration::from_millis(settings.auth_cache_ms)),
             );
             let admin = bootstrap::ensure_global_admin(&harden, &settings.data_dir).await?;
 
-            // One LISTEN connection wakes every follower and the relay.
-            let wake = wake::spawn(pool.clone());
+            // One LISTEN connection wakes every follower and the relay, and drops cached principals when
+            // any instance revokes.
+            let wake = wake::spawn_with(pool.clone(), Some(harden.wakeup().credentials().clone()));
             let (read_models, followers) = start_read_models(&pool, settings, &wake).await?;
             app.followers.extend(followers.into_iter().map(Background));
             let mut watched: Vec<String> = read_models.names().into_iter().map(str::to_owned).collect();
@@ -246,6 +248,12 @@ impl Application {
             });
         }
         if surfaces != Surfaces::Backend {
+            // With the Backend in this process and no other named, the Proxy calls its router
+            // directly (no loopback HTTP); its streamed requests still use the listener.
+            let local = match (&settings.proxy_backend_url, &app.backend) {
+                (url, Some(backend)) if url.is_empty() => Some(backend.router.clone()),
+                _ => None,
+            };
             let backend_url = match (&settings.proxy_backend_url, &app.backend) {
                 (url, _) if !url.is_empty() => url.clone(),
                 (_, Some(backend)) => format!("http://{}", backend.listener.local_addr()?),
@@ -259,7 +267,14 @@ impl Application {
             )?;
             metrics.watch_unlocks(unlocker.counts());
             let state = ProxyState {
-                vault: harden_api::proxy::Vault { backend: Backend::new(&backend_url)?, unlocker: Arc::new(unlocker) },
+                vault: harden_api::proxy::Vault {
+                    backend: match local {
+                        Some(router) => Backend::new(&backend_url)?
+                            .in_process(Arc::new(harden_api::backend::in_process::LocalBackend::new(router))),
+                        None => Backend::new(&backend_url)?,
+                    },
+                    unlocker: Arc::new(unlocker),
+                },
                 min_secret_chars: settings.min_user_secret_chars,
                 max_body_bytes: settings.max_body_bytes,
                 request_timeout: settings.limits().request_timeout,
@@ -354,22 +369,19 @@ where
         .await
 }
 
-/// Starts one follower per read model; requests wait on all of them for read-your-writes.
+/// Starts the follower of every read model: one task, one transaction per batch for all of them.
+/// Requests wait on their positions for read-your-writes.
 async fn start_read_models(
     pool: &PgPool,
     settings: &Settings,
     wake: &tokio::sync::watch::Receiver<u64>,
 ) -> anyhow::Result<(ReadModels, Vec<JoinHandle<()>>)> {
     let config = FollowerConfig { poll_interval: settings.follower_poll(), ..FollowerConfig::default() };
-    let mut positions = Vec::new();
-    let mut tasks = Vec::new();
-    for projection in replay::catalog() {
-        let follower = Follower::new(pool.clone(), projection.projector, config, wake.clone());
-        follower.register().await?;
-        positions.push((follower.name(), follower.position()));
-        tasks.push(tokio::spawn(follower.run()));
-    }
-    Ok((ReadModels::new(positions, settings.read_model_wait()), tasks))
+    let projectors = replay::catalog().into_iter().map(|projection| projection.projector).collect();
+    let follower = Follower::group(pool.clone(), projectors, config, wake.clone());
+    follower.register().await?;
+    let positions = follower.positions();
+    Ok((ReadModels::new(positions, settings.read_model_wait()), vec![tokio::spawn(follower.run())]))
 }
 
 fn relay(pool: &PgPool, settings: &Settings, wake: tokio::sync::watch::Receiver<u64>) -> anyhow::Result<Relay> {

@@ -18,11 +18,13 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
+use cqrs_es::DomainEvent;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
+use crate::credentials::{AuthCache, CREDENTIALS_CHANNEL, REVOKING_EVENTS};
 use crate::error::Error;
 use harden_domain::{OrgId, UserId};
 
@@ -103,13 +105,18 @@ pub type Store<A> = PersistedEventStore<PostgresEventRepository, A>;
 pub struct Wakeup {
     pending: Arc<Notify>,
     appended: Arc<Mutex<BTreeMap<&'static str, u64>>>,
+    /// This process's cached principals, which a revoking commit drops and then waits out.
+    credentials: Arc<AuthCache>,
+    pool: PgPool,
 }
 
 impl Wakeup {
     pub fn spawn(pool: PgPool) -> Self {
         let pending = Arc::new(Notify::new());
         let signal = pending.clone();
+        let notifier = pool.clone();
         tokio::spawn(async move {
+            let pool = notifier;
             loop {
                 signal.notified().await;
                 if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(WAKE_CHANNEL).execute(&pool).await {
@@ -118,7 +125,24 @@ impl Wakeup {
                 }
             }
         });
-        Self { pending, appended: Arc::default() }
+        Self { pending, appended: Arc::default(), credentials: Arc::default(), pool }
+    }
+
+    /// The authentication cache every request of this process goes through.
+    pub fn credentials(&self) -> &Arc<AuthCache> {
+        &self.credentials
+    }
+
+    /// After a commit that took access away: drops this process's cached principals, tells every
+    /// other instance to drop theirs, and waits out the cache's lease, so that no instance answers
+    /// from an entry looked up before the commit once this returns (see [`AuthCache`]).
+    async fn revoked(&self) {
+        self.credentials.clear();
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(CREDENTIALS_CHANNEL).execute(&self.pool).await {
+            // The lease alone bounds every other instance's entries.
+            tracing::debug!(error = %e, "pg_notify of a revocation failed");
+        }
+        tokio::time::sleep(self.credentials.lease()).await;
     }
 
     pub fn wake(&self) {
@@ -251,6 +275,9 @@ where
                 Ok(envelopes) => {
                     self.wakeup.wake();
                     self.wakeup.committed(A::TYPE, envelopes.len());
+                    if envelopes.iter().any(|e| REVOKING_EVENTS.contains(&e.payload.event_type().as_str())) {
+                        self.wakeup.revoked().await;
+                    }
                     let last = envelopes.last().map(|e| e.sequence).unwrap_or_default();
                     let committed = self.commit_of(id, last).await?;
                     return Ok((committed, envelopes.into_iter().map(|e| e.payload).collect()));

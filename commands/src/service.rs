@@ -139,8 +139,16 @@ impl Harden {
         &self.sealer
     }
 
+    /// The principal behind a presented key, through this process's authentication cache.
     pub async fn authenticate(&self, presented: credentials::Presented<'_>) -> Result<Option<Principal>, Error> {
-        Ok(credentials::authenticate(&self.pool, presented).await?)
+        Ok(self.wakeup.credentials().authenticate(&self.pool, presented).await?)
+    }
+
+    /// Keeps found principals for `lease` (`HARDEN_AUTH_CACHE_MS`; zero, the default here, turns
+    /// the cache off). Revoking commands then wait `lease` before they answer.
+    pub fn with_auth_cache(self, lease: std::time::Duration) -> Self {
+        self.wakeup.credentials().set_lease(lease);
+        self
     }
 
     pub async fn create_org(

@@ -10,14 +10,19 @@
 //!
 //! Exactly once: a batch, its read-model writes and the checkpoint update are one transaction. A
 //! crash anywhere rolls all three back and the batch is read again. A batch holds the follower's
-//! advisory lock (see [`lock_follower`]), so the same follower running in several instances never
-//! applies a batch twice.
+//! advisory lock (see [`try_lock_followers`]), so the same follower running in several instances
+//! never applies a batch twice: an instance that finds the lock taken leaves that follower to the
+//! instance holding it, and learns its new checkpoint on the wake-up that instance sends.
+//!
+//! Groups: one [`Follower`] feeds every read model of the process, reading and locking each batch
+//! once for all of them, in one transaction (see [`Follower::group`]); a read model that fails is
+//! taken out of the group and retried on its own, so it stalls no other.
 //!
 //! Wake-up: a follower sleeps until the process's LISTEN connection sees a `pg_notify` (sent after
 //! each commit) or the poll interval passes, whichever is first.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -25,6 +30,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::watch;
 
+use harden_commands::bus::WAKE_CHANNEL;
 use harden_commands::Position;
 
 /// An event as the followers see it.
@@ -79,11 +85,32 @@ impl Default for FollowerConfig {
     }
 }
 
-pub struct Follower<P> {
-    pool: PgPool,
-    projector: Arc<P>,
-    config: FollowerConfig,
+/// One read model in a follower group: its projector, the position it has reached, and whether
+/// it is running on its own after a failure.
+struct Member {
+    projector: Arc<dyn Projector>,
     position: watch::Sender<Position>,
+    /// Set while the member fails: it is taken out of the group's batches (so it stalls no other
+    /// read model) and retried alone at this time, backing off; it rejoins after a success.
+    isolated: Mutex<Option<Isolation>>,
+}
+
+#[derive(Clone, Copy)]
+struct Isolation {
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+/// Feeds a group of read models from the event store. Each batch is read once, applied to every
+/// member that has not applied it yet, and committed with every member's checkpoint in one
+/// transaction: the event store is read, parsed and locked once per batch however many read models
+/// there are, and all of them reach a write's position together.
+pub struct Follower {
+    pool: PgPool,
+    members: Vec<Member>,
+    /// The members' names in lock order (sorted), which every instance and `harden replay` share.
+    names: Vec<&'static str>,
+    config: FollowerConfig,
     wake: watch::Receiver<u64>,
 }
 
@@ -102,24 +129,48 @@ fn select_batch() -> String {
     )
 }
 
-impl<P: Projector> Follower<P> {
-    pub fn new(pool: PgPool, projector: P, config: FollowerConfig, wake: watch::Receiver<u64>) -> Self {
-        let (position, _) = watch::channel(Position::default());
-        Self { pool, projector: Arc::new(projector), config, position, wake }
+impl Follower {
+    /// A follower of one read model.
+    pub fn new(pool: PgPool, projector: impl Projector, config: FollowerConfig, wake: watch::Receiver<u64>) -> Self {
+        Self::group(pool, vec![Arc::new(projector)], config, wake)
     }
 
-    pub fn name(&self) -> &'static str {
-        self.projector.name()
+    /// One follower feeding every projector given, in one transaction per batch.
+    pub fn group(
+        pool: PgPool,
+        projectors: Vec<Arc<dyn Projector>>,
+        config: FollowerConfig,
+        wake: watch::Receiver<u64>,
+    ) -> Self {
+        let mut members: Vec<Member> = projectors
+            .into_iter()
+            .map(|projector| Member {
+                projector,
+                position: watch::channel(Position::default()).0,
+                isolated: Mutex::new(None),
+            })
+            .collect();
+        members.sort_by_key(|m| m.projector.name());
+        let names = members.iter().map(|m| m.projector.name()).collect();
+        Self { pool, members, names, config, wake }
     }
 
-    /// The last position this follower has seen committed, for read-your-writes waits.
-    pub fn position(&self) -> watch::Receiver<Position> {
-        self.position.subscribe()
+    /// The members' names, in lock order.
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
     }
 
-    /// Creates the checkpoint row if this follower has never run.
+    /// The last position each member has seen committed, by name, for read-your-writes waits.
+    pub fn positions(&self) -> Vec<(&'static str, watch::Receiver<Position>)> {
+        self.members.iter().map(|m| (m.projector.name(), m.position.subscribe())).collect()
+    }
+
+    /// Creates the checkpoint rows of members that have never run.
     pub async fn register(&self) -> anyhow::Result<()> {
-        register_checkpoint(&self.pool, self.name()).await
+        for name in &self.names {
+            register_checkpoint(&self.pool, name).await?;
+        }
+        Ok(())
     }
 
     /// Runs until the task is aborted. Aborting mid-batch is safe: the batch's transaction is rolled
@@ -135,10 +186,13 @@ impl<P: Projector> Follower<P> {
                 Ok(n) if n as i64 >= self.config.batch_size => continue,
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
-                    crate::wake::wait(&mut self.wake, self.config.poll_interval).await;
+                    let poll = self.next_retry().map_or(self.config.poll_interval, |at| {
+                        at.saturating_duration_since(Instant::now()).min(self.config.poll_interval)
+                    });
+                    crate::wake::wait(&mut self.wake, poll).await;
                 }
                 Err(e) => {
-                    tracing::warn!(follower = self.name(), error = format!("{e:#}"), "follower batch failed; retrying");
+                    tracing::warn!(followers = ?self.names, error = format!("{e:#}"), "follower batch failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -146,41 +200,120 @@ impl<P: Projector> Follower<P> {
         }
     }
 
-    /// Applies one batch; returns how many events it applied.
+    fn next_retry(&self) -> Option<Instant> {
+        self.members.iter().filter_map(|m| m.isolated.lock().unwrap().map(|i| i.retry_at)).min()
+    }
+
+    /// Applies one batch to the group, and retries isolated members whose time has come; returns
+    /// the most events any member applied.
     pub async fn step(&self) -> anyhow::Result<usize> {
-        let mut tx = self.pool.begin().await.context("Failed to begin a follower batch")?;
-        lock_follower(&mut tx, self.name()).await?;
-        let (cp_tx, cp_gid): (i64, i64) =
-            sqlx::query_as("SELECT tx_id::text::bigint, global_id FROM follower_checkpoints WHERE name = $1")
-                .bind(self.name())
-                .fetch_one(&mut *tx)
-                .await
-                .with_context(|| format!("Failed to read the checkpoint of {}", self.name()))?;
-        let mut reached = Position { tx_id: cp_tx, global_id: cp_gid };
-        let events = read_batch(&mut tx, reached, self.config.batch_size).await?;
-        for event in &events {
-            self.projector.apply(&mut tx, event).await.with_context(|| {
-                format!(
-                    "{} failed on event {}/{}#{}",
-                    self.name(),
-                    event.aggregate_type,
-                    event.aggregate_id,
-                    event.sequence
-                )
-            })?;
-            reached = event.position;
+        let now = Instant::now();
+        let (grouped, due): (Vec<&Member>, Vec<&Member>) = {
+            let mut grouped = Vec::new();
+            let mut due = Vec::new();
+            for m in &self.members {
+                match *m.isolated.lock().unwrap() {
+                    None => grouped.push(m),
+                    Some(i) if i.retry_at <= now => due.push(m),
+                    Some(_) => {}
+                }
+            }
+            (grouped, due)
+        };
+        let mut applied = 0;
+        let mut alone = due;
+        if !grouped.is_empty() {
+            match self.apply_batch(&grouped).await {
+                Ok(n) => applied = n,
+                // One member alone cannot be told apart from the database failing: back off.
+                Err(e) if grouped.len() == 1 && alone.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(followers = ?self.names, error = format!("{e:#}"), "a read model failed in the group's batch; applying each on its own");
+                    alone.extend(grouped);
+                }
+            }
         }
-        if !events.is_empty() {
-            save_checkpoint(&mut tx, self.name(), reached).await?;
+        for m in alone {
+            match self.apply_batch(&[m]).await {
+                Ok(n) => {
+                    applied = applied.max(n);
+                    *m.isolated.lock().unwrap() = None;
+                }
+                Err(e) => {
+                    let mut isolated = m.isolated.lock().unwrap();
+                    let backoff =
+                        isolated.map_or(Duration::from_millis(100), |i| (i.backoff * 2).min(Duration::from_secs(5)));
+                    *isolated = Some(Isolation { retry_at: Instant::now() + backoff, backoff });
+                    tracing::warn!(
+                        follower = m.projector.name(),
+                        error = format!("{e:#}"),
+                        ?backoff,
+                        "read model failed on its own; retrying after a backoff"
+                    );
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    /// One batch for `members`: takes the lock of each that no one else holds (another instance
+    /// applying it, or `harden replay` swapping its tables in; those wait for the next batch, and
+    /// stall no one), reads their checkpoints, reads the events after the lowest once, gives each
+    /// member the events past its own checkpoint, and saves the checkpoints of the members that
+    /// moved, all in one transaction. After a batch that applied events it wakes every instance,
+    /// whose followers then see the new checkpoints (for their read-your-writes waits).
+    async fn apply_batch(&self, members: &[&Member]) -> anyhow::Result<usize> {
+        let names: Vec<&'static str> = members.iter().map(|m| m.projector.name()).collect();
+        let mut tx = self.pool.begin().await.context("Failed to begin a follower batch")?;
+        let locked = try_lock_followers(&mut tx, &names).await?;
+        let is_mine = |m: &Member| locked.iter().any(|name| name == m.projector.name());
+        let checkpoints = load_checkpoints(&mut tx, &names).await?;
+        let mine: Vec<(&Member, Position)> =
+            members.iter().zip(&checkpoints).filter(|(m, _)| is_mine(m)).map(|(m, cp)| (*m, *cp)).collect();
+        let mut events = Vec::new();
+        if let Some(from) = mine.iter().map(|(_, cp)| *cp).min() {
+            events = read_batch(&mut tx, from, self.config.batch_size).await?;
+        }
+        for event in &events {
+            for (member, checkpoint) in &mine {
+                if event.position <= *checkpoint {
+                    continue;
+                }
+                member.projector.apply(&mut tx, event).await.with_context(|| {
+                    format!(
+                        "{} failed on event {}/{}#{}",
+                        member.projector.name(),
+                        event.aggregate_type,
+                        event.aggregate_id,
+                        event.sequence
+                    )
+                })?;
+            }
+        }
+        let reached = events.last().map(|e| e.position);
+        if let Some(reached) = reached {
+            let moved: Vec<&str> =
+                mine.iter().filter(|(_, cp)| *cp < reached).map(|(m, _)| m.projector.name()).collect();
+            save_checkpoints(&mut tx, &moved, reached).await?;
         }
         tx.commit().await.context("Failed to commit a follower batch")?;
-        self.position.send_if_modified(|p| {
-            let advanced = reached > *p;
-            if advanced {
-                *p = reached;
-            }
-            advanced
-        });
+        for (member, checkpoint) in members.iter().zip(&checkpoints) {
+            let now = match reached {
+                Some(reached) if is_mine(member) => reached.max(*checkpoint),
+                _ => *checkpoint,
+            };
+            member.position.send_if_modified(|p| {
+                let advanced = now > *p;
+                if advanced {
+                    *p = now;
+                }
+                advanced
+            });
+        }
+        if reached.is_some() {
+            // A lost wake-up only delays the other instances until their poll.
+            let _ = sqlx::query("SELECT pg_notify($1, '')").bind(WAKE_CHANNEL).execute(&self.pool).await;
+        }
         Ok(events.len())
     }
 }
@@ -202,6 +335,55 @@ pub async fn lock_follower(conn: &mut PgConnection, name: &str) -> anyhow::Resul
         .execute(conn)
         .await
         .with_context(|| format!("Failed to take the lock of follower {name}"))?;
+    Ok(())
+}
+
+/// The followers of `names` whose transaction-level lock this transaction could take at once; the
+/// others are held by a batch of another instance or by `harden replay`. Never waits, so no two
+/// batches wait on each other.
+pub async fn try_lock_followers(conn: &mut PgConnection, names: &[&str]) -> anyhow::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT name FROM unnest($1::text[]) AS name
+         WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
+           AND pg_try_advisory_xact_lock(hashtextextended(name, 0))",
+    )
+    .bind(names)
+    .fetch_all(conn)
+    .await
+    .with_context(|| format!("Failed to take the locks of followers {names:?}"))
+}
+
+/// The checkpoints of the named followers, in the order given.
+async fn load_checkpoints(conn: &mut PgConnection, names: &[&str]) -> anyhow::Result<Vec<Position>> {
+    let rows: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT name, tx_id::text::bigint, global_id FROM follower_checkpoints WHERE name = ANY($1)")
+            .bind(names)
+            .fetch_all(conn)
+            .await
+            .with_context(|| format!("Failed to read the checkpoints of {names:?}"))?;
+    names
+        .iter()
+        .map(|name| {
+            rows.iter()
+                .find(|(n, _, _)| n == name)
+                .map(|(_, tx_id, global_id)| Position { tx_id: *tx_id, global_id: *global_id })
+                .with_context(|| format!("follower {name} has no checkpoint"))
+        })
+        .collect()
+}
+
+/// Moves the named followers' checkpoints to `position`, in one statement.
+async fn save_checkpoints(conn: &mut PgConnection, names: &[&str], position: Position) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE follower_checkpoints SET tx_id = $2::bigint::text::xid8, global_id = $3, updated_at = now()
+         WHERE name = ANY($1)",
+    )
+    .bind(names)
+    .bind(position.tx_id)
+    .bind(position.global_id)
+    .execute(conn)
+    .await
+    .with_context(|| format!("Failed to advance the checkpoints of {names:?}"))?;
     Ok(())
 }
 

@@ -125,6 +125,10 @@ pub struct KvValue {
     pub wrap_kyber: String,
     pub created_at: DateTime<Utc>,
     pub key_epoch: i64,
+    /// Whether the record's owner must rotate its key before writing again (see
+    /// [`crate::shares::Shares::rotation_pending`]); read with the current version, in one query.
+    #[sqlx(default)]
+    pub rotation_pending: Option<bool>,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -155,11 +159,13 @@ impl Kv {
 
     /// The current version of a live record.
     pub async fn current(&self, owner: UserId, key_name: &str) -> Result<Option<KvValue>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT v.key_name, v.version, v.ciphertext, v.wrap_ecc, v.wrap_kyber, v.created_at, v.key_epoch
-             FROM kv_records r JOIN kv_versions v USING (owner_id, key_name)
-             WHERE r.owner_id = $1 AND r.key_name = $2 AND r.live AND v.version = r.version",
-        )
+        sqlx::query_as(&format!(
+            "SELECT v.key_name, v.version, v.ciphertext, v.wrap_ecc, v.wrap_kyber, v.created_at, v.key_epoch,
+                        {} AS rotation_pending
+                 FROM kv_records r JOIN kv_versions v USING (owner_id, key_name)
+                 WHERE r.owner_id = $1 AND r.key_name = $2 AND r.live AND v.version = r.version",
+            crate::shares::ROTATION_PENDING
+        ))
         .bind(owner.as_uuid())
         .bind(key_name)
         .fetch_optional(&self.pool)

@@ -175,6 +175,15 @@ pub struct Shares {
     pool: PgPool,
 }
 
+/// Whether a share of record `$2` of owner `$1` ended (revoked or expired) while holding the
+/// record's current key: the owner's next write must then rotate to a fresh key. A boolean SQL
+/// expression over the parameters `$1` (owner) and `$2` (key name).
+pub(crate) const ROTATION_PENDING: &str = "EXISTS (
+     SELECT 1 FROM kv_shares s JOIN kv_records r ON r.owner_id = s.owner_id AND r.key_name = s.key_name
+     WHERE s.owner_id = $1 AND s.key_name = $2 AND r.live AND r.life = s.life
+       AND s.max_epoch >= r.key_epoch
+       AND (s.state <> 'active' OR s.expires_at <= now()))";
+
 impl Shares {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
@@ -215,17 +224,11 @@ impl Shares {
     /// current life that ended (revoked, removed or expired) while the current key epoch was wrapped
     /// for it. The owner's Proxy then rotates the key on its next write.
     pub async fn rotation_pending(&self, owner: UserId, key_name: &str) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (
-                 SELECT 1 FROM kv_shares s JOIN kv_records r ON r.owner_id = s.owner_id AND r.key_name = s.key_name
-                 WHERE s.owner_id = $1 AND s.key_name = $2 AND r.live AND r.life = s.life
-                   AND s.max_epoch >= r.key_epoch
-                   AND (s.state <> 'active' OR s.expires_at <= now()))",
-        )
-        .bind(owner.as_uuid())
-        .bind(key_name)
-        .fetch_one(&self.pool)
-        .await
+        sqlx::query_scalar(&format!("SELECT {ROTATION_PENDING}"))
+            .bind(owner.as_uuid())
+            .bind(key_name)
+            .fetch_one(&self.pool)
+            .await
     }
 }
 

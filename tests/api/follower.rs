@@ -2,7 +2,9 @@
 //! - a transaction that takes its ids first but commits last is neither skipped nor overtaken;
 //! - a follower killed between the commit of events and their projection catches up, nothing lost
 //!   or doubled;
-//! - two instances of one follower apply each event once.
+//! - two instances of one follower apply each event once;
+//! - a group of read models gets each event once per member, two instances of the group too, and a
+//!   failing member stalls none of the others and catches up once it recovers.
 //!
 //! The open-transaction test holds a transaction open, which holds back the snapshot horizon of its
 //! whole PostgreSQL cluster; it runs on a private throwaway cluster so no other test stalls.
@@ -29,22 +31,32 @@ struct Recorder {
     /// the projector hangs until the task is aborted.
     hang_on: Option<(usize, Arc<Notify>)>,
     seen: AtomicUsize,
+    name: &'static str,
+    /// While set, every apply fails (a read model whose table is broken, say).
+    failing: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Recorder {
     fn new() -> Self {
-        Self { hang_on: None, seen: AtomicUsize::new(0) }
+        Self::named("test-recorder")
+    }
+    fn named(name: &'static str) -> Self {
+        Self { hang_on: None, seen: AtomicUsize::new(0), name, failing: None }
     }
 }
 
 #[async_trait]
 impl Projector for Recorder {
     fn name(&self) -> &'static str {
-        "test-recorder"
+        self.name
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO recorded (aggregate_id, global_id) VALUES ($1, $2)")
+        if self.failing.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+            anyhow::bail!("{} is failing", self.name);
+        }
+        sqlx::query("INSERT INTO recorded (follower, aggregate_id, global_id) VALUES ($1, $2, $3)")
+            .bind(self.name)
             .bind(&event.aggregate_id)
             .bind(event.position.global_id)
             .execute(conn)
@@ -66,7 +78,8 @@ async fn prepare(url: &str) -> PgPool {
         .unwrap();
     db::migrate(&pool).await.unwrap();
     sqlx::query(
-        "CREATE TABLE recorded (n bigserial PRIMARY KEY, aggregate_id text NOT NULL, global_id bigint NOT NULL)",
+        "CREATE TABLE recorded (n bigserial PRIMARY KEY, follower text NOT NULL, aggregate_id text NOT NULL,
+                               global_id bigint NOT NULL)",
     )
     .execute(&pool)
     .await
@@ -84,10 +97,18 @@ async fn append(pool: &PgPool, id: &str) {
 }
 
 async fn recorded(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar("SELECT aggregate_id FROM recorded ORDER BY n").fetch_all(pool).await.unwrap()
+    recorded_by(pool, "test-recorder").await
 }
 
-fn follower(pool: &PgPool, projector: Recorder) -> Follower<Recorder> {
+async fn recorded_by(pool: &PgPool, follower: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT aggregate_id FROM recorded WHERE follower = $1 ORDER BY n")
+        .bind(follower)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+fn follower(pool: &PgPool, projector: Recorder) -> Follower {
     let config = FollowerConfig { batch_size: 7, poll_interval: Duration::from_millis(100) };
     Follower::new(pool.clone(), projector, config, wake::spawn(pool.clone()))
 }
@@ -222,7 +243,7 @@ async fn a_follower_killed_mid_batch_catches_up_with_nothing_lost_or_doubled() {
     // The first follower dies inside its second batch, after writing read-model rows but before
     // its checkpoint commits.
     let reached = Arc::new(Notify::new());
-    let dying = follower(&pool, Recorder { hang_on: Some((10, reached.clone())), seen: AtomicUsize::new(0) });
+    let dying = follower(&pool, Recorder { hang_on: Some((10, reached.clone())), ..Recorder::new() });
     dying.register().await.unwrap();
     let task = tokio::spawn(dying.run());
     reached.notified().await;
@@ -288,4 +309,112 @@ async fn two_instances_of_one_follower_apply_each_event_once() {
     for t in tasks {
         t.abort();
     }
+}
+
+fn group(pool: &PgPool, members: Vec<Recorder>) -> Follower {
+    let config = FollowerConfig { batch_size: 7, poll_interval: Duration::from_millis(100) };
+    let projectors = members.into_iter().map(|m| Arc::new(m) as Arc<dyn Projector>).collect();
+    Follower::group(pool.clone(), projectors, config, wake::spawn(pool.clone()))
+}
+
+/// `writers` concurrent writers appending `each` events, ids prefixed with `batch`.
+async fn append_many(pool: &PgPool, batch: &str, writers: usize, each: usize) {
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let pool = pool.clone();
+            let batch = batch.to_owned();
+            tokio::spawn(async move {
+                for i in 0..each {
+                    append(&pool, &format!("{batch}-w{w}-{i:02}")).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_group_applies_each_event_once_per_member_in_two_instances() {
+    let db = TestDb::new();
+    let pool = prepare(&db.url()).await;
+    // One member starts behind the other: it joined later, so its checkpoint is older.
+    append_many(&pool, "first", 1, 5).await;
+    let early = group(&pool, vec![Recorder::named("test-early")]);
+    early.register().await.unwrap();
+    let task = tokio::spawn(early.run());
+    eventually("the early member has the first events", || async { recorded_by(&pool, "test-early").await.len() >= 5 })
+        .await;
+    task.abort();
+    let _ = task.await;
+
+    let members = || vec![Recorder::named("test-early"), Recorder::named("test-late")];
+    let (first, second) = (group(&pool, members()), group(&pool, members()));
+    first.register().await.unwrap();
+    let tasks = [tokio::spawn(first.run()), tokio::spawn(second.run())];
+    append_many(&pool, "second", 4, 25).await;
+    for name in ["test-early", "test-late"] {
+        eventually("all 105 events applied", || async { recorded_by(&pool, name).await.len() >= 105 }).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for name in ["test-early", "test-late"] {
+        let mut got = recorded_by(&pool, name).await;
+        assert_eq!(got.len(), 105, "{name}: no event applied twice");
+        got.sort();
+        got.dedup();
+        assert_eq!(got.len(), 105, "{name}: no event lost");
+    }
+    let checkpoints: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT tx_id::text::bigint, global_id FROM follower_checkpoints WHERE name IN ('test-early', 'test-late')",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(checkpoints.len(), 2);
+    assert_eq!(checkpoints[0], checkpoints[1], "both members reached the same position");
+    for t in tasks {
+        t.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_failing_member_stalls_no_other_and_catches_up_when_it_recovers() {
+    let db = TestDb::new();
+    let pool = prepare(&db.url()).await;
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let broken = Recorder { failing: Some(failing.clone()), ..Recorder::named("test-broken") };
+    let follower = group(&pool, vec![Recorder::named("test-healthy"), broken]);
+    follower.register().await.unwrap();
+    let positions = follower.positions();
+    let task = tokio::spawn(follower.run());
+    append_many(&pool, "first", 2, 10).await;
+    eventually("the healthy member applies everything", || async {
+        recorded_by(&pool, "test-healthy").await.len() >= 20
+    })
+    .await;
+    assert!(recorded_by(&pool, "test-broken").await.is_empty(), "the failing member applied nothing");
+    let (healthy, broken) = (
+        &positions.iter().find(|(n, _)| *n == "test-healthy").unwrap().1,
+        &positions.iter().find(|(n, _)| *n == "test-broken").unwrap().1,
+    );
+    assert!(*healthy.borrow() > *broken.borrow(), "only the healthy member's position moved");
+
+    failing.store(false, Ordering::SeqCst);
+    append_many(&pool, "second", 1, 5).await;
+    eventually("the recovered member catches up", || async { recorded_by(&pool, "test-broken").await.len() >= 25 })
+        .await;
+    eventually("the healthy member has the later events", || async {
+        recorded_by(&pool, "test-healthy").await.len() >= 25
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for name in ["test-healthy", "test-broken"] {
+        let mut got = recorded_by(&pool, name).await;
+        got.sort();
+        got.dedup();
+        assert_eq!(got.len(), 25, "{name}: every event once");
+        assert_eq!(recorded_by(&pool, name).await.len(), 25, "{name}: none twice");
+    }
+    task.abort();
 }

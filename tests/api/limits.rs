@@ -166,3 +166,46 @@ async fn a_write_in_flight_when_its_user_is_offboarded_does_not_commit() {
         .unwrap();
     assert_eq!(written, 0);
 }
+
+#[tokio::test]
+async fn offboarding_and_a_write_in_flight_take_their_locks_in_one_order() {
+    let app = spawn_app().await;
+    let fx = app.org_with_users("acme").await;
+    expect_json(app.put_kv("first", &fx.member_key, 1).await, StatusCode::CREATED).await;
+    let deadlocks = || async {
+        sqlx::query_scalar::<_, i64>("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    let before = deadlocks().await;
+    // A create of the member is in flight: its append has taken the member's principal row, as the
+    // first trigger does ...
+    let mut write = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM principals WHERE user_id = $1 AND active FOR SHARE")
+        .bind(fx.member_id)
+        .execute(&mut *write)
+        .await
+        .unwrap();
+    // ... when an org admin offboards the member.
+    let offboard = {
+        let url = format!("{}/admin/orgs/{}/users/{}", app.backend, fx.org, fx.member_id);
+        let (client, key) = (app.client.clone(), fx.admin_key.clone());
+        tokio::spawn(async move { client.delete(url).header("X-Api-Key", key).send().await.unwrap().status() })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The create goes on to the member's usage row. Had the offboarding taken that row before the
+    // principal, each would wait for the other until PostgreSQL broke the deadlock.
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        sqlx::query("UPDATE user_usage SET records_used = records_used + 1 WHERE user_id = $1")
+            .bind(fx.member_id)
+            .execute(&mut *write),
+    )
+    .await
+    .expect("the write's next lock is not held by the offboarding");
+    assert!(next.is_ok(), "the write in flight was chosen as a deadlock victim: {:?}", next.err());
+    write.rollback().await.unwrap();
+    assert_eq!(offboard.await.unwrap(), StatusCode::NO_CONTENT);
+    assert_eq!(deadlocks().await, before, "no deadlock was detected");
+}

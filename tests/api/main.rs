@@ -6,6 +6,7 @@ mod idp;
 mod stand_ins;
 
 mod audit;
+mod auth_cache;
 mod bad_input;
 mod bootstrap;
 mod browser;

@@ -159,8 +159,12 @@ pub async fn get_kv(
         None => state.kv.current(caller.user_id, name.as_str()).await?,
     }
     .ok_or_else(|| ApiError::not_found("key not found"))?;
+    let pending = value.rotation_pending;
     let mut response = record_response(value);
-    response.rotation_pending = state.shares.rotation_pending(caller.user_id, name.as_str()).await?;
+    response.rotation_pending = match pending {
+        Some(pending) => pending,
+        None => state.shares.rotation_pending(caller.user_id, name.as_str()).await?,
+    };
     Ok((etag(response.version as u64), Json(response)))
 }
 

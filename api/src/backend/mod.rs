@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod files;
 pub mod health;
+pub mod in_process;
 pub mod kv;
 pub mod me;
 pub mod orgs;
