@@ -124,8 +124,8 @@ impl Cli {
         let ran = self.run(args).await;
         assert_eq!(ran.code, code, "harden {args:?}: {} {}", ran.stderr, ran.text());
         assert!(
-            ran.stderr.starts_with("harden: ") && ran.stderr.trim_end().lines().count() == 1,
-            "one line: {}",
+            ran.stderr.starts_with("harden: ") && ran.stderr.ends_with('\n') && ran.stderr.matches('\n').count() == 1,
+            "exactly one line: {:?}",
             ran.stderr
         );
         ran.stderr
@@ -302,8 +302,17 @@ async fn login_whoami_exit_codes_and_completions() {
     let nowhere = Cli { server: "http://127.0.0.1:9".into(), ..Cli::new(&app, &fx.admin_key, Some(OWNER_SECRET)) };
     nowhere.fails(&["kv", "ls"], 3).await;
     cli.fails(&["kv", "get", "bad\u{7}name"], 2).await;
-    let ran = cli.run(&["kv", "frobnicate"]).await;
-    assert_eq!(ran.code, 2);
+    // The argument parser's own errors are one line too, with exit code 2.
+    let msg = cli.fails(&["kv", "frobnicate"], 2).await;
+    assert!(msg.contains("unrecognized subcommand 'frobnicate'"), "{msg}");
+    let msg = cli.fails(&["kv", "share", "db-url"], 2).await;
+    assert!(msg.contains("--to"), "{msg}");
+    cli.fails(&["unlock", "--for", "forever"], 2).await;
+    // --help and --version are not errors: standard output, exit code 0.
+    let help = cli.ok(&["--help"]).await;
+    assert!(help.stderr.is_empty() && help.text().contains("Examples:\n  harden login"), "{}", help.text());
+    let version = cli.ok(&["--version"]).await;
+    assert!(version.stderr.is_empty() && version.text().starts_with("harden "), "{}", version.text());
     let unknown_key = Cli::new(&app, "hk_not_a_real_key", Some(OWNER_SECRET));
     unknown_key.fails(&["kv", "ls"], 1).await;
     cli.fails(&["kv", "get", "no-such-record"], 1).await;
