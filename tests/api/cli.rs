@@ -256,6 +256,21 @@ async fn values_files_and_shares_written_with_the_cli_are_read_through_the_proxy
     owner.ok(&["files", "revoke", &file_id, &file_share]).await;
     member.fails(&["files", "get", "--shared", &file_share, "-o", got.to_str().unwrap()], 1).await;
     assert_eq!(std::fs::read(&got).unwrap(), content, "a refused download leaves the old file alone");
+    // And the reverse: a file the Proxy uploaded and shared opens in the recipient's CLI, byte for byte.
+    let proxy_content: Vec<u8> = (0..200_003u32).map(|i| (i * 17 % 256) as u8).collect();
+    let res = files::upload(&app, &team.owner, "from-proxy.bin", &proxy_content).await;
+    let proxy_binary = expect_json(res, StatusCode::CREATED).await["id"].as_str().unwrap().to_owned();
+    let grant = json!({ "recipientUserId": team.member_id, "permission": "read" });
+    let res =
+        with_secret(&app, Method::POST, &format!("/v1/files/{proxy_binary}/shares"), &team.owner, Some(grant)).await;
+    let proxy_file_share = expect_json(res, StatusCode::CREATED).await["shareId"].as_str().unwrap().to_owned();
+    let inbox = member.json(&["files", "shared"]).await;
+    assert!(inbox.as_array().unwrap().iter().any(|i| i["shareId"] == proxy_file_share.as_str()), "{inbox}");
+    let got = member.home.path().join("from-proxy.bin");
+    member.ok(&["files", "get", "--shared", &proxy_file_share, "-o", got.to_str().unwrap()]).await;
+    assert_eq!(std::fs::read(&got).unwrap(), proxy_content);
+    assert_eq!(mode(&got), 0o600);
+    assert_eq!(member.ok(&["files", "get", "--shared", &proxy_file_share]).await.stdout, proxy_content, "on stdout");
     owner.ok(&["files", "rm", &proxy_file]).await;
     owner.ok(&["kv", "rm", "api-token"]).await;
     let msg = owner.fails(&["kv", "get", "api-token"], 1).await;
@@ -284,6 +299,23 @@ async fn login_whoami_exit_codes_and_completions() {
     assert_eq!(me["orgId"], json!(fx.org));
     assert!(me["apiKeyFingerprint"].as_str().unwrap().len() == 16);
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&fx.admin_key), "the key itself is never printed");
+    // HARDEN_API_KEY overrides the stored key: the member's key is the member, whatever the file says.
+    let mut as_member = cli.command(&["whoami", "--output", "json"]);
+    as_member.env_remove("HARDEN_SERVER").env("HARDEN_API_KEY", &fx.member_key);
+    let out = as_member.output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["userId"], json!(fx.member_id));
+    // HARDEN_SERVER overrides the stored server: with the file pointing nowhere, the file alone cannot
+    // reach a server (exit 3), and with HARDEN_SERVER set the command reaches the real one.
+    std::fs::write(&config, format!("server = \"http://127.0.0.1:9\"\napi_key = \"{}\"\n", fx.admin_key)).unwrap();
+    let mut from_file = cli.command(&["whoami"]);
+    from_file.env_remove("HARDEN_SERVER").env_remove("HARDEN_API_KEY");
+    assert_eq!(from_file.output().await.unwrap().status.code(), Some(3), "the file's server is used without the env");
+    let mut overridden = cli.command(&["whoami", "--output", "json"]);
+    overridden.env_remove("HARDEN_API_KEY");
+    let out = overridden.output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["userId"], json!(fx.admin_id));
 
     // Keys made on this machine; the Proxy unlocks them with the same secret.
     let mut generate = cli.command(&["keys", "generate"]);
