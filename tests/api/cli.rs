@@ -561,7 +561,7 @@ impl Tmux {
     async fn start(cli: &Cli, command: &str) -> Self {
         let server = format!("harden-test-{}", uuid::Uuid::new_v4().simple());
         // The environment from a 0600 file, so no key or secret is in any process's argv.
-        let mut env = String::from("unset XDG_RUNTIME_DIR HARDEN_USER_SECRET TMUX\n");
+        let mut env = String::from("unset XDG_RUNTIME_DIR HARDEN_USER_SECRET HARDEN_NEW_USER_SECRET TMUX\n");
         for (name, value) in cli.envs() {
             env.push_str(&format!("export {name}='{}'\n", value.replace('\'', "'\\''")));
         }
@@ -667,6 +667,58 @@ async fn the_prompts_on_a_terminal_echo_nothing() {
     let screen = tmux.wait_for("EXIT=").await;
     assert!(screen.contains("invalid user secret") && screen.contains("EXIT=4"), "{screen}");
     assert!(!screen.contains("a wrong secret"), "{screen}");
+}
+
+#[tokio::test]
+async fn keys_rekey_takes_the_new_secret_typed_twice_and_the_old_one_stops_opening() {
+    let app = spawn_app().await;
+    let v = hostile::victim(&app).await;
+    hostile::owner_put(&app, &v, "db-url", "postgres://before-the-rekey").await;
+    let cli = Cli::new(&app, &v.owner, None);
+    const NEW_SECRET: &str = "the new secret 5b1c, typed twice";
+    const MISTYPED: &str = "the new secret 5b1c, mistyped";
+
+    // `harden keys rekey` on a terminal: the current secret, the new one, the new one again.
+    let rekey = |again: &'static str| {
+        let cli = &cli;
+        async move {
+            let tmux = Tmux::start(cli, &format!("{BIN} keys rekey")).await;
+            for (prompt, typed) in [("User secret:", OWNER_SECRET), ("New user secret:", NEW_SECRET), ("Again:", again)]
+            {
+                tmux.wait_for(prompt).await;
+                tmux.type_line(typed).await;
+            }
+            tmux.wait_for("EXIT=").await
+        }
+    };
+
+    // The second entry differs: refused with a clear message, and nothing changes.
+    let screen = rekey(MISTYPED).await;
+    assert!(
+        screen.contains("harden: the two secrets differ; nothing was changed") && screen.contains("EXIT=2"),
+        "{screen}"
+    );
+    for typed in [OWNER_SECRET, NEW_SECRET, MISTYPED] {
+        assert!(!screen.contains(typed), "{typed:?} was echoed:\n{screen}");
+    }
+    let old = Cli { secret: Some(OWNER_SECRET.into()), ..Cli::new(&app, &v.owner, None) };
+    assert_eq!(old.ok(&["kv", "get", "db-url"]).await.stdout, b"postgres://before-the-rekey", "nothing changed");
+
+    // Typed the same twice: the keys are sealed under the new secret, which opens the old value.
+    let screen = rekey(NEW_SECRET).await;
+    assert!(screen.contains("sealed under the new secret") && screen.contains("EXIT=0"), "{screen}");
+    assert!(!screen.contains(OWNER_SECRET) && !screen.contains(NEW_SECRET), "echoed:\n{screen}");
+    let new = Cli { secret: Some(NEW_SECRET.into()), ..Cli::new(&app, &v.owner, None) };
+    assert_eq!(new.ok(&["kv", "get", "db-url"]).await.stdout, b"postgres://before-the-rekey");
+    let msg = old.fails(&["kv", "get", "db-url"], 4).await;
+    assert!(msg.contains("invalid user secret"), "{msg}");
+    // A wrong old secret at the rekey itself is refused the same way, and changes nothing.
+    let wrong = Cli { secret: Some(OWNER_SECRET.into()), ..Cli::new(&app, &v.owner, None) };
+    let mut rekey = wrong.command(&["keys", "rekey"]);
+    rekey.env("HARDEN_NEW_USER_SECRET", "yet another secret");
+    let out = rekey.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(new.ok(&["kv", "get", "db-url"]).await.stdout, b"postgres://before-the-rekey");
 }
 
 #[tokio::test]
