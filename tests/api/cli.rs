@@ -798,13 +798,28 @@ async fn a_hostile_server_is_refused_by_the_cli_as_by_the_proxy() {
 async fn the_audit_trail_is_listed_and_its_chain_recomputed_on_the_users_machine() {
     let app = spawn_app().await;
     let fx = app.org_with_users("acme").await;
-    for i in 0..3 {
+    app.put_kv("k0", &fx.member_key, 1).await;
+    // A moment between the first write and the others (this machine's clock is the server's).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for i in 1..3 {
         app.put_kv(&format!("k{i}"), &fx.member_key, 1).await;
     }
     let admin = Cli::new(&app, &fx.admin_key, None);
     let kv = admin.json(&["audit", "ls"]).await;
     assert_eq!(kv.as_array().unwrap().len(), 3, "{kv}");
     assert_eq!(admin.json(&["audit", "ls", "--key", "k1"]).await.as_array().unwrap().len(), 1);
+    let at = |entry: &Value| entry["timestampUtc"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert!(at(&kv[0]) < between && between <= at(&kv[1]), "{between} {kv}");
+    let since = between.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let after = admin.json(&["audit", "ls", "--since", &since]).await;
+    let keys: Vec<_> = after.as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(keys, ["k1", "k2"], "only the entries at or after --since: {after}");
+    let before = admin.json(&["audit", "ls", "--until", &since]).await;
+    assert_eq!(before.as_array().unwrap().len(), 1, "{before}");
+    assert_eq!(before[0]["key"], "k0");
+    admin.fails(&["audit", "ls", "--since", "yesterday"], 2).await;
     let all = admin.json(&["audit", "ls", "--all"]).await;
     assert_eq!(all.as_array().unwrap().len(), 8, "org, 2 users, 2 keys, 3 KV writes");
     assert!(admin.ok(&["audit", "ls"]).await.text().starts_with("SEQ"));
