@@ -16,7 +16,12 @@ use harden_projections::replay;
 use uuid::Uuid;
 
 #[derive(Parser)]
-#[command(name = "harden", version, about = "A zero-knowledge, post-quantum secrets and file vault for teams")]
+#[command(
+    name = "harden",
+    version,
+    about = "A zero-knowledge, post-quantum secrets and file vault for teams",
+    after_help = "Examples:\n  harden login --server https://vault.example.com\n  harden kv get db-url\n  harden run --env DATABASE_URL=harden://kv/db-url -- ./server\n  harden serve"
+)]
 struct Cli {
     /// A settings file (TOML). Defaults to ./harden.toml when it exists.
     #[arg(long, env = "HARDEN_CONFIG", global = true)]
@@ -138,7 +143,7 @@ enum EventsCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = parse();
     // The client's commands need no server settings and log nothing.
     let command = match cli.command {
         Command::Client(command) => std::process::exit(harden_cli::run(cli.client, command).await.into()),
@@ -210,6 +215,21 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The command line, or exit: `--help` and `--version` print to standard output (exit 0); a usage
+/// error is one line on standard error, `harden: <message>`, and exit code 2.
+fn parse() -> Cli {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `harden` alone shows the help, as clap does (on stderr, exit 2).
+        Err(e) if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        Err(e) => {
+            eprintln!("harden: {}", harden_cli::fail::usage_line(&e.render().to_string()));
+            std::process::exit(harden_cli::fail::USAGE.into());
+        }
+    }
+}
+
 async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()> {
     let pool = connect_and_migrate(settings).await?;
     match command {
@@ -236,5 +256,25 @@ async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()>
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn harden_and_every_command_have_an_example_in_their_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if !command.get_after_help().is_some_and(|h| h.to_string().contains("Example")) {
+                missing.push(path.to_owned());
+            }
+            for sub in command.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "harden", &mut missing);
+        assert!(missing.is_empty(), "no example in --help: {missing:?}");
     }
 }

@@ -37,6 +37,16 @@ impl Fail {
     }
 }
 
+/// A usage error from the argument parser (clap's several lines: the error, tips, the usage, a
+/// hint) as one line for `harden: <message>`: the error's own lines up to the first blank one,
+/// joined, without the `error: ` prefix and with control characters escaped.
+pub fn usage_line(rendered: &str) -> String {
+    let message: Vec<&str> = rendered.lines().map(str::trim).take_while(|line| !line.is_empty()).collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    crate::output::clean(&format!("{message} (see --help)"))
+}
+
 impl From<harden_client::Error> for Fail {
     fn from(e: harden_client::Error) -> Self {
         let message = e.message();
@@ -70,5 +80,19 @@ impl From<harden_client::Error> for Fail {
 impl From<std::io::Error> for Fail {
     fn from(e: std::io::Error) -> Self {
         Self::refused(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_usage_error_is_one_line() {
+        let rendered = "error: unrecognized subcommand 'frobnicate'\n\n  tip: a similar subcommand exists: 'rm'\n\nUsage: harden kv <COMMAND>\n\nFor more information, try '--help'.\n";
+        assert_eq!(usage_line(rendered), "unrecognized subcommand 'frobnicate' (see --help)");
+        let rendered = "error: the following required arguments were not provided:\n  --to <TO>\n\nUsage: harden kv share --to <TO> <NAME>\n";
+        assert_eq!(usage_line(rendered), "the following required arguments were not provided: --to <TO> (see --help)");
+        assert_eq!(usage_line("error: invalid value 'x\u{1b}[2J'"), "invalid value 'x\\u{1b}[2J' (see --help)");
     }
 }

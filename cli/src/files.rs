@@ -30,8 +30,12 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// The file to upload, refused before it is read when it is larger than any plan allows.
-fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+/// The file to upload, refused before it is read when it is larger than any plan allows. It is
+/// read into a buffer with room for the sealed header in front and the tag behind, as the Proxy's
+/// upload decodes into the request's buffer behind its JSON: sealing in place then moves nothing
+/// and never allocates a second buffer. Answers the buffer and where the file's bytes are in it.
+fn read_file(path: &std::path::Path) -> Result<(Vec<u8>, std::ops::Range<usize>)> {
+    use harden_domain::crypto::{IN_PLACE_HEADER_LEN, TAG_LEN};
     use std::io::Read;
     let limit = harden_domain::Plan::largest_file_size_bytes();
     let cannot = |e: std::io::Error| Fail::usage(format!("cannot read {}: {e}", path.display()));
@@ -43,16 +47,18 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
             path.display()
         )));
     }
-    let mut buf = Vec::with_capacity(len as usize);
+    let mut buf = Vec::with_capacity(IN_PLACE_HEADER_LEN + len as usize + TAG_LEN);
+    buf.resize(IN_PLACE_HEADER_LEN, 0);
     // A pipe or a device says nothing of its size: read at most one byte past the limit.
     file.take(limit + 1).read_to_end(&mut buf).map_err(cannot)?;
-    if buf.len() as u64 > limit {
+    if (buf.len() - IN_PLACE_HEADER_LEN) as u64 > limit {
         return Err(Fail::usage(format!(
             "{} is larger than the largest file any plan takes ({limit} bytes)",
             path.display()
         )));
     }
-    Ok(buf)
+    let content = IN_PLACE_HEADER_LEN..buf.len();
+    Ok((buf, content))
 }
 
 pub async fn run(session: &Session, output: Output, command: FilesCommand) -> Result<()> {
@@ -68,13 +74,12 @@ pub async fn run(session: &Session, output: Output, command: FilesCommand) -> Re
             };
             harden_client::files::check_file_name(&name)?;
             let writer = session.writer(write_only).await?;
-            let buf = read_file(&path)?;
-            let len = buf.len();
-            let bar = bar(len as u64, "encrypting and uploading");
+            let (buf, content) = read_file(&path)?;
+            let bar = bar(content.len() as u64, "encrypting and uploading");
             let progress = bar.clone();
             let answer = session
                 .vault
-                .upload_file(&writer, &name, content_type.as_deref(), buf, 0..len, move |sent| {
+                .upload_file(&writer, &name, content_type.as_deref(), buf, content, move |sent| {
                     progress.set_position(sent as u64)
                 })
                 .await;
@@ -206,5 +211,28 @@ pub async fn run(session: &Session, output: Output, command: FilesCommand) -> Re
                 .collect();
             output::listing(output, &inbox, &["SHARE", "NAME", "BYTES", "OWNER"], rows, "no files are shared with you")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use harden_domain::crypto::{self, DataKey, RecordContext};
+    use uuid::Uuid;
+
+    #[test]
+    fn a_file_read_for_upload_is_sealed_where_it_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        let content: Vec<u8> = (0..100_003u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let (mut buf, range) = super::read_file(&path).unwrap();
+        assert_eq!(&buf[range.clone()], &content[..]);
+        let (at, capacity) = (buf.as_ptr(), buf.capacity());
+        let key = DataKey::from_bytes([7; 32]);
+        let context = RecordContext { kind: "file", org: Uuid::from_u128(1), owner: Uuid::from_u128(2), name: &[] };
+        let sealed = crypto::seal_in_place(&key, [9; 12], &context, &mut buf, range);
+        assert_eq!(sealed, 0..content.len() + 29, "the header went in front, the tag behind");
+        assert_eq!((buf.as_ptr(), buf.capacity()), (at, capacity), "sealing moved or grew the buffer");
+        assert_eq!(&*crypto::decrypt_value(&key, &context, &buf[sealed]).unwrap(), &content[..]);
     }
 }

@@ -47,6 +47,9 @@ pub const FORMAT_V2: u8 = 2;
 pub const OWNER_TAG_LEN: usize = 32;
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
+/// The bytes [`seal_in_place`] writes in front of a plaintext (version ‖ nonce): a buffer read with
+/// this much room before the plaintext (and [`TAG_LEN`] after it) is sealed without moving.
+pub const IN_PLACE_HEADER_LEN: usize = 1 + NONCE_LEN;
 pub const X25519_LEN: usize = 32;
 pub const MLKEM_PUBLIC_LEN: usize = 1184;
 pub const MLKEM_CIPHERTEXT_LEN: usize = 1088;
@@ -238,7 +241,7 @@ pub fn seal_in_place(
     plaintext: std::ops::Range<usize>,
 ) -> std::ops::Range<usize> {
     use aes_gcm::aead::AeadInOut;
-    const HEADER: usize = 1 + NONCE_LEN;
+    const HEADER: usize = IN_PLACE_HEADER_LEN;
     let mut plaintext = plaintext;
     if plaintext.start < HEADER {
         let shift = HEADER - plaintext.start;
@@ -266,7 +269,7 @@ pub fn open_in_place(
     blob: &mut [u8],
 ) -> Result<std::ops::Range<usize>, CryptoError> {
     use aes_gcm::aead::AeadInOut;
-    const HEADER: usize = 1 + NONCE_LEN;
+    const HEADER: usize = IN_PLACE_HEADER_LEN;
     if blob.len() < HEADER + TAG_LEN || blob[0] != FORMAT_V1 {
         return Err(CryptoError::Malformed("file ciphertext"));
     }

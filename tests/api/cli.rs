@@ -124,8 +124,8 @@ impl Cli {
         let ran = self.run(args).await;
         assert_eq!(ran.code, code, "harden {args:?}: {} {}", ran.stderr, ran.text());
         assert!(
-            ran.stderr.starts_with("harden: ") && ran.stderr.trim_end().lines().count() == 1,
-            "one line: {}",
+            ran.stderr.starts_with("harden: ") && ran.stderr.ends_with('\n') && ran.stderr.matches('\n').count() == 1,
+            "exactly one line: {:?}",
             ran.stderr
         );
         ran.stderr
@@ -256,6 +256,21 @@ async fn values_files_and_shares_written_with_the_cli_are_read_through_the_proxy
     owner.ok(&["files", "revoke", &file_id, &file_share]).await;
     member.fails(&["files", "get", "--shared", &file_share, "-o", got.to_str().unwrap()], 1).await;
     assert_eq!(std::fs::read(&got).unwrap(), content, "a refused download leaves the old file alone");
+    // And the reverse: a file the Proxy uploaded and shared opens in the recipient's CLI, byte for byte.
+    let proxy_content: Vec<u8> = (0..200_003u32).map(|i| (i * 17 % 256) as u8).collect();
+    let res = files::upload(&app, &team.owner, "from-proxy.bin", &proxy_content).await;
+    let proxy_binary = expect_json(res, StatusCode::CREATED).await["id"].as_str().unwrap().to_owned();
+    let grant = json!({ "recipientUserId": team.member_id, "permission": "read" });
+    let res =
+        with_secret(&app, Method::POST, &format!("/v1/files/{proxy_binary}/shares"), &team.owner, Some(grant)).await;
+    let proxy_file_share = expect_json(res, StatusCode::CREATED).await["shareId"].as_str().unwrap().to_owned();
+    let inbox = member.json(&["files", "shared"]).await;
+    assert!(inbox.as_array().unwrap().iter().any(|i| i["shareId"] == proxy_file_share.as_str()), "{inbox}");
+    let got = member.home.path().join("from-proxy.bin");
+    member.ok(&["files", "get", "--shared", &proxy_file_share, "-o", got.to_str().unwrap()]).await;
+    assert_eq!(std::fs::read(&got).unwrap(), proxy_content);
+    assert_eq!(mode(&got), 0o600);
+    assert_eq!(member.ok(&["files", "get", "--shared", &proxy_file_share]).await.stdout, proxy_content, "on stdout");
     owner.ok(&["files", "rm", &proxy_file]).await;
     owner.ok(&["kv", "rm", "api-token"]).await;
     let msg = owner.fails(&["kv", "get", "api-token"], 1).await;
@@ -284,6 +299,23 @@ async fn login_whoami_exit_codes_and_completions() {
     assert_eq!(me["orgId"], json!(fx.org));
     assert!(me["apiKeyFingerprint"].as_str().unwrap().len() == 16);
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&fx.admin_key), "the key itself is never printed");
+    // HARDEN_API_KEY overrides the stored key: the member's key is the member, whatever the file says.
+    let mut as_member = cli.command(&["whoami", "--output", "json"]);
+    as_member.env_remove("HARDEN_SERVER").env("HARDEN_API_KEY", &fx.member_key);
+    let out = as_member.output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["userId"], json!(fx.member_id));
+    // HARDEN_SERVER overrides the stored server: with the file pointing nowhere, the file alone cannot
+    // reach a server (exit 3), and with HARDEN_SERVER set the command reaches the real one.
+    std::fs::write(&config, format!("server = \"http://127.0.0.1:9\"\napi_key = \"{}\"\n", fx.admin_key)).unwrap();
+    let mut from_file = cli.command(&["whoami"]);
+    from_file.env_remove("HARDEN_SERVER").env_remove("HARDEN_API_KEY");
+    assert_eq!(from_file.output().await.unwrap().status.code(), Some(3), "the file's server is used without the env");
+    let mut overridden = cli.command(&["whoami", "--output", "json"]);
+    overridden.env_remove("HARDEN_API_KEY");
+    let out = overridden.output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["userId"], json!(fx.admin_id));
 
     // Keys made on this machine; the Proxy unlocks them with the same secret.
     let mut generate = cli.command(&["keys", "generate"]);
@@ -302,8 +334,17 @@ async fn login_whoami_exit_codes_and_completions() {
     let nowhere = Cli { server: "http://127.0.0.1:9".into(), ..Cli::new(&app, &fx.admin_key, Some(OWNER_SECRET)) };
     nowhere.fails(&["kv", "ls"], 3).await;
     cli.fails(&["kv", "get", "bad\u{7}name"], 2).await;
-    let ran = cli.run(&["kv", "frobnicate"]).await;
-    assert_eq!(ran.code, 2);
+    // The argument parser's own errors are one line too, with exit code 2.
+    let msg = cli.fails(&["kv", "frobnicate"], 2).await;
+    assert!(msg.contains("unrecognized subcommand 'frobnicate'"), "{msg}");
+    let msg = cli.fails(&["kv", "share", "db-url"], 2).await;
+    assert!(msg.contains("--to"), "{msg}");
+    cli.fails(&["unlock", "--for", "forever"], 2).await;
+    // --help and --version are not errors: standard output, exit code 0.
+    let help = cli.ok(&["--help"]).await;
+    assert!(help.stderr.is_empty() && help.text().contains("Examples:\n  harden login"), "{}", help.text());
+    let version = cli.ok(&["--version"]).await;
+    assert!(version.stderr.is_empty() && version.text().starts_with("harden "), "{}", version.text());
     let unknown_key = Cli::new(&app, "hk_not_a_real_key", Some(OWNER_SECRET));
     unknown_key.fails(&["kv", "ls"], 1).await;
     cli.fails(&["kv", "get", "no-such-record"], 1).await;
@@ -520,7 +561,7 @@ impl Tmux {
     async fn start(cli: &Cli, command: &str) -> Self {
         let server = format!("harden-test-{}", uuid::Uuid::new_v4().simple());
         // The environment from a 0600 file, so no key or secret is in any process's argv.
-        let mut env = String::from("unset XDG_RUNTIME_DIR HARDEN_USER_SECRET TMUX\n");
+        let mut env = String::from("unset XDG_RUNTIME_DIR HARDEN_USER_SECRET HARDEN_NEW_USER_SECRET TMUX\n");
         for (name, value) in cli.envs() {
             env.push_str(&format!("export {name}='{}'\n", value.replace('\'', "'\\''")));
         }
@@ -629,6 +670,58 @@ async fn the_prompts_on_a_terminal_echo_nothing() {
 }
 
 #[tokio::test]
+async fn keys_rekey_takes_the_new_secret_typed_twice_and_the_old_one_stops_opening() {
+    let app = spawn_app().await;
+    let v = hostile::victim(&app).await;
+    hostile::owner_put(&app, &v, "db-url", "postgres://before-the-rekey").await;
+    let cli = Cli::new(&app, &v.owner, None);
+    const NEW_SECRET: &str = "the new secret 5b1c, typed twice";
+    const MISTYPED: &str = "the new secret 5b1c, mistyped";
+
+    // `harden keys rekey` on a terminal: the current secret, the new one, the new one again.
+    let rekey = |again: &'static str| {
+        let cli = &cli;
+        async move {
+            let tmux = Tmux::start(cli, &format!("{BIN} keys rekey")).await;
+            for (prompt, typed) in [("User secret:", OWNER_SECRET), ("New user secret:", NEW_SECRET), ("Again:", again)]
+            {
+                tmux.wait_for(prompt).await;
+                tmux.type_line(typed).await;
+            }
+            tmux.wait_for("EXIT=").await
+        }
+    };
+
+    // The second entry differs: refused with a clear message, and nothing changes.
+    let screen = rekey(MISTYPED).await;
+    assert!(
+        screen.contains("harden: the two secrets differ; nothing was changed") && screen.contains("EXIT=2"),
+        "{screen}"
+    );
+    for typed in [OWNER_SECRET, NEW_SECRET, MISTYPED] {
+        assert!(!screen.contains(typed), "{typed:?} was echoed:\n{screen}");
+    }
+    let old = Cli { secret: Some(OWNER_SECRET.into()), ..Cli::new(&app, &v.owner, None) };
+    assert_eq!(old.ok(&["kv", "get", "db-url"]).await.stdout, b"postgres://before-the-rekey", "nothing changed");
+
+    // Typed the same twice: the keys are sealed under the new secret, which opens the old value.
+    let screen = rekey(NEW_SECRET).await;
+    assert!(screen.contains("sealed under the new secret") && screen.contains("EXIT=0"), "{screen}");
+    assert!(!screen.contains(OWNER_SECRET) && !screen.contains(NEW_SECRET), "echoed:\n{screen}");
+    let new = Cli { secret: Some(NEW_SECRET.into()), ..Cli::new(&app, &v.owner, None) };
+    assert_eq!(new.ok(&["kv", "get", "db-url"]).await.stdout, b"postgres://before-the-rekey");
+    let msg = old.fails(&["kv", "get", "db-url"], 4).await;
+    assert!(msg.contains("invalid user secret"), "{msg}");
+    // A wrong old secret at the rekey itself is refused the same way, and changes nothing.
+    let wrong = Cli { secret: Some(OWNER_SECRET.into()), ..Cli::new(&app, &v.owner, None) };
+    let mut rekey = wrong.command(&["keys", "rekey"]);
+    rekey.env("HARDEN_NEW_USER_SECRET", "yet another secret");
+    let out = rekey.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(new.ok(&["kv", "get", "db-url"]).await.stdout, b"postgres://before-the-rekey");
+}
+
+#[tokio::test]
 async fn a_hostile_server_is_refused_by_the_cli_as_by_the_proxy() {
     use harden_domain::crypto::VersionAt;
     let app = spawn_app().await;
@@ -705,13 +798,28 @@ async fn a_hostile_server_is_refused_by_the_cli_as_by_the_proxy() {
 async fn the_audit_trail_is_listed_and_its_chain_recomputed_on_the_users_machine() {
     let app = spawn_app().await;
     let fx = app.org_with_users("acme").await;
-    for i in 0..3 {
+    app.put_kv("k0", &fx.member_key, 1).await;
+    // A moment between the first write and the others (this machine's clock is the server's).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for i in 1..3 {
         app.put_kv(&format!("k{i}"), &fx.member_key, 1).await;
     }
     let admin = Cli::new(&app, &fx.admin_key, None);
     let kv = admin.json(&["audit", "ls"]).await;
     assert_eq!(kv.as_array().unwrap().len(), 3, "{kv}");
     assert_eq!(admin.json(&["audit", "ls", "--key", "k1"]).await.as_array().unwrap().len(), 1);
+    let at = |entry: &Value| entry["timestampUtc"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert!(at(&kv[0]) < between && between <= at(&kv[1]), "{between} {kv}");
+    let since = between.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let after = admin.json(&["audit", "ls", "--since", &since]).await;
+    let keys: Vec<_> = after.as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(keys, ["k1", "k2"], "only the entries at or after --since: {after}");
+    let before = admin.json(&["audit", "ls", "--until", &since]).await;
+    assert_eq!(before.as_array().unwrap().len(), 1, "{before}");
+    assert_eq!(before[0]["key"], "k0");
+    admin.fails(&["audit", "ls", "--since", "yesterday"], 2).await;
     let all = admin.json(&["audit", "ls", "--all"]).await;
     assert_eq!(all.as_array().unwrap().len(), 8, "org, 2 users, 2 keys, 3 KV writes");
     assert!(admin.ok(&["audit", "ls"]).await.text().starts_with("SEQ"));
