@@ -111,6 +111,9 @@ pub async fn run(session: &Session, output: Output, command: FilesCommand) -> Re
                 .await;
             bar.finish_and_clear();
             let file = file?;
+            if !is_shared && !file.owner_sealed {
+                eprintln!("warning: file {id} was not sealed by your own keys: it was uploaded with your API key alone, before files were sealed, or by someone with access to the server");
+            }
             match &out {
                 Some(path) => crate::config::write_private(path, file.content())?,
                 None => {
@@ -120,7 +123,10 @@ pub async fn run(session: &Session, output: Output, command: FilesCommand) -> Re
                 }
             }
             if let Some(path) = out {
-                let value = json!({ "id": id, "fileName": *file.name, "sizeBytes": file.size_bytes, "path": path });
+                let value = json!({
+                    "id": id, "fileName": *file.name, "sizeBytes": file.size_bytes, "path": path,
+                    "ownerSealed": file.owner_sealed,
+                });
                 output::result(output, &value, &format!("saved {} to {}", *file.name, path.display()))?;
             }
             Ok(())

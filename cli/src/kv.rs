@@ -106,7 +106,7 @@ pub async fn run(session: &Session, output: Output, command: KvCommand) -> Resul
                 return output::json(&json!({
                     "shareId": opened.share_id, "ownerUserId": opened.owner_user_id, "alias": opened.alias,
                     "version": opened.version, "expiresUtc": opened.expires_utc,
-                    "valueB64": opened.value_b64, "value": text,
+                    "versionBound": opened.version_bound, "valueB64": opened.value_b64, "value": text,
                 }));
             }
             raw(&value)

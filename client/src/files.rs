@@ -24,10 +24,7 @@ use crate::backend::Answer;
 use crate::body::{self, B64Field};
 use crate::error::Error;
 use crate::random;
-use crate::unlock::NO_KEYS;
-use crate::vault::{
-    backend_public_keys, check_share_terms, decode, grant_body, open_alias, Caller, Grant, Vault, Writer,
-};
+use crate::vault::{check_share_terms, decode, grant_body, open_alias, Caller, Grant, Vault, Writer};
 
 /// Where a file's name and content belong: its org and owner, and (for the content and the
 /// wraps) the name's ciphertext.
@@ -70,9 +67,26 @@ pub fn unwrap_file_key(
     ecc_b64: &str,
     kyber_b64: &str,
 ) -> Result<DataKey, Error> {
+    unwrap_file_key_sealed(caller, contexts, ecc_b64, kyber_b64).map(|(key, _)| key)
+}
+
+/// [`unwrap_file_key`], and whether the wrap is owner-sealed for the caller: the caller owns the
+/// file and its wrap carries a valid owner-seal tag at [`crypto::FILE_EPOCH`]. A file forged with
+/// the owner's API key (a wrap needs only public keys), uploaded with the key alone, or written
+/// before files were sealed, opens but is not.
+pub fn unwrap_file_key_sealed(
+    caller: &Caller<'_>,
+    contexts: &FileContexts,
+    ecc_b64: &str,
+    kyber_b64: &str,
+) -> Result<(DataKey, bool), Error> {
     let (ecc, kyber) = (decode("encryptedAesKeyEccB64", ecc_b64)?, decode("encryptedAesKeyKyberB64", kyber_b64)?);
-    crypto::unwrap_data_key(&caller.keys.keys, caller.me.id, &contexts.content(), &ecc, &kyber)
-        .map_err(|_| cannot_open())
+    let content = contexts.content();
+    let key =
+        crypto::unwrap_data_key(&caller.keys.keys, caller.me.id, &content, &ecc, &kyber).map_err(|_| cannot_open())?;
+    let sealed = contexts.owner == caller.me.id
+        && crypto::owner_sealed(&caller.keys.keys, &content, crypto::FILE_EPOCH, &ecc, &kyber);
+    Ok((key, sealed))
 }
 
 /// Opens an encrypted file name.
@@ -89,9 +103,10 @@ pub struct SealedFile {
 }
 
 /// Seals the plaintext at `plaintext` in `buf` (in place) as the writer's file `name`, for the
-/// owner: with the owner's keys unlocked, wrapped to their own keys as unlocked; with the API key
-/// alone, to the public keys the Backend shows for the owner (a write-only service can store a file
-/// it cannot read back).
+/// owner: with the owner's keys unlocked, wrapped to their own keys as unlocked and owner-sealed
+/// (see `harden_domain::crypto::wrap_for_owner`, epoch [`crypto::FILE_EPOCH`]); with the API key
+/// alone, to the public keys the Backend shows for the owner, unsealed (a write-only service can
+/// store a file it cannot read back).
 pub fn seal_file(
     writer: &Writer<'_>,
     name: &str,
@@ -100,21 +115,14 @@ pub fn seal_file(
     plaintext: Range<usize>,
 ) -> Result<SealedFile, Error> {
     check_file_name(name)?;
-    let (org, owner, public) = match writer {
-        Writer::Owner(caller) => (caller.org, caller.me.id, caller.own_public_keys()?),
-        Writer::KeyOnly { me, org, .. } => {
-            let (Some(ecc), Some(kyber)) = (&me.public_key_ecc_b64, &me.public_key_kyber_b64) else {
-                return Err(Error::conflict(NO_KEYS));
-            };
-            (*org, me.id, backend_public_keys(ecc, kyber)?)
-        }
-    };
+    let (org, owner) = writer.org_and_owner();
     let data_key = DataKey::from_bytes(random());
     let encrypted_name = crypto::encrypt_value(&data_key, random(), &FileContexts::name(org, owner), name.as_bytes());
     let contexts = FileContexts::new(org, owner, &encrypted_name);
+    // Owner-sealed (at the file's one epoch) when the owner's keys are unlocked; with the API key
+    // alone, a plain wrap to the owner's public keys as the Backend shows them.
+    let (wrap_ecc, wrap_kyber) = writer.wrap_own(&contexts.content(), crypto::FILE_EPOCH, &data_key)?;
     let ciphertext = crypto::seal_in_place(&data_key, random(), &contexts.content(), buf, plaintext);
-    let (wrap_ecc, wrap_kyber) =
-        crypto::wrap_data_key(&public, owner, &contexts.content(), &data_key, &random(), random());
     let mut fields = json!({
         "encryptedFileNameB64": STANDARD.encode(&encrypted_name),
         "encryptedAesKeyEccB64": STANDARD.encode(wrap_ecc),
@@ -151,6 +159,8 @@ pub struct FileKey {
     pub key: DataKey,
     pub contexts: FileContexts,
     pub name: Zeroizing<String>,
+    /// The caller's own file, its key wrapped and owner-sealed by a holder of the caller's keys.
+    pub owner_sealed: bool,
 }
 
 /// The data key and name of a stored file of `owner` in `org`, for the caller.
@@ -158,10 +168,14 @@ pub fn open_stored(caller: &Caller<'_>, org: Uuid, stored: &StoredFile<'_>) -> R
     let owner = stored.owner_user_id.unwrap_or(caller.me.id);
     let encrypted_name = decode("encryptedFileNameB64", &stored.encrypted_file_name_b64)?;
     let contexts = FileContexts::new(org, owner, &encrypted_name);
-    let key =
-        unwrap_file_key(caller, &contexts, &stored.encrypted_aes_key_ecc_b64, &stored.encrypted_aes_key_kyber_b64)?;
+    let (key, owner_sealed) = unwrap_file_key_sealed(
+        caller,
+        &contexts,
+        &stored.encrypted_aes_key_ecc_b64,
+        &stored.encrypted_aes_key_kyber_b64,
+    )?;
     let name = Zeroizing::new(open_name(&key, org, owner, &encrypted_name).ok_or_else(cannot_open)?);
-    Ok(FileKey { key, contexts, name })
+    Ok(FileKey { key, contexts, name, owner_sealed })
 }
 
 /// Opens a file's content in place (`blob`: the decoded ciphertext in `buf`); answers where the
@@ -187,6 +201,9 @@ pub struct OpenedFile {
     /// Set on a shared file.
     pub owner_user_id: Option<Uuid>,
     pub file_id: Option<Uuid>,
+    /// The caller's own file, sealed by the caller's keys (always `false` for a shared file: its
+    /// recipient cannot check the owner's seal).
+    pub owner_sealed: bool,
     buf: Zeroizing<Vec<u8>>,
     content: Range<usize>,
 }
@@ -215,7 +232,8 @@ pub fn open_file_buffer(caller: &Caller<'_>, buf: Vec<u8>) -> Result<OpenedFile,
     let (decoded, blob) = field.decode(std::mem::take(&mut *buf), "ciphertextB64")?;
     let mut buf = Zeroizing::new(decoded);
     let content = open_content(&file, &mut buf, blob)?;
-    Ok(OpenedFile { name: file.name, content_type, size_bytes, owner_user_id, file_id, buf, content })
+    let owner_sealed = file.owner_sealed;
+    Ok(OpenedFile { name: file.name, content_type, size_bytes, owner_user_id, file_id, owner_sealed, buf, content })
 }
 
 /// One of the caller's files, its name opened (`None` when it does not open).
@@ -229,6 +247,9 @@ pub struct ProxyFileEntry {
     pub content_type: String,
     pub size_bytes: i64,
     pub created_utc: DateTime<Utc>,
+    /// Whether the caller's own keys sealed the file's key (see `GET /v1/files/{id}`); `false`
+    /// for a file uploaded with the API key alone, forged, or stored before files were sealed.
+    pub owner_sealed: bool,
 }
 
 #[derive(Serialize)]
@@ -363,23 +384,25 @@ impl Vault {
             .files
             .into_iter()
             .map(|f| {
-                let name = STANDARD.decode(&f.encrypted_file_name_b64).ok().and_then(|encrypted| {
+                let opened = STANDARD.decode(&f.encrypted_file_name_b64).ok().and_then(|encrypted| {
                     let contexts = FileContexts::new(caller.org, caller.me.id, &encrypted);
-                    let key = unwrap_file_key(
+                    let (key, sealed) = unwrap_file_key_sealed(
                         caller,
                         &contexts,
                         &f.encrypted_aes_key_ecc_b64,
                         &f.encrypted_aes_key_kyber_b64,
                     )
                     .ok()?;
-                    open_name(&key, caller.org, caller.me.id, &encrypted)
+                    Some((open_name(&key, caller.org, caller.me.id, &encrypted)?, sealed))
                 });
+                let owner_sealed = opened.as_ref().is_some_and(|(_, sealed)| *sealed);
                 ProxyFileEntry {
                     id: f.id,
-                    file_name: name,
+                    file_name: opened.map(|(name, _)| name),
                     content_type: f.content_type,
                     size_bytes: f.size_bytes,
                     created_utc: f.created_utc,
+                    owner_sealed,
                 }
             })
             .collect();

@@ -88,37 +88,44 @@ impl<'h> Writer<'h> {
         }
     }
 
-    fn me(&self) -> &Me {
-        match self {
-            Writer::Owner(caller) => &caller.me,
-            Writer::KeyOnly { me, .. } => me,
-        }
-    }
-
     pub fn context<'n>(&self, name: &'n KeyName) -> RecordContext<'n> {
-        let org = match self {
-            Writer::Owner(caller) => caller.org,
-            Writer::KeyOnly { org, .. } => *org,
-        };
-        RecordContext { kind: "kv", org, owner: self.me().id, name: name.as_str().as_bytes() }
+        let (org, owner) = self.org_and_owner();
+        RecordContext { kind: "kv", org, owner, name: name.as_str().as_bytes() }
     }
 
     /// The owner's own wrap of `key` for `epoch`: owner-sealed when the owner's keys are unlocked,
     /// a plain wrap to the owner's public keys (as the Backend shows them) when only the API key is.
     pub fn wrap_for_owner(&self, name: &KeyName, epoch: u64, key: &DataKey) -> Result<(Vec<u8>, Vec<u8>), Error> {
-        let context = self.context(name);
+        self.wrap_own(&self.context(name), epoch, key)
+    }
+
+    /// [`Self::wrap_for_owner`] under any of the owner's contexts (a record's, a file's).
+    pub fn wrap_own(
+        &self,
+        context: &RecordContext<'_>,
+        epoch: u64,
+        key: &DataKey,
+    ) -> Result<(Vec<u8>, Vec<u8>), Error> {
         match self {
             Writer::Owner(caller) => {
                 caller.own_public_keys()?;
-                Ok(crypto::wrap_for_owner(&caller.keys.keys, &context, epoch, key, &random(), random()))
+                Ok(crypto::wrap_for_owner(&caller.keys.keys, context, epoch, key, &random(), random()))
             }
             Writer::KeyOnly { me, .. } => {
                 let (Some(ecc), Some(kyber)) = (&me.public_key_ecc_b64, &me.public_key_kyber_b64) else {
                     return Err(Error::conflict(NO_KEYS));
                 };
                 let public = backend_public_keys(ecc, kyber)?;
-                Ok(crypto::wrap_data_key(&public, me.id, &context, key, &random(), random()))
+                Ok(crypto::wrap_data_key(&public, me.id, context, key, &random(), random()))
             }
+        }
+    }
+
+    /// The org and the owner the writer writes as.
+    pub fn org_and_owner(&self) -> (Uuid, Uuid) {
+        match self {
+            Writer::Owner(caller) => (caller.org, caller.me.id),
+            Writer::KeyOnly { me, org, .. } => (*org, me.id),
         }
     }
 
@@ -179,6 +186,11 @@ pub struct SharedValue {
     pub value_b64: String,
     pub version: u64,
     pub expires_utc: Option<DateTime<Utc>>,
+    /// Whether the value is bound to the version it is served as (format 2). A format-1 value
+    /// (written before versions were bound) opens at any version of its record, so an old one
+    /// written back would read as current: `false` says so. (The owner's seal cannot be checked by
+    /// a recipient, who holds no key of the owner's.)
+    pub version_bound: bool,
 }
 
 #[derive(Deserialize)]
@@ -550,7 +562,8 @@ impl Vault {
             &decode("encryptedAesKeyKyberB64", &record.encrypted_aes_key_kyber_b64)?,
         )
         .map_err(|_| Error::conflict(CANNOT_OPEN_SHARE))?;
-        let (value, _) = open_value(&key, &context, record.version, record.key_epoch, &record.ciphertext_b64)?;
+        let (value, version_bound) =
+            open_value(&key, &context, record.version, record.key_epoch, &record.ciphertext_b64)?;
         let alias = open_alias(caller, record.owner_user_id, &record.key, &record.encrypted_alias_b64)?;
         Ok(SharedValue {
             share_id: record.share_id,
@@ -559,6 +572,7 @@ impl Vault {
             value_b64: STANDARD.encode(value.as_slice()),
             version: record.version,
             expires_utc: record.expires_utc,
+            version_bound,
         })
     }
 }

@@ -12,7 +12,8 @@
 //!   `tag = SHA3-256("harden/v2/owner-seal" ‖ 0 ‖ K_seal ‖ record context ‖ epoch ‖ ct_X ‖ kyber part)`
 //!   and `K_seal = SHA3-256("harden/v2/owner-seal-key" ‖ 0 ‖ x25519 secret ‖ ML-KEM seed)`. A wrap is
 //!   made from public keys alone, so anyone can plant one; the Proxy reuses a record's key only
-//!   when its wrap carries a valid tag.
+//!   when its wrap carries a valid tag. A file's owner wrap is made the same way over the file's
+//!   content context at epoch [`FILE_EPOCH`] (0), so a reader learns whether its owner sealed it.
 //! - **data key wrap** (to one user, the X-Wing hybrid KEM over X25519 and ML-KEM-768):
 //!   `encryptedAesKeyEccB64 = 1 ‖ ct_X(32)` and
 //!   `encryptedAesKeyKyberB64 = 1 ‖ ct_M(1088) ‖ nonce(12) ‖ AES-256-GCM(ss, data key) ‖ tag(16)`, where
@@ -472,6 +473,10 @@ pub fn wrap_for_owner(
     sealed.extend_from_slice(&tag);
     (sealed, kyber)
 }
+
+/// The key epoch a file's owner-sealed wrap is made for: a file never changes and its data key is
+/// never reused, so it has one epoch, 0 (a record's epochs start at 1).
+pub const FILE_EPOCH: u64 = 0;
 
 /// Whether the owner's wrap of a record's key for `epoch` was made by a holder of the owner's
 /// private keys (it carries a valid owner-seal tag). Only such a key may be used again.

@@ -520,6 +520,7 @@ async fn the_vault_decrypts_and_encrypts_in_the_browser_as_the_rust_client_does(
     )
     .await;
     assert_eq!(STANDARD.decode(opened["contentB64"].as_str().unwrap()).unwrap(), b"uploaded from the browser");
+    assert_eq!(opened["ownerSealed"], true, "the page sealed the file's key as its owner, as the Rust client does");
 
     // Lock: the plaintext leaves the page, and the next reveal asks again.
     browser.click("#lock").await;

@@ -245,6 +245,7 @@ async fn values_files_and_shares_written_with_the_cli_are_read_through_the_proxy
     let names: Vec<_> = listed.as_array().unwrap().iter().map(|f| f["fileName"].as_str().unwrap().to_owned()).collect();
     assert_eq!(names.len(), 2);
     assert!(names.contains(&"q4/report.bin".to_owned()));
+    assert!(listed.as_array().unwrap().iter().all(|f| f["ownerSealed"] == true), "both sealed by the owner: {listed}");
     // A file share from the CLI opens for the recipient through the Proxy, and in their CLI.
     let share = owner.json(&["files", "share", &file_id, "--to", &team.member_id.to_string()]).await;
     let file_share = share["shareId"].as_str().unwrap().to_owned();

@@ -109,6 +109,17 @@ pub async fn upload(app: &TestApp, key: &str, name: &str, content: &[u8]) -> req
     with_secret(app, Method::POST, "/v1/files", key, Some(body)).await
 }
 
+/// A user's private keys, opened from `GET /users/me` with their secret as a client opens them.
+pub async fn private_keys(app: &TestApp, key: &str, secret: &str) -> harden_domain::crypto::PrivateKeys {
+    use harden_domain::crypto;
+    let me = expect_json(app.get("/users/me", key).await, StatusCode::OK).await;
+    let b64 = |field: &str| STANDARD.decode(me[field].as_str().unwrap()).unwrap();
+    let (ecc, kyber) = (b64("encryptedPrivateKeyEccB64"), b64("encryptedPrivateKeyKyberB64"));
+    let (params, salt) = crypto::seal_header(&ecc).unwrap();
+    let kek = crypto::derive_kek(secret.as_bytes(), salt, params).unwrap();
+    crypto::open_private_keys(&kek, me["id"].as_str().unwrap().parse().unwrap(), &ecc, &kyber).unwrap()
+}
+
 /// Content of `n` bytes that carries `marker` (when there is room) among varied bytes.
 fn content(n: usize, marker: &str) -> Vec<u8> {
     let mut bytes: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
@@ -547,12 +558,95 @@ async fn a_file_uploaded_with_the_api_key_alone_is_stored_for_the_owner_who_alon
     let opened = expect_json(with_secret(&app, Method::GET, &path, &team.owner, None).await, StatusCode::OK).await;
     assert_eq!(STANDARD.decode(opened["contentB64"].as_str().unwrap()).unwrap(), bytes);
     assert_eq!(opened["fileName"], format!("{marker}.bin"));
+    // The key alone cannot seal the file's key: it reads back flagged.
+    assert_eq!(opened["ownerSealed"], false, "a key-only upload passed as sealed by its owner");
     let listed =
         expect_json(with_secret(&app, Method::GET, "/v1/files", &team.owner, None).await, StatusCode::OK).await;
     assert_eq!(listed["files"][0]["fileName"], format!("{marker}.bin"));
+    assert_eq!(listed["files"][0]["ownerSealed"], false);
     assert_nowhere_in_the_database(&app, &marker, &[]).await;
     for object in objects(&s3_data_dir(), &team.bucket) {
         let stored = std::fs::read(&object).unwrap();
         assert!(!stored.windows(marker.len()).any(|w| w == marker.as_bytes()), "plaintext in {object:?}");
     }
+}
+
+/// A1, a thief of the owner's API key, forges a whole file straight through the Backend's
+/// `POST /files` with harden's own crypto functions: a data key of their own, the name and content
+/// sealed under it as a real client seals them, the key wrapped to the owner's public keys (anyone
+/// can make such a wrap; files stored before files were sealed have the same plain wrap). It opens
+/// for the owner, but flagged `ownerSealed: false`, as is one with a made-up owner-seal tag; the
+/// owner's own upload through the Proxy reads `ownerSealed: true`.
+#[tokio::test]
+async fn a_file_forged_with_the_api_key_alone_reads_back_flagged_as_not_sealed_by_its_owner() {
+    use harden_domain::crypto::{self, DataKey, PublicKeys, RecordContext};
+    let app = app().await;
+    let team = file_team(&app, "starter").await;
+    let me = expect_json(app.get("/users/me", &team.owner).await, StatusCode::OK).await;
+    let b64 = |field: &Value| STANDARD.decode(field.as_str().unwrap()).unwrap();
+    let public = PublicKeys::from_bytes(&b64(&me["publicKeyEccB64"]), &b64(&me["publicKeyKyberB64"])).unwrap();
+    let (org, owner) = (team.org, team.owner_id);
+    let planted = DataKey::from_bytes([0x41; 32]);
+    let forge = |name: &str, content: &[u8], fake_tag: bool| {
+        let name_context = RecordContext { kind: "file-name", org, owner, name: &[] };
+        let encrypted_name = crypto::encrypt_value(&planted, [1; 12], &name_context, name.as_bytes());
+        let binding = crypto::file_binding(&encrypted_name);
+        let context = RecordContext { kind: "file", org, owner, name: &binding };
+        let ciphertext = crypto::encrypt_value(&planted, [2; 12], &context, content);
+        let (mut ecc, kyber) = crypto::wrap_data_key(&public, owner, &context, &planted, &[3; 64], [4; 12]);
+        if fake_tag {
+            ecc[0] = crypto::FORMAT_V2;
+            ecc.extend_from_slice(&[0x42; crypto::OWNER_TAG_LEN]);
+        }
+        json!({
+            "encryptedFileNameB64": STANDARD.encode(&encrypted_name),
+            "encryptedAesKeyEccB64": STANDARD.encode(ecc),
+            "encryptedAesKeyKyberB64": STANDARD.encode(kyber),
+            "contentType": "text/plain",
+            "ciphertextB64": STANDARD.encode(ciphertext),
+        })
+    };
+    let read = |id: String| {
+        let app = &app;
+        let key = team.owner.clone();
+        async move {
+            let res = with_secret(app, Method::GET, &format!("/v1/files/{id}"), &key, None).await;
+            expect_json(res, StatusCode::OK).await
+        }
+    };
+    let id_of = |created: &Value| created["id"].as_str().unwrap().to_owned();
+
+    for (name, fake_tag) in [("invoice.pdf", false), ("tagged.pdf", true)] {
+        let created = expect_json(
+            app.post("/files", &team.owner, forge(name, b"pay to IBAN XX00", fake_tag)).await,
+            StatusCode::CREATED,
+        )
+        .await;
+        let opened = read(id_of(&created)).await;
+        assert_eq!(
+            (opened["fileName"].as_str(), STANDARD.decode(opened["contentB64"].as_str().unwrap()).unwrap()),
+            (Some(name), b"pay to IBAN XX00".to_vec())
+        );
+        assert_eq!(opened["ownerSealed"], false, "a forged file passed as sealed by its owner: {name}");
+    }
+
+    // The owner's own upload through the Proxy is sealed, on the file and in the listing.
+    let created =
+        expect_json(upload(&app, &team.owner, "mine.txt", b"the owner's own file").await, StatusCode::CREATED).await;
+    let mine = id_of(&created);
+    let opened = read(mine.clone()).await;
+    assert_eq!((opened["fileName"].as_str(), opened["ownerSealed"].as_bool()), (Some("mine.txt"), Some(true)));
+    let listed =
+        expect_json(with_secret(&app, Method::GET, "/v1/files", &team.owner, None).await, StatusCode::OK).await;
+    for f in listed["files"].as_array().unwrap() {
+        assert_eq!(f["ownerSealed"], f["id"] == mine.as_str(), "{f}");
+    }
+    // Its wrap is owner-sealed over the file's content context at epoch 0, as the README specifies.
+    let stored = expect_json(app.get(&format!("/files/{mine}?content=false"), &team.owner).await, StatusCode::OK).await;
+    let binding = crypto::file_binding(&b64(&stored["encryptedFileNameB64"]));
+    let context = RecordContext { kind: "file", org, owner, name: &binding };
+    let owner_keys = private_keys(&app, &team.owner, SECRET).await;
+    let (ecc, kyber) = (b64(&stored["encryptedAesKeyEccB64"]), b64(&stored["encryptedAesKeyKyberB64"]));
+    assert!(crypto::owner_sealed(&owner_keys, &context, crypto::FILE_EPOCH, &ecc, &kyber));
+    assert!(!crypto::owner_sealed(&owner_keys, &context, 1, &ecc, &kyber), "the tag binds the epoch");
 }

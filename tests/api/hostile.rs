@@ -111,9 +111,23 @@ impl Attacker<'_> {
     /// A version written straight to the Backend: `plaintext` under the planted key, that key
     /// wrapped to the owner (anyone can make such a wrap), bound as a real client would bind it.
     pub async fn plant(&self, name: &str, fields: Value, at: VersionAt, plaintext: &str) -> reqwest::Response {
+        let seal = |context: &RecordContext<'_>| {
+            crypto::encrypt_value_at(&self.planted, [3; 12], context, at, plaintext.as_bytes())
+        };
+        self.put_version(name, fields, seal).await
+    }
+
+    /// `PUT /kv/{name}` of the ciphertext `seal` makes under the planted key, that key wrapped
+    /// plainly to the owner, with `fields` (the key's use).
+    async fn put_version(
+        &self,
+        name: &str,
+        fields: Value,
+        seal: impl FnOnce(&RecordContext<'_>) -> Vec<u8>,
+    ) -> reqwest::Response {
         let (owner, org, public) = self.owner_public_keys().await;
         let context = RecordContext { kind: "kv", org, owner, name: name.as_bytes() };
-        let ciphertext = crypto::encrypt_value_at(&self.planted, [3; 12], &context, at, plaintext.as_bytes());
+        let ciphertext = seal(&context);
         let (ecc, kyber) = crypto::wrap_data_key(&public, owner, &context, &self.planted, &[4; 64], [5; 12]);
         let mut body = json!({
             "ciphertextB64": STANDARD.encode(ciphertext),
@@ -122,6 +136,18 @@ impl Attacker<'_> {
         });
         body.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
         self.app.put(&kv_path(name), &self.api_key, body).await
+    }
+
+    /// A version of format 1, as clients wrote them before values were bound to their version
+    /// (the record context alone as associated data) and before owner wraps were sealed: the
+    /// planted key wrapped plainly to the owner.
+    pub async fn write_format_1(&self, name: &str, fields: Value, plaintext: &str) -> reqwest::Response {
+        let seal = |context: &RecordContext<'_>| {
+            let ciphertext = crypto::encrypt_value(&self.planted, [6; 12], context, plaintext.as_bytes());
+            assert_eq!(ciphertext[0], crypto::FORMAT_V1);
+            ciphertext
+        };
+        self.put_version(name, fields, seal).await
     }
 
     /// Whether the planted key opens the record's current value, however it was bound.
@@ -271,6 +297,104 @@ async fn a_write_with_only_the_api_key_is_stored_for_the_owner_and_cannot_be_rea
     let read = expect_json(owner_get(&app, &v, "ci-token").await, StatusCode::OK).await;
     assert_eq!((value_of(&read).as_str(), read["ownerSealed"].as_bool()), ("token-3", Some(true)));
     let _ = v.owner_id;
+}
+
+/// A value stored in format 1 (written before values were bound to their version, under a key whose
+/// wrap has no owner seal), put straight to the Backend with the owner's API key as a client of
+/// that time did: it still reads through the Proxy, flagged `ownerSealed: false`, and the owner's
+/// next write stores format 2 under a fresh key (the key epoch moves; the old key opens nothing new).
+#[tokio::test]
+async fn a_format_1_value_reads_flagged_and_the_owners_next_write_stores_format_2_under_a_fresh_key() {
+    let app = spawn_app().await;
+    let v = victim(&app).await;
+    let legacy = attacker(&app, &v);
+    let written = legacy.write_format_1("legacy", json!({ "freshKey": true }), "written in 2025").await;
+    expect_json(written, StatusCode::CREATED).await;
+    let read = expect_json(owner_get(&app, &v, "legacy").await, StatusCode::OK).await;
+    assert_eq!(
+        (value_of(&read).as_str(), read["version"].as_i64(), read["ownerSealed"].as_bool()),
+        ("written in 2025", Some(1), Some(false))
+    );
+
+    owner_put(&app, &v, "legacy", "written now").await;
+    let stored = expect_json(app.get("/kv/legacy", &v.owner).await, StatusCode::OK).await;
+    assert_eq!((stored["version"].as_u64(), stored["keyEpoch"].as_u64()), (Some(2), Some(2)), "a fresh key: {stored}");
+    assert_eq!(b64(&stored["ciphertextB64"])[0], crypto::FORMAT_V2, "the next write is format 2");
+    let ecc = b64(&stored["encryptedAesKeyEccB64"]);
+    assert_eq!((ecc[0], ecc.len()), (crypto::FORMAT_V2, crypto::WRAP_ECC_SEALED_LEN), "an owner-sealed wrap");
+    assert!(!legacy.can_read_current("legacy").await, "the format-1 value's key was reused");
+    let read = expect_json(owner_get(&app, &v, "legacy").await, StatusCode::OK).await;
+    assert_eq!((value_of(&read).as_str(), read["ownerSealed"].as_bool()), ("written now", Some(true)));
+    // The old version still opens as what it is: format 1, flagged.
+    let old = expect_json(owner_get(&app, &v, "legacy?version=1").await, StatusCode::OK).await;
+    assert_eq!((value_of(&old).as_str(), old["ownerSealed"].as_bool()), ("written in 2025", Some(false)));
+}
+
+/// A format-1 ciphertext does not bind its version, so A1 (the owner's API key) writing an old one
+/// back as the newest version is served as current: the README says so, and the answer is always
+/// flagged (`ownerSealed: false` for the owner, `versionBound: false` for a recipient), never passed
+/// off as sealed, before and after the owner's next write moved the record to format 2.
+#[tokio::test]
+async fn an_old_format_1_ciphertext_written_back_is_served_flagged_never_as_sealed() {
+    let app = spawn_app().await;
+    let v = victim(&app).await;
+    let legacy = attacker(&app, &v);
+    expect_json(
+        legacy.write_format_1("flag", json!({ "freshKey": true }), "old: feature off").await,
+        StatusCode::CREATED,
+    )
+    .await;
+    expect_json(legacy.write_format_1("flag", json!({ "keyEpoch": 1 }), "new: feature on").await, StatusCode::OK).await;
+    let share_id = share_to_recipient(&app, &v, "flag", "flag").await;
+    let headers = [("X-Api-Key", v.recipient.as_str()), ("X-User-Secret", RECIPIENT_SECRET)];
+    let shared =
+        expect_json(app.proxy(Method::GET, &format!("/v1/kv/shared/{share_id}"), &headers, None).await, StatusCode::OK)
+            .await;
+    assert_eq!((value_of(&shared).as_str(), shared["versionBound"].as_bool()), ("new: feature on", Some(false)));
+
+    // Version 1's ciphertext and wraps written back through the Backend as version 3.
+    let old = expect_json(app.get("/kv/flag?version=1", &v.owner).await, StatusCode::OK).await;
+    let write_back = |epoch: &Value| {
+        json!({
+            "ciphertextB64": old["ciphertextB64"], "encryptedAesKeyEccB64": old["encryptedAesKeyEccB64"],
+            "encryptedAesKeyKyberB64": old["encryptedAesKeyKyberB64"], "keyEpoch": epoch,
+        })
+    };
+    expect_json(app.put("/kv/flag", &v.owner, write_back(&old["keyEpoch"])).await, StatusCode::OK).await;
+    let read = expect_json(owner_get(&app, &v, "flag").await, StatusCode::OK).await;
+    assert_eq!(
+        (value_of(&read).as_str(), read["version"].as_i64(), read["ownerSealed"].as_bool()),
+        ("old: feature off", Some(3), Some(false)),
+        "format 1 is served as current, but flagged"
+    );
+    let shared =
+        expect_json(app.proxy(Method::GET, &format!("/v1/kv/shared/{share_id}"), &headers, None).await, StatusCode::OK)
+            .await;
+    assert_eq!((value_of(&shared).as_str(), shared["versionBound"].as_bool()), ("old: feature off", Some(false)));
+
+    // The owner's next write moves the record to format 2 under a fresh key, re-wrapped to the share.
+    owner_put(&app, &v, "flag", "owner: feature on").await;
+    let shared =
+        expect_json(app.proxy(Method::GET, &format!("/v1/kv/shared/{share_id}"), &headers, None).await, StatusCode::OK)
+            .await;
+    assert_eq!((value_of(&shared).as_str(), shared["versionBound"].as_bool()), ("owner: feature on", Some(true)));
+    // Written back again (at the current key epoch, the old plain wrap with it): still only flagged.
+    let epoch = expect_json(app.get("/kv/flag", &v.owner).await, StatusCode::OK).await["keyEpoch"].clone();
+    expect_json(app.put("/kv/flag", &v.owner, write_back(&epoch)).await, StatusCode::OK).await;
+    let read = expect_json(owner_get(&app, &v, "flag").await, StatusCode::OK).await;
+    assert_eq!((value_of(&read).as_str(), read["ownerSealed"].as_bool()), ("old: feature off", Some(false)));
+    // The recipient's wrap of this epoch is of the owner's fresh key, which the old ciphertext is not under.
+    let res = app.proxy(Method::GET, &format!("/v1/kv/shared/{share_id}"), &headers, None).await;
+    expect_error(res, StatusCode::CONFLICT).await;
+    // With the owner's sealed wrap of version 4 kept, the old ciphertext does not open at all: a
+    // sealed key never encrypted a format-1 value, so a format-1 value is never read as sealed.
+    let sealed = expect_json(app.get("/kv/flag?version=4", &v.owner).await, StatusCode::OK).await;
+    let body = json!({
+        "ciphertextB64": old["ciphertextB64"], "encryptedAesKeyEccB64": sealed["encryptedAesKeyEccB64"],
+        "encryptedAesKeyKyberB64": sealed["encryptedAesKeyKyberB64"], "keyEpoch": epoch,
+    });
+    expect_json(app.put("/kv/flag", &v.owner, body).await, StatusCode::OK).await;
+    expect_error(owner_get(&app, &v, "flag").await, StatusCode::CONFLICT).await;
 }
 
 /// A4 rewrites the directory read model: `user`'s bundle and public keys become `keys`', in a

@@ -190,17 +190,30 @@ async fn a_shared_file_read_through_the_proxy_has_the_fields_its_document_names(
 
     let doc =
         expect_json(app.client.get(format!("{}/openapi.json", app.proxy)).send().await.unwrap(), StatusCode::OK).await;
-    let schema = answer_schema(&doc, "/v1/files/shared/{shareId}", "get", "200");
-    let mut fields: Vec<&str> = read.as_object().unwrap().keys().map(String::as_str).collect();
-    let mut named: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
-    let mut required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
-    fields.sort();
-    named.sort();
-    required.sort();
-    assert_eq!(fields, named, "the answer's fields are the documented ones");
-    assert_eq!(required, named, "all of them are always there");
+    // The owner's own read too: `ownerSealed` is documented and always there.
+    let own_path = format!("/v1/files/{}", file["id"].as_str().unwrap());
+    let own =
+        expect_json(crate::files::with_secret(&app, Method::GET, &own_path, &team.owner, None).await, StatusCode::OK)
+            .await;
+    assert_eq!(own["ownerSealed"], true);
+    for (path, answer) in [("/v1/files/shared/{shareId}", &read), ("/v1/files/{id}", &own)] {
+        let schema = answer_schema(&doc, path, "get", "200");
+        let mut fields: Vec<&str> = answer.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut named: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        let mut required: Vec<&str> =
+            schema["required"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        fields.sort();
+        named.sort();
+        required.sort();
+        assert_eq!(fields, named, "{path}: the answer's fields are the documented ones");
+        assert_eq!(required, named, "{path}: all of them are always there");
+    }
     assert_eq!(read["shareId"], share_id.as_str());
     assert_eq!(read["fileName"], "notes.txt");
+    let shared_value = &doc["components"]["schemas"]["SharedValue"]["properties"];
+    assert!(shared_value["versionBound"].is_object(), "versionBound is documented: {shared_value}");
+    let entry = &doc["components"]["schemas"]["ProxyFileEntry"]["properties"];
+    assert!(entry["ownerSealed"].is_object(), "ownerSealed is documented on the listing: {entry}");
 }
 
 #[tokio::test]

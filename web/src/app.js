@@ -489,7 +489,8 @@ async function onUpload(event) {
       const encryptedName = await c.encryptValue(key, c.fileNameContext(me.orgId, me.id), c.utf8(name));
       const ctx = c.fileContentContext(me.orgId, me.id, encryptedName);
       const ciphertext = await c.encryptValue(key, ctx, new Uint8Array(await file.arrayBuffer()));
-      const wrap = await c.wrapDataKey(keys.publicKeys, me.id, ctx, key);
+      // Owner-sealed at the file's one epoch, as the Rust client seals it: the reader learns the owner made it.
+      const wrap = await c.wrapForOwner(keys, ctx, c.FILE_EPOCH, key);
       const body = JSON.stringify({
         encryptedFileNameB64: c.toB64(encryptedName),
         encryptedAesKeyEccB64: c.toB64(wrap.ecc),

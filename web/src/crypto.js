@@ -174,6 +174,8 @@ export function fileBinding(encryptedName) {
   return sha3(utf8('harden/v1/file-binding'), [0], encryptedName);
 }
 
+/** The key epoch a file's owner-sealed wrap is made for: a file never changes, so it has one, 0. */
+export const FILE_EPOCH = 0;
 export const fileNameContext = (org, owner) => ({ kind: 'file-name', org, owner, name: new Uint8Array(0) });
 export const fileContentContext = (org, owner, encryptedName) => ({ kind: 'file', org, owner, name: fileBinding(encryptedName) });
 export const kvContext = (org, owner, name) => ({ kind: 'kv', org, owner, name: utf8(name) });

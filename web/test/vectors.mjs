@@ -67,6 +67,39 @@ await check('pins open', async () => {
   const pins = await c.openPins(owner, i.owner, h(v.pins.blob));
   return typeof pins === 'object' && Object.keys(pins).length > 0;
 });
+await check('unverified fingerprint', () => c.unverifiedFingerprint(owner.publicKeys) === v.unverifiedFingerprint);
+await check('file name, content and the owner-sealed file wrap are made and open', async () => {
+  const f = v.file;
+  const name = await c.encryptValue(h(f.dataKey), c.fileNameContext(i.org, i.owner), h(f.fileName), h(f.nameNonce));
+  const ctx = c.fileContentContext(i.org, i.owner, name);
+  const content = await c.encryptValue(h(f.dataKey), ctx, h(f.content), h(f.contentNonce));
+  const w = await c.wrapForOwner(owner, ctx, c.FILE_EPOCH, h(f.dataKey), h(f.ownerSealedWrap.eseed), h(f.ownerSealedWrap.nonce));
+  const ecc = h(f.ownerSealedWrap.encryptedAesKeyEcc), kyber = h(f.ownerSealedWrap.encryptedAesKeyKyber);
+  return c.toHex(name) === f.encryptedFileName && c.toHex(c.fileBinding(name)) === f.binding && c.toHex(content) === f.ciphertext &&
+    c.toHex(w.ecc) === f.ownerSealedWrap.encryptedAesKeyEcc && c.toHex(w.kyber) === f.ownerSealedWrap.encryptedAesKeyKyber &&
+    c.FILE_EPOCH === f.epoch && c.ownerSealed(owner, ctx, f.epoch, ecc, kyber) && !c.ownerSealed(owner, ctx, 1, ecc, kyber) &&
+    c.toHex(await c.unwrapDataKey(owner, i.owner, ctx, ecc, kyber)) === f.dataKey &&
+    c.toHex(await c.decryptValue(h(f.dataKey), ctx, h(f.ciphertext))) === f.content;
+});
+await check('share alias opens for the recipient only', async () => {
+  const ctx = c.aliasContext(i.org, i.owner, new TextDecoder().decode(h(v.shareAlias.name)));
+  const alias = await c.openSealed(recipient, i.recipient, ctx, h(v.shareAlias.blob));
+  const other = await c.openSealed(owner, i.owner, ctx, h(v.shareAlias.blob)).then(() => 'opened', () => 'refused');
+  return c.toHex(alias) === v.shareAlias.alias && other === 'refused';
+});
+await check('recovery share opens for the trustee to the masked seeds', async () => {
+  const r = v.recovery;
+  const ctx = (which) => ({ kind: 'recovery-share', org: i.org, owner: i.owner, name: c.utf8(which) });
+  const x = h(r.share.x25519), m = h(r.share.mlKem768);
+  const mx = await c.openSealed(recipient, i.recipient, ctx('x25519'), x.subarray(30));
+  const mm = await c.openSealed(recipient, i.recipient, ctx('ml-kem-768'), m.subarray(30));
+  return x[0] === 1 && c.toHex(x.subarray(1, 30)) === r.maskHeader && c.toHex(mx) === r.maskedX25519Secret && c.toHex(mm) === r.maskedMlKemSeed;
+});
+await check('recovery challenge opens with the owner\'s keys', async () => {
+  const ch = v.recovery.challenge;
+  const ctx = { kind: 'recovery-challenge', org: i.org, owner: i.owner, name: c.uuidBytes(ch.restoreId) };
+  return c.toHex(await c.openSealed(owner, i.owner, ctx, h(ch.blob))) === ch.answer;
+});
 if (failed) {
   console.log(`${failed} failed`);
   process.exit(1);

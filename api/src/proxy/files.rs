@@ -70,6 +70,11 @@ pub struct ProxyFile {
     pub file_name: String,
     pub content_type: String,
     pub size_bytes: u64,
+    /// `true` only when the file's data key was wrapped and owner-sealed by a holder of the
+    /// caller's private keys (an upload with `X-User-Secret`); `false` for a file uploaded with the
+    /// API key alone, written straight to the Backend by anyone else, or stored before files were
+    /// sealed. Such a file still opens: check where it came from before trusting it.
+    pub owner_sealed: bool,
     pub content_b64: String,
 }
 
@@ -155,8 +160,13 @@ pub async fn get_file(
 ) -> Result<Response, ApiError> {
     let caller = unlocked(&state, &headers).await?;
     let file = state.vault.download_file(&caller, id, false, |_, _| ()).await?;
-    let head =
-        json!({ "id": id, "fileName": *file.name, "contentType": file.content_type, "sizeBytes": file.size_bytes });
+    let head = json!({
+        "id": id,
+        "fileName": *file.name,
+        "contentType": file.content_type,
+        "sizeBytes": file.size_bytes,
+        "ownerSealed": file.owner_sealed,
+    });
     Ok(file_response(file, head))
 }
 
