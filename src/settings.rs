@@ -41,6 +41,8 @@ pub struct Settings {
     pub backend_addr: SocketAddr,
     pub proxy_addr: SocketAddr,
     pub nats_url: String,
+    /// JetStream replicas of the stream the relay creates (3 on a 3-node cluster).
+    pub nats_stream_replicas: usize,
     /// The JetStream stream events are published to.
     pub nats_stream: String,
     /// Subjects are `<prefix>.<org_id>.<aggregate>.<event_type>`.
@@ -170,6 +172,7 @@ impl Default for Settings {
             backend_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             proxy_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
             nats_url: "nats://127.0.0.1:4222".to_owned(),
+            nats_stream_replicas: 1,
             nats_stream: harden_nats::STREAM.to_owned(),
             nats_subject_prefix: harden_nats::SUBJECT_PREFIX.to_owned(),
             nats_relay: true,

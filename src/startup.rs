@@ -391,6 +391,7 @@ fn relay(pool: &PgPool, settings: &Settings, wake: tokio::sync::watch::Receiver<
         subject_prefix: settings.nats_subject_prefix.clone(),
         batch_size: 500,
         poll_interval: settings.follower_poll(),
+        replicas: settings.nats_stream_replicas,
     };
     let connect = db::connect_options(&settings.db_config())?;
     Ok(Relay::new(pool.clone(), connect, config, wake))

@@ -80,7 +80,9 @@ pub struct Nats {
 
 impl Nats {
     pub async fn connect(url: &str, stream: &str) -> anyhow::Result<Self> {
-        let client = async_nats::connect(url).await.with_context(|| format!("connect to NATS at {url}"))?;
+        // One URL, or a cluster's nodes separated by commas (as HARDEN_NATS_URL).
+        let servers: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let client = async_nats::connect(servers).await.with_context(|| format!("connect to NATS at {url}"))?;
         Ok(Self { js: jetstream::new(client), stream: stream.to_owned() })
     }
 

@@ -23,6 +23,12 @@ pub mod tail;
 
 /// The subject of an event. Aggregate and event type names are ASCII identifiers by construction
 /// (they come from code, never from users), lower-cased so subjects read uniformly.
+/// The servers of `HARDEN_NATS_URL`: one URL, or the comma-separated URLs of a cluster's nodes
+/// (the client connects to any that answers and moves to another when its node goes).
+pub fn servers(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+}
+
 pub fn subject(org: Option<Uuid>, aggregate_type: &str, event_type: &str) -> String {
     subject_with_prefix(SUBJECT_PREFIX, org, aggregate_type, event_type)
 }
@@ -42,6 +48,15 @@ pub fn msg_id(aggregate_type: &str, aggregate_id: &str, sequence: i64) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_nats_url_names_one_server_or_the_nodes_of_a_cluster() {
+        assert_eq!(servers("nats://127.0.0.1:4222"), ["nats://127.0.0.1:4222"]);
+        assert_eq!(
+            servers("nats://a:4222, nats://b:4222,,nats://c:4222 "),
+            ["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+        );
+    }
 
     #[test]
     fn subjects_put_the_org_first_so_credentials_can_be_scoped_to_it() {

@@ -45,6 +45,10 @@ pub struct RelayConfig {
     pub subject_prefix: String,
     pub batch_size: i64,
     pub poll_interval: Duration,
+    /// Copies JetStream keeps of the stream when the relay creates it (`HARDEN_NATS_STREAM_REPLICAS`):
+    /// 3 on a 3-node cluster, so the stream survives the loss of a node. An existing stream is used
+    /// as it is.
+    pub replicas: usize,
 }
 
 /// What subscribers receive: the event's identity and context, none of its secret contents.
@@ -137,7 +141,7 @@ impl Relay {
         tracing::info!("this instance relays events to NATS");
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
-            .connect(&self.config.nats_url)
+            .connect(crate::servers(&self.config.nats_url))
             .await
             .context("Failed to connect to NATS")?;
         let js = jetstream::new(client);
@@ -177,6 +181,7 @@ impl Relay {
             deny_delete: true,
             deny_purge: true,
             duplicate_window: Duration::from_secs(120),
+            num_replicas: self.config.replicas.max(1),
             ..Default::default()
         };
         js.get_or_create_stream(config)

@@ -21,7 +21,7 @@ pub struct TailOptions {
 }
 
 pub async fn tail(options: TailOptions, out: &mut impl Write) -> anyhow::Result<()> {
-    let client = async_nats::connect(&options.nats_url).await.context("Failed to connect to NATS")?;
+    let client = async_nats::connect(crate::servers(&options.nats_url)).await.context("Failed to connect to NATS")?;
     let js = jetstream::new(client);
     let stream = js.get_stream(&options.stream).await.with_context(|| format!("No stream {}", options.stream))?;
     let filter = match options.org {
