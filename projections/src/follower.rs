@@ -177,11 +177,24 @@ impl Follower {
     /// back and read again by whoever runs next.
     pub async fn run(mut self) {
         let mut backoff = Duration::from_millis(100);
+        // The checkpoint rows are made once, and again after a failure (a database recreated
+        // under a running instance): not on every batch, where they cost a statement per member.
+        let mut registered = false;
         loop {
-            let outcome = match self.register().await {
-                Ok(()) => self.step().await,
-                Err(e) => Err(e),
+            let outcome = if registered {
+                self.step().await
+            } else {
+                match self.register().await {
+                    Ok(()) => {
+                        registered = true;
+                        self.step().await
+                    }
+                    Err(e) => Err(e),
+                }
             };
+            if outcome.is_err() {
+                registered = false;
+            }
             match outcome {
                 Ok(n) if n as i64 >= self.config.batch_size => continue,
                 Ok(_) => {
