@@ -39,7 +39,7 @@ def call(method, path, user, body=None):
         return e.code, None
 
 
-acked, refused, failed = [], [0], [0]
+acked, refused, failed = [], {}, [0]
 lock = threading.Lock()
 deadline = time.monotonic() + seconds
 run = os.getpid()
@@ -63,7 +63,7 @@ def writer(w):
             if 200 <= status < 300:
                 acked.append((w % len(users), name, body["version"], value))
             else:
-                refused[0] += 1
+                refused[status] = refused.get(status, 0) + 1
 
 
 threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
@@ -79,7 +79,8 @@ for u, name, version, value in acked:
         mismatches.append({"key": name, "version": version, "status": status})
 print(json.dumps({
     "acknowledged": len(acked),
-    "refused": refused[0],
+    "refused": sum(refused.values()),
+    "refusedByStatus": refused,
     "failed": failed[0],
     "readBack": len(acked) - len(mismatches),
     "mismatches": mismatches[:10],

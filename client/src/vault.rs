@@ -228,6 +228,21 @@ struct SharedRecord {
     expires_utc: Option<DateTime<Utc>>,
 }
 
+/// How often a write without If-Match that lost a race is tried again.
+const PUT_RETRIES: u32 = 5;
+
+/// Whether the Backend refused a write only because another write of the record landed first: the
+/// version it would become was taken (the answer names the current version), or the record's key
+/// changed or a share was granted meanwhile (the Secret aggregate's own "retry" refusals).
+fn lost_a_race(error: &Error) -> bool {
+    let Error::Upstream(StatusCode::CONFLICT, body) = error else { return false };
+    let Ok(body) = serde_json::from_slice::<serde_json::Value>(body) else { return false };
+    let message = body["error"].as_str().unwrap_or_default();
+    body.get("currentVersion").is_some_and(|v| !v.is_null())
+        || message == harden_domain::secret::SecretError::KeyChanged.to_string()
+        || message.ends_with("has no wrap of the new key; retry")
+}
+
 impl Vault {
     /// The caller, their org and their private keys, unlocked with `secret`. Keys made before
     /// bundles existed get their bundle published now, so others can verify them.
@@ -296,7 +311,33 @@ impl Vault {
     /// Encrypts `value` and stores it as the record's next version, bound to that version (see the
     /// module doc for when the key is kept). `if_match` is passed on as the Backend's check-and-set.
     /// Answers the Backend's answer (201 for a new record or life, 200 for a new version).
+    ///
+    /// Without `if_match` the caller asked for no check-and-set, so a write that lost a race with
+    /// another write of the record (the version it would become was taken, or the key changed) is
+    /// read again and retried, a few times, as the next version: the last writer wins, as a PUT
+    /// without If-Match promises. With `if_match` the 409 is the answer.
     pub async fn put_value(
+        &self,
+        writer: &Writer<'_>,
+        name: &KeyName,
+        value: &[u8],
+        if_match: Option<u64>,
+    ) -> Result<Answer, Error> {
+        let mut attempt = 0u32;
+        loop {
+            match self.put_value_once(writer, name, value, if_match).await {
+                Err(e) if if_match.is_none() && attempt < PUT_RETRIES && lost_a_race(&e) => {
+                    attempt += 1;
+                    let base = 2u64 << attempt;
+                    tokio::time::sleep(std::time::Duration::from_millis(base + rand::random::<u64>() % (base * 2)))
+                        .await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn put_value_once(
         &self,
         writer: &Writer<'_>,
         name: &KeyName,

@@ -528,3 +528,32 @@ async fn many_requests_of_one_user_on_a_cold_unlock_cache_are_not_throttled() {
     .await;
     assert!(writes.iter().all(|s| *s == StatusCode::CREATED), "the right secret is never refused: {writes:?}");
 }
+
+#[tokio::test]
+async fn concurrent_writes_without_if_match_all_land_and_a_stale_if_match_is_refused() {
+    let app = spawn_app().await;
+    let fx = with_keys(&app).await;
+    expect_json(put(&app, &fx.member_key, SECRET, "hot", b"v0").await, StatusCode::CREATED).await;
+    // Eight writers of one record at once, none asking for a check-and-set: each write that finds
+    // its version taken is read again and written as a later one, so all land.
+    let writes = (1..=8).map(|i| {
+        let (app, key) = (&app, &fx.member_key);
+        async move { put(app, key, SECRET, "hot", format!("v{i}").as_bytes()).await.status() }
+    });
+    let statuses = futures::future::join_all(writes).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    let current = expect_json(get(&app, &fx.member_key, SECRET, "/v1/kv/hot").await, StatusCode::OK).await;
+    assert_eq!(current["version"], 9, "each write is a version of its own");
+    assert!(current["ownerSealed"].as_bool().unwrap());
+    // A write that names the version it expects gets the conflict as its answer.
+    let stale = app
+        .proxy(
+            Method::PUT,
+            "/v1/kv/hot",
+            &[("X-Api-Key", &fx.member_key), ("X-User-Secret", SECRET), ("If-Match", "3")],
+            Some(serde_json::json!({ "valueB64": STANDARD.encode(b"late") })),
+        )
+        .await;
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    assert_eq!(read_value(&app, &fx.member_key, SECRET, "hot").await.len(), 2, "the stale write changed nothing");
+}
