@@ -228,8 +228,9 @@ struct SharedRecord {
     expires_utc: Option<DateTime<Utc>>,
 }
 
-/// How often a write without If-Match that lost a race is tried again.
-const PUT_RETRIES: u32 = 5;
+/// How often a write without If-Match that lost a race is tried again: one of n racing writers can
+/// lose n - 1 times in a row, so this covers a dozen writers of one record at once.
+const PUT_RETRIES: u32 = 12;
 
 /// Whether the Backend refused a write only because another write of the record landed first: the
 /// version it would become was taken (the answer names the current version), or the record's key
@@ -328,7 +329,7 @@ impl Vault {
             match self.put_value_once(writer, name, value, if_match).await {
                 Err(e) if if_match.is_none() && attempt < PUT_RETRIES && lost_a_race(&e) => {
                     attempt += 1;
-                    let base = 2u64 << attempt;
+                    let base = 2u64 << attempt.min(5);
                     tokio::time::sleep(std::time::Duration::from_millis(base + rand::random::<u64>() % (base * 2)))
                         .await;
                 }

@@ -617,6 +617,8 @@ async fn the_vault_decrypts_and_encrypts_in_the_browser_as_the_rust_client_does(
     browser.clear("#bucket").await;
     browser.type_into("#bucket", "no-such-bucket-here").await;
     browser.click("form[action='/ui/storage'] button").await;
+    // The live check answers after a round trip to the S3 server: wait for the page it renders.
+    browser.wait_until("document.querySelector('main').innerText.includes('Not saved:')", "the refused check").await;
     let text = browser.text("main").await;
     assert!(text.contains("Not saved:") && text.contains("the bucket does not exist"), "{text}");
     assert_eq!(browser.script("return document.querySelector('#bucket').value;").await, "no-such-bucket-here");
