@@ -266,15 +266,15 @@ impl Application {
                 settings.argon2_memory_budget_mib,
             )?;
             metrics.watch_unlocks(unlocker.counts());
+            let backend = Backend::new(&backend_url)?;
+            let backend = match local {
+                Some(router) => {
+                    backend.in_process(Arc::new(harden_api::backend::in_process::LocalBackend::new(router)))
+                }
+                None => backend,
+            };
             let state = ProxyState {
-                vault: harden_api::proxy::Vault {
-                    backend: match local {
-                        Some(router) => Backend::new(&backend_url)?
-                            .in_process(Arc::new(harden_api::backend::in_process::LocalBackend::new(router))),
-                        None => Backend::new(&backend_url)?,
-                    },
-                    unlocker: Arc::new(unlocker),
-                },
+                vault: harden_api::proxy::Vault { backend, unlocker: Arc::new(unlocker) },
                 min_secret_chars: settings.min_user_secret_chars,
                 max_body_bytes: settings.max_body_bytes,
                 request_timeout: settings.limits().request_timeout,

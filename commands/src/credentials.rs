@@ -146,14 +146,6 @@ impl AuthCache {
         self.entries().clear();
     }
 
-    pub fn len(&self) -> usize {
-        self.entries().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// [`authenticate`], answered from the cache while an entry's lease runs.
     pub async fn authenticate(
         &self,
@@ -164,11 +156,15 @@ impl AuthCache {
         if lease.is_zero() {
             return authenticate(pool, presented).await;
         }
-        let (key, secret) = match presented {
-            Presented::Key(secret) => (CacheKey::Hash(keys::hash(secret).as_str().to_owned()), secret),
-            Presented::Pair { key, secret } => (CacheKey::Label(key.to_owned()), secret),
+        let (key_hash, key) = match presented {
+            Presented::Key(secret) => {
+                let hash = keys::hash(secret).as_str().to_owned();
+                (hash.clone(), CacheKey::Hash(hash))
+            }
+            Presented::Pair { key, secret } => {
+                (keys::hash(secret).as_str().to_owned(), CacheKey::Label(key.to_owned()))
+            }
         };
-        let key_hash = keys::hash(secret).as_str().to_owned();
         if let Some(cached) = self.entries().get(&key).filter(|c| c.looked_up.elapsed() < lease) {
             let matches = bool::from(key_hash.as_bytes().ct_eq(cached.key_hash.as_bytes()));
             return Ok(matches.then(|| cached.principal.clone()));

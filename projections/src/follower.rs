@@ -108,8 +108,6 @@ struct Isolation {
 pub struct Follower {
     pool: PgPool,
     members: Vec<Member>,
-    /// The members' names in lock order (sorted), which every instance and `harden replay` share.
-    names: Vec<&'static str>,
     config: FollowerConfig,
     wake: watch::Receiver<u64>,
 }
@@ -142,7 +140,7 @@ impl Follower {
         config: FollowerConfig,
         wake: watch::Receiver<u64>,
     ) -> Self {
-        let mut members: Vec<Member> = projectors
+        let members = projectors
             .into_iter()
             .map(|projector| Member {
                 projector,
@@ -150,14 +148,11 @@ impl Follower {
                 isolated: Mutex::new(None),
             })
             .collect();
-        members.sort_by_key(|m| m.projector.name());
-        let names = members.iter().map(|m| m.projector.name()).collect();
-        Self { pool, members, names, config, wake }
+        Self { pool, members, config, wake }
     }
 
-    /// The members' names, in lock order.
-    pub fn names(&self) -> &[&'static str] {
-        &self.names
+    fn names(&self) -> Vec<&'static str> {
+        self.members.iter().map(|m| m.projector.name()).collect()
     }
 
     /// The last position each member has seen committed, by name, for read-your-writes waits.
@@ -167,7 +162,7 @@ impl Follower {
 
     /// Creates the checkpoint rows of members that have never run.
     pub async fn register(&self) -> anyhow::Result<()> {
-        for name in &self.names {
+        for name in self.names() {
             register_checkpoint(&self.pool, name).await?;
         }
         Ok(())
@@ -205,7 +200,7 @@ impl Follower {
                     crate::wake::wait(&mut self.wake, poll).await;
                 }
                 Err(e) => {
-                    tracing::warn!(followers = ?self.names, error = format!("{e:#}"), "follower batch failed; retrying");
+                    tracing::warn!(followers = ?self.names(), error = format!("{e:#}"), "follower batch failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -241,7 +236,7 @@ impl Follower {
                 // One member alone cannot be told apart from the database failing: back off.
                 Err(e) if grouped.len() == 1 && alone.is_empty() => return Err(e),
                 Err(e) => {
-                    tracing::warn!(followers = ?self.names, error = format!("{e:#}"), "a read model failed in the group's batch; applying each on its own");
+                    tracing::warn!(followers = ?self.names(), error = format!("{e:#}"), "a read model failed in the group's batch; applying each on its own");
                     alone.extend(grouped);
                 }
             }
@@ -415,26 +410,11 @@ pub async fn read_batch(conn: &mut PgConnection, after: Position, limit: i64) ->
 
 /// A follower's checkpoint (its row is created by `register`).
 pub async fn load_checkpoint(conn: &mut PgConnection, name: &str) -> anyhow::Result<Position> {
-    let (tx_id, global_id): (i64, i64) =
-        sqlx::query_as("SELECT tx_id::text::bigint, global_id FROM follower_checkpoints WHERE name = $1")
-            .bind(name)
-            .fetch_one(conn)
-            .await
-            .with_context(|| format!("Failed to read the checkpoint of {name}"))?;
-    Ok(Position { tx_id, global_id })
+    Ok(load_checkpoints(conn, &[name]).await?[0])
 }
 
 pub async fn save_checkpoint(conn: &mut PgConnection, name: &str, position: Position) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE follower_checkpoints SET tx_id = $2::bigint::text::xid8, global_id = $3, updated_at = now() WHERE name = $1",
-    )
-    .bind(name)
-    .bind(position.tx_id)
-    .bind(position.global_id)
-    .execute(conn)
-    .await
-    .with_context(|| format!("Failed to advance the checkpoint of {name}"))?;
-    Ok(())
+    save_checkpoints(conn, &[name], position).await
 }
 
 /// Creates a follower's checkpoint row if it has never run.

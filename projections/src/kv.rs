@@ -1,5 +1,7 @@
 //! The KV listing: each user's records (live or deleted) and every version's ciphertext.
 
+use std::sync::LazyLock;
+
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -159,17 +161,16 @@ impl Kv {
 
     /// The current version of a live record.
     pub async fn current(&self, owner: UserId, key_name: &str) -> Result<Option<KvValue>, sqlx::Error> {
-        sqlx::query_as(&format!(
-            "SELECT v.key_name, v.version, v.ciphertext, v.wrap_ecc, v.wrap_kyber, v.created_at, v.key_epoch,
+        static QUERY: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT v.key_name, v.version, v.ciphertext, v.wrap_ecc, v.wrap_kyber, v.created_at, v.key_epoch,
                         {} AS rotation_pending
                  FROM kv_records r JOIN kv_versions v USING (owner_id, key_name)
                  WHERE r.owner_id = $1 AND r.key_name = $2 AND r.live AND v.version = r.version",
-            crate::shares::ROTATION_PENDING
-        ))
-        .bind(owner.as_uuid())
-        .bind(key_name)
-        .fetch_optional(&self.pool)
-        .await
+                crate::shares::ROTATION_PENDING
+            )
+        });
+        sqlx::query_as(&QUERY).bind(owner.as_uuid()).bind(key_name).fetch_optional(&self.pool).await
     }
 
     /// A version of the record's current life (versions of deleted lives are history only).

@@ -4,6 +4,8 @@
 //! Holds ids, the alias encrypted to the recipient, expiry and state; never a wrap or a value.
 //! Shares of KV records are in `kv_shares`, shares of files in `file_shares`.
 
+use std::sync::LazyLock;
+
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -177,7 +179,8 @@ pub struct Shares {
 
 /// Whether a share of record `$2` of owner `$1` ended (revoked or expired) while holding the
 /// record's current key: the owner's next write must then rotate to a fresh key. A boolean SQL
-/// expression over the parameters `$1` (owner) and `$2` (key name).
+/// expression over the parameters `$1` (owner) and `$2` (key name), for queries built once (below
+/// and in [`crate::kv`]).
 pub(crate) const ROTATION_PENDING: &str = "EXISTS (
      SELECT 1 FROM kv_shares s JOIN kv_records r ON r.owner_id = s.owner_id AND r.key_name = s.key_name
      WHERE s.owner_id = $1 AND s.key_name = $2 AND r.live AND r.life = s.life
@@ -224,11 +227,8 @@ impl Shares {
     /// current life that ended (revoked, removed or expired) while the current key epoch was wrapped
     /// for it. The owner's Proxy then rotates the key on its next write.
     pub async fn rotation_pending(&self, owner: UserId, key_name: &str) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar(&format!("SELECT {ROTATION_PENDING}"))
-            .bind(owner.as_uuid())
-            .bind(key_name)
-            .fetch_one(&self.pool)
-            .await
+        static QUERY: LazyLock<String> = LazyLock::new(|| format!("SELECT {ROTATION_PENDING}"));
+        sqlx::query_scalar(&QUERY).bind(owner.as_uuid()).bind(key_name).fetch_one(&self.pool).await
     }
 }
 
